@@ -1,0 +1,134 @@
+#include "codegen/KernelSpec.h"
+
+#include <sstream>
+
+namespace slak::codegen {
+
+const char *elementTypeName(ElementType type) {
+  switch (type) {
+  case ElementType::F32:
+    return "f32";
+  case ElementType::F16:
+    return "f16";
+  case ElementType::BF16:
+    return "bf16";
+  }
+  return "?";
+}
+
+int elementTypeBytes(ElementType type) { return type == ElementType::F32 ? 4 : 2; }
+
+std::string Schedule::validate() const {
+  std::ostringstream err;
+  auto positive = [&](const char *name, int value) {
+    if (value <= 0 && err.tellp() == 0)
+      err << "schedule " << name << " is " << value << ", expected a positive value";
+  };
+  positive("tileH", tileH);
+  positive("tileW", tileW);
+  positive("blockH", blockH);
+  positive("blockW", blockW);
+  positive("weightSplit", weightSplit);
+  positive("weightThreads", weightThreads);
+  positive("weightTileH", weightTileH);
+  positive("weightTileW", weightTileW);
+  if (err.tellp() != 0)
+    return err.str();
+  if (tileH % blockH != 0)
+    return "schedule tileH " + std::to_string(tileH) + " is not a multiple of blockH " +
+           std::to_string(blockH);
+  if (tileW % blockW != 0)
+    return "schedule tileW " + std::to_string(tileW) + " is not a multiple of blockW " +
+           std::to_string(blockW);
+  if (threadsPerBlock() > 1024)
+    return "schedule uses " + std::to_string(threadsPerBlock()) +
+           " threads per block (blockH * blockW), at most 1024 are allowed";
+  if (weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
+    return "schedule weightThreads is " + std::to_string(weightThreads) +
+           ", expected a power of two <= 1024";
+  return {};
+}
+
+std::string Schedule::str() const {
+  std::ostringstream os;
+  os << "tile=" << tileH << "x" << tileW << " block=" << blockH << "x" << blockW
+     << " stageInput=" << stageInput << " stageTaps=" << stageTaps << " weightSplit=" << weightSplit
+     << " weightThreads=" << weightThreads << " weightTile=" << weightTileH << "x" << weightTileW;
+  return os.str();
+}
+
+int64_t KernelSpec::outHeight(int64_t inH) const {
+  const Branch &b = branches.front();
+  return inH + 2 * b.padH - b.kernelH + 1;
+}
+
+int64_t KernelSpec::outWidth(int64_t inW) const {
+  const Branch &b = branches.front();
+  return inW + 2 * b.padW - b.kernelW + 1;
+}
+
+bool KernelSpec::anySparse() const {
+  for (const Branch &b : branches)
+    if (!b.dense)
+      return true;
+  return false;
+}
+
+std::string KernelSpec::validate() const {
+  std::ostringstream err;
+  if (channels <= 0)
+    return "channels is " + std::to_string(channels) + ", expected a positive count";
+  if (branches.empty())
+    return "a layer needs at least one branch, found none";
+  if (perBranchOutputs && hasBias)
+    return "a bias with per-branch outputs is ambiguous: fold it into the per-branch BatchNorm "
+           "or use a summed output";
+  for (size_t i = 0; i < branches.size(); ++i) {
+    const Branch &b = branches[i];
+    if (b.kernelH <= 0 || b.kernelW <= 0 || b.kernelH % 2 == 0 || b.kernelW % 2 == 0) {
+      err << "branch " << i << " has kernel " << b.kernelH << "x" << b.kernelW
+          << ", expected odd positive sizes";
+      return err.str();
+    }
+    if (b.kernelH >= 65536 || b.kernelW >= 65536) {
+      err << "branch " << i << " kernel " << b.kernelH << "x" << b.kernelW
+          << " is too large for the tap encoding (< 65536)";
+      return err.str();
+    }
+    if (b.padH < 0 || b.padW < 0 || b.padH >= b.kernelH || b.padW >= b.kernelW) {
+      err << "branch " << i << " has padding " << b.padH << "x" << b.padW << " for kernel "
+          << b.kernelH << "x" << b.kernelW << ", expected 0 <= pad < kernel";
+      return err.str();
+    }
+    const Branch &f = branches.front();
+    if (2 * b.padH - b.kernelH != 2 * f.padH - f.kernelH ||
+        2 * b.padW - b.kernelW != 2 * f.padW - f.kernelW) {
+      err << "branch " << i << " (kernel " << b.kernelH << "x" << b.kernelW << ", padding "
+          << b.padH << "x" << b.padW << ") gives a different output size than branch 0";
+      return err.str();
+    }
+  }
+  if (height != -1 && height <= 0)
+    return "height is " + std::to_string(height) + ", expected positive or -1 (dynamic)";
+  if (width != -1 && width <= 0)
+    return "width is " + std::to_string(width) + ", expected positive or -1 (dynamic)";
+  if (height > 0 && outHeight(height) <= 0)
+    return "output height would be " + std::to_string(outHeight(height));
+  if (width > 0 && outWidth(width) <= 0)
+    return "output width would be " + std::to_string(outWidth(width));
+  return schedule.validate();
+}
+
+std::string KernelSpec::signature() const {
+  std::ostringstream os;
+  os << "lk_conv.v1 C=" << channels << " H=" << height << " W=" << width
+     << " T=" << elementTypeName(elementType) << " out=" << (perBranchOutputs ? "branches" : "sum")
+     << " bias=" << hasBias << " dwdense=" << denseWeightGrad;
+  for (const Branch &b : branches)
+    os << " b=" << b.kernelH << "x" << b.kernelW << "p" << b.padH << "x" << b.padW
+       << (b.dense ? "d" : "s");
+  os << " " << schedule.str();
+  return os.str();
+}
+
+} // namespace slak::codegen

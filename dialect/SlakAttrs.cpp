@@ -1,0 +1,290 @@
+// Parsing, printing and verification of the slak attributes. They all use
+// the form `#slak.name<key = value, ...>` with keys in any order.
+#include "dialect/SlakAttrs.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+
+#include "llvm/ADT/APFloat.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+using namespace mlir;
+using namespace mlir::slak;
+
+#define GET_ATTRDEF_CLASSES
+#include "dialect/SlakAttrs.cpp.inc"
+
+void SlakDialect::registerAttributes() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "dialect/SlakAttrs.cpp.inc"
+      >();
+}
+
+namespace {
+
+/// Parses `<key = value, ...>`: each key once, all of `required` present.
+/// `parseValue` parses the value of one key and fails on an unknown key.
+ParseResult parseKeyValues(AsmParser &parser, StringRef attrName, ArrayRef<StringRef> required,
+                           function_ref<ParseResult(StringRef key, SMLoc loc)> parseValue) {
+  llvm::StringSet<> seen;
+  if (parser.parseLess())
+    return failure();
+  if (failed(parser.parseOptionalGreater())) {
+    do {
+      SMLoc loc = parser.getCurrentLocation();
+      StringRef key;
+      if (parser.parseKeyword(&key) || parser.parseEqual())
+        return failure();
+      if (!seen.insert(key).second)
+        return parser.emitError(loc) << "key '" << key << "' appears twice in " << attrName;
+      if (parseValue(key, loc))
+        return failure();
+    } while (succeeded(parser.parseOptionalComma()));
+    if (parser.parseGreater())
+      return failure();
+  }
+  for (StringRef key : required)
+    if (!seen.contains(key))
+      return parser.emitError(parser.getCurrentLocation())
+             << attrName << " is missing the key '" << key << "'";
+  return success();
+}
+
+ParseResult unknownKey(AsmParser &parser, SMLoc loc, StringRef attrName, StringRef key,
+                       ArrayRef<StringRef> known) {
+  auto diag = parser.emitError(loc)
+              << "unknown key '" << key << "' in " << attrName << "; expected one of: ";
+  llvm::interleaveComma(known, diag);
+  return failure();
+}
+
+/// `[a, b, ...]` with exactly values.size() integers.
+ParseResult parseIntList(AsmParser &parser, StringRef key, MutableArrayRef<int64_t> values) {
+  SMLoc loc = parser.getCurrentLocation();
+  SmallVector<int64_t> parsed;
+  if (parser.parseCommaSeparatedList(AsmParser::Delimiter::Square,
+                                     [&]() { return parser.parseInteger(parsed.emplace_back()); }))
+    return failure();
+  if (parsed.size() != values.size())
+    return parser.emitError(loc) << "'" << key << "' takes " << values.size() << " integers, found "
+                                 << parsed.size();
+  llvm::copy(parsed, values.begin());
+  return success();
+}
+
+ParseResult parseBool(AsmParser &parser, bool &value) {
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef word;
+  if (parser.parseKeyword(&word))
+    return failure();
+  if (word != "true" && word != "false")
+    return parser.emitError(loc) << "expected true or false, found '" << word << "'";
+  value = word == "true";
+  return success();
+}
+
+/// Shortest text that reads back as the same double, always with a '.' or
+/// an exponent so that MLIR's parser takes it as a float.
+std::string doubleText(double value) {
+  char text[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(text, sizeof(text), "%.*g", precision, value);
+    if (std::strtod(text, nullptr) == value)
+      break;
+  }
+  std::string result(text);
+  if (result.find_first_of(".eEn") == std::string::npos)
+    result += ".0";
+  return result;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// #slak.branch_taps
+//===----------------------------------------------------------------------===//
+
+Attribute BranchTapsAttr::parse(AsmParser &parser, Type) {
+  static constexpr StringLiteral kName = "#slak.branch_taps";
+  const SmallVector<StringRef> keys = {"kernel", "nnz", "mean", "density", "window", "form"};
+  int64_t kernel[2] = {0, 0}, nnz[2] = {0, 0}, window[4] = {0, 0, 0, 0};
+  double mean = 0, density = 0;
+  bool table = false;
+  if (parseKeyValues(parser, kName, keys, [&](StringRef key, SMLoc loc) -> ParseResult {
+        if (key == "kernel")
+          return parseIntList(parser, key, kernel);
+        if (key == "nnz")
+          return parseIntList(parser, key, nnz);
+        if (key == "window")
+          return parseIntList(parser, key, window);
+        if (key == "mean")
+          return parser.parseFloat(mean);
+        if (key == "density")
+          return parser.parseFloat(density);
+        if (key == "form") {
+          StringRef form;
+          if (parser.parseKeyword(&form))
+            return failure();
+          if (form != "dense" && form != "table")
+            return parser.emitError(loc) << "form is '" << form << "', expected dense or table";
+          table = form == "table";
+          return success();
+        }
+        return unknownKey(parser, loc, kName, key, keys);
+      }))
+    return {};
+  return parser.getChecked<BranchTapsAttr>(parser.getContext(), kernel[0], kernel[1], nnz[0],
+                                           nnz[1], APFloat(mean), APFloat(density), window[0],
+                                           window[1], window[2], window[3], table);
+}
+
+void BranchTapsAttr::print(AsmPrinter &printer) const {
+  printer << "<kernel = [" << getKernelH() << ", " << getKernelW() << "], nnz = [" << getNnzMin()
+          << ", " << getNnzMax() << "], mean = ";
+  printer << doubleText(getNnzMean().convertToDouble());
+  printer << ", density = ";
+  printer << doubleText(getDensity().convertToDouble());
+  printer << ", window = [" << getRowBegin() << ", " << getRowEnd() << ", " << getColBegin() << ", "
+          << getColEnd() << "], form = " << (getTableForm() ? "table" : "dense") << ">";
+}
+
+LogicalResult BranchTapsAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t kernelH,
+                                     int64_t kernelW, int64_t nnzMin, int64_t nnzMax,
+                                     APFloat nnzMeanValue, APFloat densityValue, int64_t rowBegin,
+                                     int64_t rowEnd, int64_t colBegin, int64_t colEnd, bool) {
+  const double nnzMean = nnzMeanValue.convertToDouble();
+  const double density = densityValue.convertToDouble();
+  if (kernelH <= 0 || kernelW <= 0 || kernelH % 2 == 0 || kernelW % 2 == 0)
+    return emitError() << "#slak.branch_taps kernel is " << kernelH << "x" << kernelW
+                       << ", expected odd positive sizes";
+  const int64_t window = kernelH * kernelW;
+  if (nnzMin < 0 || nnzMin > nnzMax || nnzMax > window)
+    return emitError() << "#slak.branch_taps nnz is [" << nnzMin << ", " << nnzMax
+                       << "], expected 0 <= min <= max <= " << window << " (KH*KW)";
+  if (nnzMean < static_cast<double>(nnzMin) || nnzMean > static_cast<double>(nnzMax))
+    return emitError() << "#slak.branch_taps mean is " << doubleText(nnzMean)
+                       << ", expected a value in [" << nnzMin << ", " << nnzMax << "]";
+  if (!(density >= 0.0 && density <= 1.0))
+    return emitError() << "#slak.branch_taps density is " << doubleText(density)
+                       << ", expected a value in [0, 1]";
+  if (rowBegin < 0 || rowBegin > rowEnd || rowEnd > kernelH || colBegin < 0 || colBegin > colEnd ||
+      colEnd > kernelW)
+    return emitError() << "#slak.branch_taps window is [" << rowBegin << ", " << rowEnd << ", "
+                       << colBegin << ", " << colEnd << "], expected rows within [0, " << kernelH
+                       << "] and columns within [0, " << kernelW << "], begin <= end";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// #slak.taps
+//===----------------------------------------------------------------------===//
+
+Attribute TapsAttr::parse(AsmParser &parser, Type) {
+  static constexpr StringLiteral kName = "#slak.taps";
+  const SmallVector<StringRef> keys = {"branches", "table"};
+  ArrayAttr branches;
+  std::string table;
+  if (parseKeyValues(parser, kName, {"branches"}, [&](StringRef key, SMLoc loc) -> ParseResult {
+        if (key == "branches")
+          return parser.parseAttribute(branches);
+        if (key == "table")
+          return parser.parseString(&table);
+        return unknownKey(parser, loc, kName, key, keys);
+      }))
+    return {};
+  return parser.getChecked<TapsAttr>(parser.getContext(), branches,
+                                     StringAttr::get(parser.getContext(), table));
+}
+
+void TapsAttr::print(AsmPrinter &printer) const {
+  printer << "<branches = " << getBranches();
+  if (getTable() && !getTable().getValue().empty())
+    printer << ", table = \"" << getTable().getValue() << "\"";
+  printer << ">";
+}
+
+LogicalResult TapsAttr::verify(function_ref<InFlightDiagnostic()> emitError, ArrayAttr branches,
+                               StringAttr) {
+  if (!branches)
+    return emitError() << "#slak.taps needs a 'branches' list";
+  for (auto [i, branch] : llvm::enumerate(branches))
+    if (!isa<BranchTapsAttr>(branch))
+      return emitError() << "#slak.taps branch " << i << " is " << branch
+                         << ", expected a #slak.branch_taps";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// #slak.schedule
+//===----------------------------------------------------------------------===//
+
+Attribute ScheduleAttr::parse(AsmParser &parser, Type) {
+  static constexpr StringLiteral kName = "#slak.schedule";
+  const SmallVector<StringRef> keys = {
+      "tile", "block", "stage_input", "stage_taps", "weight_split", "weight_threads", "origin"};
+  int64_t tile[2] = {0, 0}, block[2] = {0, 0}, weightSplit = 8, weightThreads = 256;
+  bool stageInput = true, stageTaps = true;
+  std::string origin = "default";
+  if (parseKeyValues(parser, kName, {"tile", "block"},
+                     [&](StringRef key, SMLoc loc) -> ParseResult {
+                       if (key == "tile")
+                         return parseIntList(parser, key, tile);
+                       if (key == "block")
+                         return parseIntList(parser, key, block);
+                       if (key == "stage_input")
+                         return parseBool(parser, stageInput);
+                       if (key == "stage_taps")
+                         return parseBool(parser, stageTaps);
+                       if (key == "weight_split")
+                         return parser.parseInteger(weightSplit);
+                       if (key == "weight_threads")
+                         return parser.parseInteger(weightThreads);
+                       if (key == "origin")
+                         return parser.parseString(&origin);
+                       return unknownKey(parser, loc, kName, key, keys);
+                     }))
+    return {};
+  return parser.getChecked<ScheduleAttr>(parser.getContext(), tile[0], tile[1], block[0], block[1],
+                                         stageInput, stageTaps, weightSplit, weightThreads,
+                                         StringAttr::get(parser.getContext(), origin));
+}
+
+void ScheduleAttr::print(AsmPrinter &printer) const {
+  printer << "<tile = [" << getTileH() << ", " << getTileW() << "], block = [" << getBlockH()
+          << ", " << getBlockW() << "], stage_input = " << (getStageInput() ? "true" : "false")
+          << ", stage_taps = " << (getStageTaps() ? "true" : "false")
+          << ", weight_split = " << getWeightSplit() << ", weight_threads = " << getWeightThreads()
+          << ", origin = \"" << getOrigin().getValue() << "\">";
+}
+
+LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t tileH,
+                                   int64_t tileW, int64_t blockH, int64_t blockW, bool, bool,
+                                   int64_t weightSplit, int64_t weightThreads, StringAttr origin) {
+  if (tileH <= 0 || tileW <= 0 || blockH <= 0 || blockW <= 0)
+    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW << "] and block ["
+                       << blockH << ", " << blockW << "] must be positive";
+  if (tileH % blockH != 0 || tileW % blockW != 0)
+    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW
+                       << "] is not a multiple of block [" << blockH << ", " << blockW
+                       << "]; each thread computes tile/block outputs";
+  if (blockH * blockW > 1024)
+    return emitError() << "#slak.schedule block [" << blockH << ", " << blockW << "] has "
+                       << blockH * blockW << " threads, at most 1024 are allowed";
+  if (weightSplit <= 0)
+    return emitError() << "#slak.schedule weight_split is " << weightSplit
+                       << ", expected a positive value";
+  if (weightThreads <= 0 || weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
+    return emitError() << "#slak.schedule weight_threads is " << weightThreads
+                       << ", expected a power of two <= 1024";
+  StringRef o = origin ? origin.getValue() : "";
+  if (o != "default" && o != "model" && o != "measured")
+    return emitError() << "#slak.schedule origin is \"" << o
+                       << "\", expected \"default\", \"model\" or \"measured\"";
+  return success();
+}

@@ -1,0 +1,81 @@
+//===- SlakAttrs.td - slak attributes ----------------------*- tablegen -*-===//
+#ifndef SLAK_ATTRS_TD
+#define SLAK_ATTRS_TD
+
+include "dialect/SlakDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+
+class Slak_Attr<string name, string attrMnemonic, list<Trait> traits = []>
+    : AttrDef<Slak_Dialect, name, traits> {
+  let mnemonic = attrMnemonic;
+}
+
+def Slak_BranchTapsAttr : Slak_Attr<"BranchTaps", "branch_taps"> {
+  let summary = "Live-tap statistics of one branch of an lk_conv";
+  let description = [{
+    `kernel`: the branch window (KH x KW). `nnz`: live taps per channel
+    (min, max) and `mean`; `density`: live / (C * KH * KW). `window`: the
+    smallest [row_begin, row_end) x [col_begin, col_end) holding every live
+    tap (all-zero borders trimmed). `form`: `dense` (the kernel loops over the
+    window) or `table` (the kernel walks the channel's tap table).
+
+    ```mlir
+    #slak.branch_taps<kernel = [51, 5], nnz = [120, 170], mean = 153.0,
+                      density = 0.6, window = [0, 51, 0, 5], form = table>
+    ```
+  }];
+  let parameters = (ins
+    "int64_t":$kernelH, "int64_t":$kernelW,
+    "int64_t":$nnzMin, "int64_t":$nnzMax,
+    APFloatParameter<"live taps per channel, mean">:$nnzMean,
+    APFloatParameter<"live / (C * KH * KW)">:$density,
+    "int64_t":$rowBegin, "int64_t":$rowEnd,
+    "int64_t":$colBegin, "int64_t":$colEnd,
+    "bool":$tableForm);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+}
+
+def Slak_TapsAttr : Slak_Attr<"Taps", "taps"> {
+  let summary = "Per-branch tap statistics and the tap table of an lk_conv";
+  let description = [{
+    Attached by `--slak-specialize-sparsity`. `branches` holds one
+    `#slak.branch_taps` per branch, in operand order; `table` names the tap
+    table (a `dense_resource` blob or a kernel-package file), empty when the
+    runtime builds it from live masks (`runtime` sparsity).
+
+    ```mlir
+    #slak.taps<branches = [#slak.branch_taps<...>, ...], table = "layer0.taps">
+    ```
+  }];
+  let parameters = (ins "::mlir::ArrayAttr":$branches, "::mlir::StringAttr":$table);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+}
+
+def Slak_ScheduleAttr : Slak_Attr<"Schedule", "schedule"> {
+  let summary = "Tile schedule of an lk_conv's kernels";
+  let description = [{
+    Mirrors `codegen::Schedule`: the output tile of one block (`tile`), its
+    threads (`block`, each thread computing tile/block outputs in registers),
+    whether the input tile and the taps are staged in shared memory, and the
+    split of the backward-weight reduction. `origin` says where it came from:
+    `default`, `model` (a cost model's pick for a named device) or `measured`.
+
+    ```mlir
+    #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = true,
+                   stage_taps = true, weight_split = 8, weight_threads = 256,
+                   origin = "default">
+    ```
+  }];
+  let parameters = (ins
+    "int64_t":$tileH, "int64_t":$tileW,
+    "int64_t":$blockH, "int64_t":$blockW,
+    "bool":$stageInput, "bool":$stageTaps,
+    "int64_t":$weightSplit, "int64_t":$weightThreads,
+    "::mlir::StringAttr":$origin);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+}
+
+#endif // SLAK_ATTRS_TD
