@@ -187,36 +187,59 @@ LogicalResult BranchTapsAttr::verify(function_ref<InFlightDiagnostic()> emitErro
 
 Attribute TapsAttr::parse(AsmParser &parser, Type) {
   static constexpr StringLiteral kName = "#slak.taps";
-  const SmallVector<StringRef> keys = {"branches", "table"};
+  const SmallVector<StringRef> keys = {"branches", "table", "channel_order"};
   ArrayAttr branches;
   std::string table;
+  SmallVector<int32_t> order;
   if (parseKeyValues(parser, kName, {"branches"}, [&](StringRef key, SMLoc loc) -> ParseResult {
         if (key == "branches")
           return parser.parseAttribute(branches);
         if (key == "table")
           return parser.parseString(&table);
+        if (key == "channel_order")
+          return parser.parseCommaSeparatedList(AsmParser::Delimiter::Square, [&]() {
+            return parser.parseInteger(order.emplace_back());
+          });
         return unknownKey(parser, loc, kName, key, keys);
       }))
     return {};
-  return parser.getChecked<TapsAttr>(parser.getContext(), branches,
-                                     StringAttr::get(parser.getContext(), table));
+  MLIRContext *context = parser.getContext();
+  return parser.getChecked<TapsAttr>(context, branches, StringAttr::get(context, table),
+                                     order.empty() ? DenseI32ArrayAttr()
+                                                   : DenseI32ArrayAttr::get(context, order));
 }
 
 void TapsAttr::print(AsmPrinter &printer) const {
   printer << "<branches = " << getBranches();
   if (getTable() && !getTable().getValue().empty())
     printer << ", table = \"" << getTable().getValue() << "\"";
+  if (getChannelOrder()) {
+    printer << ", channel_order = [";
+    llvm::interleaveComma(getChannelOrder().asArrayRef(), printer);
+    printer << "]";
+  }
   printer << ">";
 }
 
 LogicalResult TapsAttr::verify(function_ref<InFlightDiagnostic()> emitError, ArrayAttr branches,
-                               StringAttr) {
+                               StringAttr, DenseI32ArrayAttr channelOrder) {
   if (!branches)
     return emitError() << "#slak.taps needs a 'branches' list";
   for (auto [i, branch] : llvm::enumerate(branches))
     if (!isa<BranchTapsAttr>(branch))
       return emitError() << "#slak.taps branch " << i << " is " << branch
                          << ", expected a #slak.branch_taps";
+  if (channelOrder) {
+    // A permutation of 0..C-1.
+    ArrayRef<int32_t> order = channelOrder.asArrayRef();
+    std::vector<bool> seen(order.size(), false);
+    for (int32_t c : order) {
+      if (c < 0 || static_cast<size_t>(c) >= order.size() || seen[c])
+        return emitError() << "#slak.taps channel_order is not a permutation of 0.."
+                           << order.size() - 1 << " (entry " << c << ")";
+      seen[c] = true;
+    }
+  }
   return success();
 }
 

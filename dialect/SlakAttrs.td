@@ -41,14 +41,18 @@ def Slak_TapsAttr : Slak_Attr<"Taps", "taps"> {
   let description = [{
     Attached by `--slak-specialize-sparsity`. `branches` holds one
     `#slak.branch_taps` per branch, in operand order; `table` names the tap
-    table (a `dense_resource` blob or a kernel-package file), empty when the
-    runtime builds it from live masks (`runtime` sparsity).
+    table (the op's `tap_table` blob, or a kernel-package file); empty when the
+    runtime builds it from live masks. `channel_order` (optional) lists the
+    channels in launch order: channels with similar live-tap counts together,
+    heaviest first, so that blocks of a wave do similar work.
 
     ```mlir
-    #slak.taps<branches = [#slak.branch_taps<...>, ...], table = "layer0.taps">
+    #slak.taps<branches = [#slak.branch_taps<...>, ...], table = "layer0.taps",
+               channel_order = [3, 0, 2, 1]>
     ```
   }];
-  let parameters = (ins "::mlir::ArrayAttr":$branches, "::mlir::StringAttr":$table);
+  let parameters = (ins "::mlir::ArrayAttr":$branches, "::mlir::StringAttr":$table,
+                        "::mlir::DenseI32ArrayAttr":$channelOrder);
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
 }

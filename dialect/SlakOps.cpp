@@ -2,6 +2,8 @@
 // the value found and the value expected.
 #include "dialect/SlakOps.h"
 
+#include "dialect/ConstantData.h"
+
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -67,6 +69,18 @@ LogicalResult verifyWeight(Operation *op, StringRef name, RankedTensorType weigh
   if (weight.getElementType() != input.getElementType())
     return op->emitOpError() << name << " element type " << weight.getElementType()
                              << " does not match input element type " << input.getElementType();
+  return success();
+}
+
+/// A sparsity mask: the weight's shape with i1 elements.
+LogicalResult verifyMask(Operation *op, StringRef name, RankedTensorType mask,
+                         RankedTensorType weight) {
+  if (mask.getShape() != weight.getShape())
+    return op->emitOpError() << name << " has shape " << shapeText(mask.getShape()) << ", expected "
+                             << shapeText(weight.getShape()) << " (the weight's shape)";
+  if (!mask.getElementType().isInteger(1))
+    return op->emitOpError() << name << " has element type " << mask.getElementType()
+                             << ", expected i1";
   return success();
 }
 
@@ -154,6 +168,8 @@ LogicalResult DwConv2dOp::verify() {
   auto weight = getWeight().getType();
   if (failed(verifyInput(op, input)) || failed(verifyWeight(op, "weight", weight, input)))
     return failure();
+  if (getMask() && failed(verifyMask(op, "mask", getMask().getType(), weight)))
+    return failure();
   if (getBias() && failed(verifyChannelVector(op, "bias", getBias().getType(), input)))
     return failure();
   if (auto padding = getPadding(); padding && padding->size() != 2)
@@ -223,16 +239,10 @@ LogicalResult LkConvOp::verify() {
     auto weight = cast<RankedTensorType>(getWeights()[b].getType());
     if (failed(verifyWeight(op, name, weight, input)))
       return failure();
-    if (!getMasks().empty()) {
-      auto mask = cast<RankedTensorType>(getMasks()[b].getType());
-      if (mask.getShape() != weight.getShape())
-        return emitOpError() << "mask for branch " << b << " has shape "
-                             << shapeText(mask.getShape()) << ", expected "
-                             << shapeText(weight.getShape()) << " (the weight's shape)";
-      if (!mask.getElementType().isInteger(1))
-        return emitOpError() << "mask for branch " << b << " has element type "
-                             << mask.getElementType() << ", expected i1";
-    }
+    if (!getMasks().empty() &&
+        failed(verifyMask(op, "mask for branch " + std::to_string(b),
+                          cast<RankedTensorType>(getMasks()[b].getType()), weight)))
+      return failure();
     const int64_t kh = getKernelH(b), kw = getKernelW(b), ph = getPadH(b), pw = getPadW(b);
     if (failed(verifyPadding(op, "padding of branch " + std::to_string(b), ph, pw, kh, kw)))
       return failure();
@@ -275,7 +285,12 @@ LogicalResult LkConvOp::verify() {
                              << "x" << branch.getKernelW() << ", expected " << getKernelH(b) << "x"
                              << getKernelW(b) << " (the weight's window)";
     }
+    if (auto order = taps.getChannelOrder(); order && order.size() != input.getDimSize(1))
+      return emitOpError() << "#slak.taps channel_order has " << order.size()
+                           << " entries, expected " << input.getDimSize(1) << " (the channels)";
   }
+  if (failed(verifyTapTable()))
+    return failure();
   if (auto schedule = getScheduleAttr(); schedule && schedule.getStageInput()) {
     // The staged input tile covers the output tile plus the halo of the
     // largest window; no GPU gives a block more than 227 KiB of shared memory.
@@ -292,6 +307,43 @@ LogicalResult LkConvOp::verify() {
                            << " bytes of shared memory for the tile and its halo, more than "
                            << kMaxSharedBytes << "; use a smaller tile or stage_input = false";
   }
+  return success();
+}
+
+LogicalResult LkConvOp::verifyTapTable() {
+  ElementsAttr table = getTapTableAttr();
+  if (!table)
+    return success();
+  const int64_t channels = getInput().getType().getDimSize(1);
+  const int64_t heads = getNumBranches() * channels + 1;
+  auto type = dyn_cast<RankedTensorType>(table.getType());
+  if (!type || type.getRank() != 1 || !type.getElementType().isInteger(32))
+    return emitOpError() << "tap_table must be a 1-D i32 tensor, found " << table.getType();
+  if (type.getDimSize(0) < heads)
+    return emitOpError() << "tap_table has " << type.getDimSize(0) << " entries, expected at least "
+                         << heads << " (B*C+1 offsets)";
+  std::optional<std::vector<int32_t>> values = readInt32s(table);
+  if (!values)
+    return success(); // an elided or external blob: checked where it is loaded
+  const int64_t numTaps = type.getDimSize(0) - heads;
+  if ((*values)[0] != 0 || (*values)[heads - 1] != numTaps)
+    return emitOpError() << "tap_table offsets run from " << (*values)[0] << " to "
+                         << (*values)[heads - 1] << ", expected 0 to " << numTaps
+                         << " (the number of taps)";
+  for (int64_t b = 0; b < getNumBranches(); ++b)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t begin = (*values)[b * channels + c], end = (*values)[b * channels + c + 1];
+      if (end < begin)
+        return emitOpError() << "tap_table offsets decrease at branch " << b << " channel " << c;
+      for (int64_t k = begin; k < end; ++k) {
+        const int32_t tap = (*values)[heads + k];
+        if ((tap >> 16) >= getKernelH(b) || (tap & 0xffff) >= getKernelW(b) || tap < 0)
+          return emitOpError() << "tap_table entry " << k << " of branch " << b << " channel " << c
+                               << " is (" << (tap >> 16) << ", " << (tap & 0xffff)
+                               << "), outside the " << getKernelH(b) << "x" << getKernelW(b)
+                               << " window";
+      }
+    }
   return success();
 }
 

@@ -10,33 +10,36 @@ include "mlir/IR/CommonAttrConstraints.td"
 // Element types are checked by the verifiers, with messages that say what is wrong.
 def Slak_Tensor : RankedTensorOf<[AnyType]>;
 
-def Slak_DwConv2dOp : Slak_Op<"dwconv2d", [Pure]> {
+def Slak_DwConv2dOp : Slak_Op<"dwconv2d", [Pure, AttrSizedOperandSegments]> {
   let summary = "Depthwise 2-D convolution on NCHW tensors";
   let description = [{
     `y[n,c,i,j] = bias[c] + sum_{u,v} w[c,0,u,v] * x[n,c,i+u-ph,j+v-pw]`,
     reads outside the image are zero. Input `tensor<N x C x H x W x T>` (T =
     f32, f16 or bf16; N, H, W may be dynamic), weight `tensor<C x 1 x KH x KW x T>`
-    with odd KH, KW, optional bias `tensor<C x T>`. `padding` is per axis
+    with odd KH, KW, an optional sparsity mask of the weight's shape with `i1`
+    elements (true = live tap), optional bias `tensor<C x T>`. `padding` is per axis
     `[ph, pw]` and defaults to "same" (`[KH/2, KW/2]`). Only stride and
     dilation 1 are supported.
 
     ```mlir
-    %y = slak.dwconv2d %x, %w bias(%b) {padding = array<i64: 25, 2>}
-        : tensor<1x124x56x56xf32>, tensor<124x1x51x5xf32>, tensor<124xf32>
-        -> tensor<1x124x56x56xf32>
+    %y = slak.dwconv2d %x, %w mask(%m : tensor<124x1x51x5xi1>) bias(%b : tensor<124xf32>)
+        {padding = array<i64: 25, 2>}
+        : tensor<1x124x56x56xf32>, tensor<124x1x51x5xf32> -> tensor<1x124x56x56xf32>
     ```
   }];
   let arguments = (ins
     Slak_Tensor:$input,
     Slak_Tensor:$weight,
+    Optional<Slak_Tensor>:$mask,
     Optional<Slak_Tensor>:$bias,
     OptionalAttr<DenseI64ArrayAttr>:$padding,
     DefaultValuedAttr<DenseI64ArrayAttr, "{1, 1}">:$stride,
     DefaultValuedAttr<DenseI64ArrayAttr, "{1, 1}">:$dilation);
   let results = (outs Slak_Tensor:$output);
   let assemblyFormat = [{
-    $input `,` $weight (`bias` `(` $bias^ `)`)? attr-dict `:` type($input) `,` type($weight)
-    (`,` type($bias)^)? `->` type($output)
+    $input `,` $weight (`mask` `(` $mask^ `:` type($mask) `)`)?
+    (`bias` `(` $bias^ `:` type($bias) `)`)? attr-dict `:` type($input) `,` type($weight)
+    `->` type($output)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -88,9 +91,11 @@ def Slak_LkConvOp : Slak_Op<"lk_conv", [Pure, AttrSizedOperandSegments]> {
     one result per branch (training with a batch norm per branch) and takes
     no bias; otherwise one summed result.
 
-    `taps` (`#slak.taps`) and `schedule` (`#slak.schedule`) are attached by
-    the sparsity and scheduling passes; `runtime_sparse` marks ops whose masks
-    are only known at run time.
+    `taps` (`#slak.taps`), `tap_table` and `schedule` (`#slak.schedule`) are
+    attached by the sparsity and scheduling passes; `runtime_sparse` marks ops
+    whose masks are only known at run time (the runtime builds their tables).
+    `tap_table` is a 1-D i32 tensor (usually a `dense_resource` blob): first
+    the B*C+1 CSR offsets (branch-major), then the taps, each `(u << 16) | v`.
 
     ```mlir
     %y = slak.lk_conv %x weights(%w0, %w1 : tensor<124x1x51x5xf32>, tensor<124x1x5x51xf32>)
@@ -106,6 +111,7 @@ def Slak_LkConvOp : Slak_Op<"lk_conv", [Pure, AttrSizedOperandSegments]> {
     UnitAttr:$per_branch_outputs,
     UnitAttr:$runtime_sparse,
     OptionalAttr<Slak_TapsAttr>:$taps,
+    OptionalAttr<ElementsAttr>:$tap_table,
     OptionalAttr<Slak_ScheduleAttr>:$schedule);
   let results = (outs Variadic<Slak_Tensor>:$outputs);
   let assemblyFormat = [{
@@ -122,6 +128,8 @@ def Slak_LkConvOp : Slak_Op<"lk_conv", [Pure, AttrSizedOperandSegments]> {
     int64_t getPadW(unsigned b);
     int64_t getKernelH(unsigned b);
     int64_t getKernelW(unsigned b);
+    /// Checks the CSR structure of `tap_table` against the op.
+    ::llvm::LogicalResult verifyTapTable();
   }];
 }
 

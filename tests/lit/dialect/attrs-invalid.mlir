@@ -92,3 +92,8 @@ func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], 
 
 // expected-error @+1 {{expected true or false, found 'yes'}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = yes>}
+
+// -----
+
+// expected-error @+1 {{#slak.taps channel_order is not a permutation of 0..2 (entry 0)}}
+func.func @f() attributes {a = #slak.taps<branches = [], channel_order = [0, 2, 0]>}

@@ -58,7 +58,7 @@ func.func @weight_element_type(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x3x3xf16>)
 
 func.func @bias_shape(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x3x3xf32>, %b: tensor<5xf32>) {
   // expected-error @+1 {{bias must have shape 4, found 5}}
-  %y = slak.dwconv2d %x, %w bias(%b) : tensor<1x4x7x7xf32>, tensor<4x1x3x3xf32>, tensor<5xf32> -> tensor<1x4x7x7xf32>
+  %y = slak.dwconv2d %x, %w bias(%b : tensor<5xf32>) : tensor<1x4x7x7xf32>, tensor<4x1x3x3xf32> -> tensor<1x4x7x7xf32>
   return
 }
 
@@ -66,7 +66,7 @@ func.func @bias_shape(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x3x3xf32>, %b: tens
 
 func.func @bias_element_type(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x3x3xf32>, %b: tensor<4xbf16>) {
   // expected-error @+1 {{bias element type 'bf16' does not match input element type 'f32'}}
-  %y = slak.dwconv2d %x, %w bias(%b) : tensor<1x4x7x7xf32>, tensor<4x1x3x3xf32>, tensor<4xbf16> -> tensor<1x4x7x7xf32>
+  %y = slak.dwconv2d %x, %w bias(%b : tensor<4xbf16>) : tensor<1x4x7x7xf32>, tensor<4x1x3x3xf32> -> tensor<1x4x7x7xf32>
   return
 }
 
@@ -297,5 +297,63 @@ func.func @lk_schedule_shared_memory(%x: tensor<1x4x7x7xf32>, %w0: tensor<4x1x51
   %y = slak.lk_conv %x weights(%w0 : tensor<4x1x51x5xf32>)
     {schedule = #slak.schedule<tile = [256, 256], block = [4, 256]>}
     : tensor<1x4x7x7xf32> -> tensor<1x4x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @dwconv_mask_shape(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x5x3xf32>, %m: tensor<4x1x3x5xi1>) {
+  // expected-error @+1 {{mask has shape 4x1x3x5, expected 4x1x5x3 (the weight's shape)}}
+  %y = slak.dwconv2d %x, %w mask(%m : tensor<4x1x3x5xi1>) : tensor<1x4x7x7xf32>, tensor<4x1x5x3xf32> -> tensor<1x4x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_channel_order(%x: tensor<1x3x7x7xf32>, %w0: tensor<3x1x3x3xf32>) {
+  // expected-error @+1 {{#slak.taps channel_order has 2 entries, expected 3 (the channels)}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<3x1x3x3xf32>)
+    {taps = #slak.taps<branches = [#slak.branch_taps<kernel = [3, 3], nnz = [0, 9], mean = 4.5, density = 0.5, window = [0, 3, 0, 3], form = table>], channel_order = [1, 0]>}
+    : tensor<1x3x7x7xf32> -> tensor<1x3x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_tap_table_type(%x: tensor<1x2x7x7xf32>, %w0: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{tap_table must be a 1-D i32 tensor, found 'tensor<3xi64>'}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<2x1x3x3xf32>) {tap_table = dense<0> : tensor<3xi64>} : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_tap_table_short(%x: tensor<1x2x7x7xf32>, %w0: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{tap_table has 2 entries, expected at least 3 (B*C+1 offsets)}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<2x1x3x3xf32>) {tap_table = dense<0> : tensor<2xi32>} : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_tap_table_offsets(%x: tensor<1x2x7x7xf32>, %w0: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{tap_table offsets run from 0 to 1, expected 0 to 2 (the number of taps)}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<2x1x3x3xf32>) {tap_table = dense<[0, 1, 1, 0, 0]> : tensor<5xi32>} : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_tap_table_decreasing(%x: tensor<1x2x7x7xf32>, %w0: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{tap_table offsets decrease at branch 0 channel 0}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<2x1x3x3xf32>) {tap_table = dense<[0, -1, 1, 0]> : tensor<4xi32>} : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
+  return
+}
+
+// -----
+
+func.func @lk_tap_table_window(%x: tensor<1x2x7x7xf32>, %w0: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{tap_table entry 0 of branch 0 channel 0 is (3, 0), outside the 3x3 window}}
+  %y = slak.lk_conv %x weights(%w0 : tensor<2x1x3x3xf32>) {tap_table = dense<[0, 1, 1, 196608]> : tensor<4xi32>} : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
   return
 }

@@ -9,9 +9,9 @@ func.func @dwconv_same(%x: tensor<1x124x56x56xf32>, %w: tensor<124x1x51x5xf32>) 
 }
 
 // CHECK-LABEL: func.func @dwconv_bias_padding_dynamic
-// CHECK: slak.dwconv2d %{{.*}}, %{{.*}} bias(%{{.*}}) {padding = array<i64: 0, 1>} : tensor<?x3x?x9xbf16>, tensor<3x1x3x3xbf16>, tensor<3xbf16> -> tensor<?x3x?x9xbf16>
+// CHECK: slak.dwconv2d %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<3xbf16>) {padding = array<i64: 0, 1>} : tensor<?x3x?x9xbf16>, tensor<3x1x3x3xbf16> -> tensor<?x3x?x9xbf16>
 func.func @dwconv_bias_padding_dynamic(%x: tensor<?x3x?x9xbf16>, %w: tensor<3x1x3x3xbf16>, %b: tensor<3xbf16>) -> tensor<?x3x?x9xbf16> {
-  %y = slak.dwconv2d %x, %w bias(%b) {padding = array<i64: 0, 1>} : tensor<?x3x?x9xbf16>, tensor<3x1x3x3xbf16>, tensor<3xbf16> -> tensor<?x3x?x9xbf16>
+  %y = slak.dwconv2d %x, %w bias(%b : tensor<3xbf16>) {padding = array<i64: 0, 1>} : tensor<?x3x?x9xbf16>, tensor<3x1x3x3xbf16> -> tensor<?x3x?x9xbf16>
   return %y : tensor<?x3x?x9xbf16>
 }
 
@@ -28,6 +28,26 @@ func.func @dwconv_valid(%x: tensor<2x8x10x12xf16>, %w: tensor<8x1x5x3xf16>) -> t
 func.func @batch_norm(%x: tensor<1x4x7x7xf32>, %m: tensor<4xf32>, %v: tensor<4xf32>, %s: tensor<4xf32>, %t: tensor<4xf32>) -> tensor<1x4x7x7xf32> {
   %y = slak.batch_norm %x, %m, %v, %s, %t {epsilon = 1.0e-3 : f32} : tensor<1x4x7x7xf32>, tensor<4xf32>
   return %y : tensor<1x4x7x7xf32>
+}
+
+// A masked branch.
+// CHECK-LABEL: func.func @dwconv_mask
+// CHECK: slak.dwconv2d %{{.*}}, %{{.*}} mask(%{{.*}} : tensor<4x1x5x5xi1>) bias(%{{.*}} : tensor<4xf32>) : tensor<1x4x7x7xf32>, tensor<4x1x5x5xf32> -> tensor<1x4x7x7xf32>
+func.func @dwconv_mask(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x5x5xf32>, %m: tensor<4x1x5x5xi1>, %b: tensor<4xf32>) -> tensor<1x4x7x7xf32> {
+  %y = slak.dwconv2d %x, %w mask(%m : tensor<4x1x5x5xi1>) bias(%b : tensor<4xf32>) : tensor<1x4x7x7xf32>, tensor<4x1x5x5xf32> -> tensor<1x4x7x7xf32>
+  return %y : tensor<1x4x7x7xf32>
+}
+
+// A specialised op: tap statistics, channel order and the tap table.
+// CHECK-LABEL: func.func @lk_conv_tap_table
+// CHECK: tap_table = dense<[0, 2, 3, 1, 65537, 131074]> : tensor<6xi32>
+// CHECK-SAME: taps = #slak.taps<branches = [#slak.branch_taps<kernel = [3, 3], nnz = [1, 2], mean = 1.5, density = 0.16666666666666666, window = [0, 3, 0, 3], form = table>], table = "t0", channel_order = [0, 1]>
+func.func @lk_conv_tap_table(%x: tensor<1x2x7x7xf32>, %w: tensor<2x1x3x3xf32>) -> tensor<1x2x7x7xf32> {
+  %y = slak.lk_conv %x weights(%w : tensor<2x1x3x3xf32>)
+    {tap_table = dense<[0, 2, 3, 1, 65537, 131074]> : tensor<6xi32>,
+     taps = #slak.taps<branches = [#slak.branch_taps<kernel = [3, 3], nnz = [1, 2], mean = 1.5, density = 0.16666666666666666, window = [0, 3, 0, 3], form = table>], table = "t0", channel_order = [0, 1]>}
+    : tensor<1x2x7x7xf32> -> tensor<1x2x7x7xf32>
+  return %y : tensor<1x2x7x7xf32>
 }
 
 // The SLaK decomposed kernel, summed, with masks, bias and attributes.
