@@ -310,6 +310,16 @@ LogicalResult LkConvOp::verify() {
   return success();
 }
 
+DenseI64ArrayAttr LkConvOp::paddingsAttr(Builder &builder, ValueRange weights,
+                                         ArrayRef<int64_t> paddings) {
+  for (auto [b, weight] : llvm::enumerate(weights)) {
+    auto type = cast<RankedTensorType>(weight.getType());
+    if (paddings[2 * b] != type.getDimSize(2) / 2 || paddings[2 * b + 1] != type.getDimSize(3) / 2)
+      return builder.getDenseI64ArrayAttr(paddings);
+  }
+  return nullptr;
+}
+
 LogicalResult LkConvOp::verifyTapTable() {
   ElementsAttr table = getTapTableAttr();
   if (!table)

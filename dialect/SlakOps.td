@@ -128,6 +128,11 @@ def Slak_LkConvOp : Slak_Op<"lk_conv", [Pure, AttrSizedOperandSegments]> {
     int64_t getPadW(unsigned b);
     int64_t getKernelH(unsigned b);
     int64_t getKernelW(unsigned b);
+    /// The `paddings` attribute for these weights: null when every branch
+    /// uses "same" padding (the default), so the IR stays short.
+    static ::mlir::DenseI64ArrayAttr paddingsAttr(::mlir::Builder &builder,
+                                                  ::mlir::ValueRange weights,
+                                                  ::llvm::ArrayRef<int64_t> paddings);
     /// Checks the CSR structure of `tap_table` against the op.
     ::llvm::LogicalResult verifyTapTable();
   }];
