@@ -6,12 +6,13 @@
 // them by their input, and rebuilds the sum as fused ops plus the other terms.
 #include "passes/Passes.h"
 
+#include "passes/EraseDead.h"
+
 #include "dialect/ConstantData.h"
 #include "dialect/SlakOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/Transforms/RegionUtils.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
 
@@ -208,8 +209,13 @@ struct FuseLkPass : public ::mlir::slak::impl::SlakFuseLkBase<FuseLkPass> {
         others.push_back(term);
     }
     bool anyFused = false;
-    for (auto &group : groups)
+    for (auto &group : groups) {
       anyFused |= group.second.size() >= 2;
+      // Branches in program order, whatever the association of the adds.
+      llvm::stable_sort(group.second, [](const Branch &a, const Branch &b) {
+        return a.conv->getBlock() == b.conv->getBlock() && a.conv->isBeforeInBlock(b.conv);
+      });
+    }
     if (!anyFused)
       return;
 
@@ -233,18 +239,7 @@ struct FuseLkPass : public ::mlir::slak::impl::SlakFuseLkBase<FuseLkPass> {
     newTerms.append(others.begin(), others.end());
     Value sum = sumOf(builder, loc, newTerms);
     root.getResult().replaceAllUsesWith(sum);
-    // Erase the replaced ops (users before definitions), then whatever fed
-    // only them (the unfolded constants of infer mode).
-    llvm::SetVector<Operation *> feeders;
-    for (Operation *op : dead) {
-      for (Value operand : op->getOperands())
-        if (Operation *def = operand.getDefiningOp())
-          feeders.insert(def);
-      op->erase();
-    }
-    for (Operation *op : feeders)
-      if (!llvm::is_contained(dead, op) && isOpTriviallyDead(op))
-        op->erase();
+    eraseWithDeadOperands(dead);
   }
 
   /// Fused op with masks, biases and batch norms kept as they are.

@@ -4,6 +4,8 @@
 // MLIR-free builder, the same one the runtime uses for live masks.
 #include "passes/Passes.h"
 
+#include "passes/EraseDead.h"
+
 #include "codegen/KernelSpec.h"
 #include "codegen/TapTable.h"
 #include "dialect/ConstantData.h"
@@ -15,6 +17,7 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 
 namespace mlir::slak {
@@ -26,6 +29,12 @@ using namespace mlir;
 using namespace mlir::slak;
 
 namespace {
+
+std::string shortText(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", value);
+  return text;
+}
 
 /// What the pass knows about one branch while rewriting it.
 struct BranchState {
@@ -66,7 +75,7 @@ struct SpecializeSparsityPass
   void runOnOperation() override {
     if (!(densityThreshold >= 0.0 && densityThreshold <= 1.0)) {
       getOperation()->emitError() << "slak-specialize-sparsity: density-threshold is "
-                                  << densityThreshold << ", expected a value in [0, 1]";
+                                  << shortText(densityThreshold) << ", expected a value in [0, 1]";
       return signalPassFailure();
     }
     SmallVector<LkConvOp> ops;
@@ -175,7 +184,7 @@ struct SpecializeSparsityPass
                       builder.getDenseI32ArrayAttr(order)),
         tableAttr, op.getScheduleAttr());
     op.replaceAllUsesWith(fused.getResults());
-    op.erase();
+    eraseWithDeadOperands({op.getOperation()});
   }
 
   /// Trims all-zero border rows and columns symmetrically, so the window

@@ -1,0 +1,5 @@
+// RUN: not slak-opt %s --slak-fuse-lk=mode=deploy 2>&1 | FileCheck %s
+// CHECK: slak-fuse-lk: mode is 'deploy', expected 'train' or 'infer'
+func.func @f() {
+  return
+}

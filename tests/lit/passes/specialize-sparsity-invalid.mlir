@@ -1,0 +1,5 @@
+// RUN: not slak-opt %s --slak-specialize-sparsity=density-threshold=1.5 2>&1 | FileCheck %s
+// CHECK: slak-specialize-sparsity: density-threshold is 1.5, expected a value in [0, 1]
+func.func @f() {
+  return
+}
