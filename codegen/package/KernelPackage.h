@@ -1,0 +1,42 @@
+// Kernel packages: what `slak-translate --emit-kernel-package` writes and the
+// runtime loads (the AOT path of DESIGN section 2). A package is a folder:
+//
+//   manifest.json   the ops, their specs, schedules, entry points, launch
+//                   geometry and where their data lives (format in README)
+//   kernels.cu      CUDA C++ for every op (one prelude, each body once)
+//   kernels.cl      the same kernels as OpenCL C 1.2
+//   data.bin        little-endian blobs: tap tables (int32) and, where the
+//                   op's weights are constants, weights and bias (float32)
+//
+// Every file is written to a temporary name and renamed, so a failed write
+// never leaves a half-written package file behind.
+#pragma once
+
+#include "codegen/KernelEmitter.h"
+#include "codegen/KernelSpec.h"
+#include "codegen/TapTable.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace slak::codegen {
+
+constexpr int kKernelPackageVersion = 1;
+
+/// One fused layer in a package.
+struct PackagedOp {
+  std::string name;           // the model's layer path, or "lk_conv_<i>"
+  std::string scheduleOrigin; // "default", "model" or "measured"
+  EmittedKernels kernels;     // kernels.spec is the op's KernelSpec
+  std::optional<TapTable> table;
+  std::vector<std::vector<float>> weights; // per branch, empty when not constant
+  std::vector<float> bias;
+};
+
+/// Writes the package into `dir` (created if missing). Throws
+/// std::runtime_error naming the file and the reason on I/O errors.
+void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &ops,
+                        const std::string &generator);
+
+} // namespace slak::codegen

@@ -1,0 +1,34 @@
+// Conversion of a (fused, specialised, scheduled) slak.lk_conv to the
+// MLIR-free KernelSpec of codegen/, with its tap table and constant weights:
+// what slak-translate emits kernels and packages from. The runtime builds
+// the same KernelSpec from live modules, so both paths share one codegen.
+#pragma once
+
+#include "codegen/KernelSpec.h"
+#include "codegen/TapTable.h"
+#include "dialect/SlakOps.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::slak {
+
+struct LkConvKernel {
+  ::slak::codegen::KernelSpec spec;
+  /// From the op's tap_table, or built from constant masks / dense branches;
+  /// absent for runtime-sparse ops (the runtime builds it from live masks).
+  std::optional<::slak::codegen::TapTable> table;
+  /// Constant weights per branch (C*KH*KW, f64) and bias, when constant.
+  std::vector<std::vector<double>> weights;
+  std::vector<double> bias;
+  bool constantWeights = false;
+  /// True when the op carries no #slak.schedule: spec.schedule is then a
+  /// placeholder and the caller picks codegen::defaultSchedule(spec).
+  bool defaultSchedule = false;
+};
+
+/// Fails with a message on `op` for what cannot be converted.
+FailureOr<LkConvKernel> convertLkConv(LkConvOp op);
+
+} // namespace mlir::slak
