@@ -32,6 +32,7 @@ std::string Schedule::validate() const {
   positive("weightThreads", weightThreads);
   positive("weightTileH", weightTileH);
   positive("weightTileW", weightTileW);
+  positive("weightRowsPerThread", weightRowsPerThread);
   if (err.tellp() != 0)
     return err.str();
   if (tileH % blockH != 0)
@@ -43,6 +44,9 @@ std::string Schedule::validate() const {
   if (threadsPerBlock() > 1024)
     return "schedule uses " + std::to_string(threadsPerBlock()) +
            " threads per block (blockH * blockW), at most 1024 are allowed";
+  if (weightRowsPerThread > 16)
+    return "schedule weightRowsPerThread is " + std::to_string(weightRowsPerThread) +
+           ", expected 1..16 (registers per thread grow with it)";
   if (weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
     return "schedule weightThreads is " + std::to_string(weightThreads) +
            ", expected a power of two <= 1024";
@@ -52,8 +56,10 @@ std::string Schedule::validate() const {
 std::string Schedule::str() const {
   std::ostringstream os;
   os << "tile=" << tileH << "x" << tileW << " block=" << blockH << "x" << blockW
-     << " stageInput=" << stageInput << " stageTaps=" << stageTaps << " weightSplit=" << weightSplit
-     << " weightThreads=" << weightThreads << " weightTile=" << weightTileH << "x" << weightTileW;
+     << " stageInput=" << stageInput << " stageTaps=" << stageTaps << " maskedWalk=" << maskedWalk
+     << " weightSplit=" << weightSplit << " weightThreads=" << weightThreads
+     << " weightTile=" << weightTileH << "x" << weightTileW
+     << " weightRows=" << weightRowsPerThread;
   return os.str();
 }
 

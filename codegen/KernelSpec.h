@@ -51,6 +51,13 @@ struct Schedule {
   bool stageInput = true;
   /// Stage the channel's taps and weights in shared memory.
   bool stageTaps = true;
+  /// Sparse branches walk their whole window like dense ones (rotating
+  /// register rows) over a staged weight copy with zeros at dead taps, whose
+  /// FMAs are skipped but whose input loads are not: faster than walking the
+  /// tap table above ~30% density. Forward/backward-data need stageInput and
+  /// stageTaps for it (they walk the table otherwise); backward-weight then
+  /// computes the whole window blocked and zeroes the dead taps.
+  bool maskedWalk = false;
   // Backward-weight: the N*H*W reduction for each (channel, tap) is split
   // into `weightSplit` partial sums (phase 1), reduced in a fixed order in
   // phase 2, so results are bit-identical run to run.
@@ -61,6 +68,10 @@ struct Schedule {
   // memory.
   int weightTileH = 8;
   int weightTileW = 32;
+  /// When every branch computes its whole window (dense, denseWeightGrad or
+  /// maskedWalk), each thread owns this many vertically adjacent taps and
+  /// reuses each loaded x value for all of them.
+  int weightRowsPerThread = 8;
 
   int rowsPerThread() const { return tileH / blockH; }
   int colsPerThread() const { return tileW / blockW; }

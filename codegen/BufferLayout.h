@@ -1,0 +1,35 @@
+// BufferLayout: how the emitted kernels see their buffers. Every buffer is a
+// flat array of the spec's element type (f32, or f16/bf16 bit patterns)
+// unless noted; the runtime, the OpenCL executor and the tests size and fill
+// buffers with these functions.
+//
+//   x, dx            [N][C][H][W]
+//   y (summed)       [N][C][Ho][Wo]          (plus bias[c] when spec.hasBias)
+//   y (per branch)   [B][N][C][Ho][Wo]       branch-major
+//   dy               like y: one [N][C][Ho][Wo], or [B][N][C][Ho][Wo]
+//   weights, dW      branches concatenated in branch order, each [C][KH_b][KW_b]
+//   bias             [C]
+//   tap table        TapTable::offsets ([B*C+1]) and TapTable::taps, int32
+//   workspace        float [weightSplit][weightCount] (backward-weight partials)
+#pragma once
+
+#include <cstdint>
+
+#include "codegen/KernelSpec.h"
+
+namespace slak::codegen {
+
+/// Offset of branch `branch`'s [C][KH][KW] block in the weight (and dW) buffer.
+int64_t weightOffset(const KernelSpec &spec, int branch);
+/// Elements of the concatenated weights of all branches.
+int64_t weightCount(const KernelSpec &spec);
+/// Elements of one output (or dy) tensor [N][C][Ho][Wo] for an N x H x W input.
+int64_t outputPlaneCount(const KernelSpec &spec, int64_t n, int64_t h, int64_t w);
+/// Elements of the forward output buffer: one or B output tensors.
+int64_t outputCount(const KernelSpec &spec, int64_t n, int64_t h, int64_t w);
+/// Elements of x (and dx).
+int64_t inputCount(const KernelSpec &spec, int64_t n, int64_t h, int64_t w);
+/// Floats of the backward-weight workspace (phase-1 partial sums).
+int64_t weightWorkspaceCount(const KernelSpec &spec);
+
+} // namespace slak::codegen

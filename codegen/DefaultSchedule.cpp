@@ -1,0 +1,114 @@
+#include "codegen/DefaultSchedule.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "codegen/KernelEmitter.h"
+
+namespace slak::codegen {
+namespace {
+
+int tileWidthFor(int64_t width) { return width >= 24 ? 32 : width >= 12 ? 16 : 8; }
+
+/// Empty when every kernel of `spec` fits, else the emitter's message.
+std::string fits(const KernelSpec &spec) {
+  try {
+    emitKernels(spec);
+    return {};
+  } catch (const std::invalid_argument &e) {
+    return e.what();
+  }
+}
+
+} // namespace
+
+Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
+  KernelSpec spec = specIn;
+  spec.schedule = Schedule{};
+  if (std::string err = spec.validate(); !err.empty())
+    throw std::invalid_argument("defaultSchedule: invalid spec: " + err);
+  const int64_t h = spec.height > 0 ? spec.height : 56;
+  const int64_t w = spec.width > 0 ? spec.width : 56;
+  // The forward tiles the output, backward-data the input; they differ only
+  // with non-"same" padding. Use the larger.
+  const int64_t rows = std::max<int64_t>(h, spec.outHeight(h));
+  const int64_t cols = std::max<int64_t>(w, spec.outWidth(w));
+  int maxKernelH = 1;
+  for (const Branch &b : spec.branches)
+    maxKernelH = std::max(maxKernelH, b.kernelH);
+
+  Schedule &s = spec.schedule;
+  s.blockW = tileWidthFor(cols);
+  // Two columns per thread where the image is wider than a block row: one
+  // more input load per step feeds R more FMAs.
+  const int colsPerThread = cols > s.blockW ? 2 : 1;
+  s.tileW = s.blockW * colsPerThread;
+  // Tall windows reuse each loaded input row across more output rows.
+  int rowsPerThread = maxKernelH >= 15 ? 8 : 4;
+  while (rowsPerThread > 2 && rowsPerThread >= 2 * rows)
+    rowsPerThread /= 2;
+  s.blockH = std::max(1, 128 / s.blockW);
+  while (s.blockH > 1 && (s.blockH / 2) * rowsPerThread >= rows)
+    s.blockH /= 2;
+  // At least a warp per block where the image allows.
+  while (s.blockH * s.blockW < 32 && rowsPerThread > 1) {
+    rowsPerThread /= 2;
+    s.blockH *= 2;
+  }
+  s.tileH = s.blockH * rowsPerThread;
+
+  // The masked walk loads every window row but skips dead taps' FMAs: it
+  // beats one load per FMA of the tap table once ~30% of the taps live.
+  s.maskedWalk = sparseDensity >= 0.3;
+
+  s.weightTileW = tileWidthFor(cols);
+  s.weightTileH = rows >= 8 ? 8 : 4;
+  s.weightThreads = 256;
+  // Taps per thread in the blocked backward-weight: each step costs P FMAs
+  // plus about two loads; a window of KH rows needs ceil(KH / P) blocks.
+  int bestCost = -1;
+  for (int p = 1; p <= 8; ++p) {
+    int cost = 0;
+    for (const Branch &b : spec.branches)
+      cost += b.kernelW * ((b.kernelH + p - 1) / p) * (p + 2);
+    if (bestCost < 0 || cost <= bestCost) {
+      bestCost = cost;
+      s.weightRowsPerThread = p;
+    }
+  }
+  s.weightSplit =
+      static_cast<int>(std::clamp<int64_t>((1024 + spec.channels - 1) / spec.channels, 1, 32));
+
+  // Shrink the tiles until every kernel's shared memory fits.
+  for (std::string err = fits(spec); !err.empty(); err = fits(spec)) {
+    if (err.find("weightTile") != std::string::npos) {
+      if (s.weightTileH > 1)
+        s.weightTileH /= 2;
+      else if (s.weightTileW > 8)
+        s.weightTileW /= 2;
+      else
+        throw std::invalid_argument("defaultSchedule: no schedule fits: " + err);
+    } else if (err.find("tileH") != std::string::npos) {
+      if (s.tileH > s.blockH && s.tileH / s.blockH > 1) {
+        s.tileH = s.blockH * (s.tileH / s.blockH / 2);
+      } else if (s.blockH > 1) {
+        s.blockH /= 2;
+        s.tileH /= 2;
+      } else if (s.tileW > s.blockW) {
+        s.tileW = s.blockW;
+      } else if (s.blockW > 8) {
+        s.blockW /= 2;
+        s.tileW /= 2;
+      } else if (s.stageTaps) {
+        s.stageTaps = false;
+      } else {
+        throw std::invalid_argument("defaultSchedule: no schedule fits: " + err);
+      }
+    } else {
+      throw std::invalid_argument("defaultSchedule: " + err);
+    }
+  }
+  return s;
+}
+
+} // namespace slak::codegen
