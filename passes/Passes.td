@@ -46,7 +46,7 @@ def SlakSpecializeSparsity : Pass<"slak-specialize-sparsity"> {
     builds their tables from the live masks.
   }];
   let options = [
-    Option<"densityThreshold", "density-threshold", "double", /*default=*/"0.85",
+    Option<"densityThreshold", "density-threshold", "double", /*default=*/"::mlir::slak::kDefaultDensityThreshold",
            "branches at least this dense use the dense form">,
     Option<"trim", "trim", "bool", /*default=*/"true",
            "trim all-zero border rows and columns">

@@ -25,7 +25,7 @@ struct FuseOptions : public PassPipelineOptions<FuseOptions> {
 struct SpecializeOptions : public PassPipelineOptions<SpecializeOptions> {
   Option<double> densityThreshold{*this, "density-threshold",
                                   llvm::cl::desc("branches at least this dense use the dense form"),
-                                  llvm::cl::init(0.85)};
+                                  llvm::cl::init(kDefaultDensityThreshold)};
   Option<bool> trim{*this, "trim", llvm::cl::desc("trim all-zero border rows and columns"),
                     llvm::cl::init(true)};
 };
@@ -35,7 +35,7 @@ struct SlakPipelineOptions : public PassPipelineOptions<SlakPipelineOptions> {
                            llvm::cl::init("train")};
   Option<double> densityThreshold{*this, "density-threshold",
                                   llvm::cl::desc("branches at least this dense use the dense form"),
-                                  llvm::cl::init(0.85)};
+                                  llvm::cl::init(kDefaultDensityThreshold)};
 };
 
 } // namespace

@@ -1,4 +1,4 @@
-// RUN: slak-opt %s -split-input-file --specialize-sparsity | FileCheck %s
+// RUN: slak-opt %s -split-input-file --specialize-sparsity=density-threshold=0.85 | FileCheck %s
 
 // One channel, 3x3, live taps (0,0) and (1,1): offsets [0, 2], taps
 // [0, 65537] -> the blob (a u32 alignment of 4, then little-endian i32s).

@@ -16,7 +16,7 @@
 // MANIFEST: "origin": "default"
 // MANIFEST: "signature": "lk_conv.v1 C=124 H=56 W=56 T=f32 out=sum bias=1
 // MANIFEST: "branches": [
-// MANIFEST: "form": "table"
+// MANIFEST: "form": "dense"
 // MANIFEST: "kernel": [
 // MANIFEST-NEXT: 51,
 // MANIFEST-NEXT: 5
