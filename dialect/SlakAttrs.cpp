@@ -249,10 +249,14 @@ LogicalResult TapsAttr::verify(function_ref<InFlightDiagnostic()> emitError, Arr
 
 Attribute ScheduleAttr::parse(AsmParser &parser, Type) {
   static constexpr StringLiteral kName = "#slak.schedule";
-  const SmallVector<StringRef> keys = {
-      "tile", "block", "stage_input", "stage_taps", "weight_split", "weight_threads", "origin"};
-  int64_t tile[2] = {0, 0}, block[2] = {0, 0}, weightSplit = 8, weightThreads = 256;
-  bool stageInput = true, stageTaps = true;
+  const SmallVector<StringRef> keys = {"tile",           "block",       "stage_input",
+                                       "stage_taps",     "masked_walk", "weight_split",
+                                       "weight_threads", "weight_tile", "weight_rows_per_thread",
+                                       "origin"};
+  // Defaults are codegen::Schedule's.
+  int64_t tile[2] = {0, 0}, block[2] = {0, 0}, weightTile[2] = {8, 32};
+  int64_t weightSplit = 8, weightThreads = 256, weightRows = 8;
+  bool stageInput = true, stageTaps = true, maskedWalk = false;
   std::string origin = "default";
   if (parseKeyValues(parser, kName, {"tile", "block"},
                      [&](StringRef key, SMLoc loc) -> ParseResult {
@@ -260,35 +264,46 @@ Attribute ScheduleAttr::parse(AsmParser &parser, Type) {
                          return parseIntList(parser, key, tile);
                        if (key == "block")
                          return parseIntList(parser, key, block);
+                       if (key == "weight_tile")
+                         return parseIntList(parser, key, weightTile);
                        if (key == "stage_input")
                          return parseBool(parser, stageInput);
                        if (key == "stage_taps")
                          return parseBool(parser, stageTaps);
+                       if (key == "masked_walk")
+                         return parseBool(parser, maskedWalk);
                        if (key == "weight_split")
                          return parser.parseInteger(weightSplit);
                        if (key == "weight_threads")
                          return parser.parseInteger(weightThreads);
+                       if (key == "weight_rows_per_thread")
+                         return parser.parseInteger(weightRows);
                        if (key == "origin")
                          return parser.parseString(&origin);
                        return unknownKey(parser, loc, kName, key, keys);
                      }))
     return {};
   return parser.getChecked<ScheduleAttr>(parser.getContext(), tile[0], tile[1], block[0], block[1],
-                                         stageInput, stageTaps, weightSplit, weightThreads,
+                                         stageInput, stageTaps, maskedWalk, weightSplit,
+                                         weightThreads, weightTile[0], weightTile[1], weightRows,
                                          StringAttr::get(parser.getContext(), origin));
 }
 
 void ScheduleAttr::print(AsmPrinter &printer) const {
+  auto flag = [](bool b) { return b ? "true" : "false"; };
   printer << "<tile = [" << getTileH() << ", " << getTileW() << "], block = [" << getBlockH()
-          << ", " << getBlockW() << "], stage_input = " << (getStageInput() ? "true" : "false")
-          << ", stage_taps = " << (getStageTaps() ? "true" : "false")
-          << ", weight_split = " << getWeightSplit() << ", weight_threads = " << getWeightThreads()
+          << ", " << getBlockW() << "], stage_input = " << flag(getStageInput())
+          << ", stage_taps = " << flag(getStageTaps())
+          << ", masked_walk = " << flag(getMaskedWalk()) << ", weight_split = " << getWeightSplit()
+          << ", weight_threads = " << getWeightThreads() << ", weight_tile = [" << getWeightTileH()
+          << ", " << getWeightTileW() << "], weight_rows_per_thread = " << getWeightRowsPerThread()
           << ", origin = \"" << getOrigin().getValue() << "\">";
 }
 
 LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t tileH,
-                                   int64_t tileW, int64_t blockH, int64_t blockW, bool, bool,
-                                   int64_t weightSplit, int64_t weightThreads, StringAttr origin) {
+                                   int64_t tileW, int64_t blockH, int64_t blockW, bool, bool, bool,
+                                   int64_t weightSplit, int64_t weightThreads, int64_t weightTileH,
+                                   int64_t weightTileW, int64_t weightRows, StringAttr origin) {
   if (tileH <= 0 || tileW <= 0 || blockH <= 0 || blockW <= 0)
     return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW << "] and block ["
                        << blockH << ", " << blockW << "] must be positive";
@@ -305,6 +320,9 @@ LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (weightThreads <= 0 || weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
     return emitError() << "#slak.schedule weight_threads is " << weightThreads
                        << ", expected a power of two <= 1024";
+  if (weightTileH <= 0 || weightTileW <= 0 || weightRows <= 0)
+    return emitError() << "#slak.schedule weight_tile [" << weightTileH << ", " << weightTileW
+                       << "] and weight_rows_per_thread " << weightRows << " must be positive";
   StringRef o = origin ? origin.getValue() : "";
   if (o != "default" && o != "model" && o != "measured")
     return emitError() << "#slak.schedule origin is \"" << o

@@ -62,21 +62,26 @@ def Slak_ScheduleAttr : Slak_Attr<"Schedule", "schedule"> {
   let description = [{
     Mirrors `codegen::Schedule`: the output tile of one block (`tile`), its
     threads (`block`, each thread computing tile/block outputs in registers),
-    whether the input tile and the taps are staged in shared memory, and the
-    split of the backward-weight reduction. `origin` says where it came from:
-    `default`, `model` (a cost model's pick for a named device) or `measured`.
+    whether the input tile and the taps are staged in shared memory, whether
+    sparse branches walk their whole window with zeros at dead taps
+    (`masked_walk`), and the backward-weight reduction: its split, threads,
+    dy tile and taps per thread. `origin` says where it came from: `default`,
+    `model` (a cost model's pick for a named device) or `measured`. Keys
+    other than `tile` and `block` may be omitted (codegen's defaults).
 
     ```mlir
     #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = true,
-                   stage_taps = true, weight_split = 8, weight_threads = 256,
-                   origin = "default">
+                   stage_taps = true, masked_walk = false, weight_split = 8,
+                   weight_threads = 256, weight_tile = [8, 32],
+                   weight_rows_per_thread = 8, origin = "default">
     ```
   }];
   let parameters = (ins
     "int64_t":$tileH, "int64_t":$tileW,
     "int64_t":$blockH, "int64_t":$blockW,
-    "bool":$stageInput, "bool":$stageTaps,
+    "bool":$stageInput, "bool":$stageTaps, "bool":$maskedWalk,
     "int64_t":$weightSplit, "int64_t":$weightThreads,
+    "int64_t":$weightTileH, "int64_t":$weightTileW, "int64_t":$weightRowsPerThread,
     "::mlir::StringAttr":$origin);
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;

@@ -39,8 +39,12 @@ FailureOr<LkConvKernel> convertLkConv(LkConvOp op) {
     spec.schedule.blockW = schedule.getBlockW();
     spec.schedule.stageInput = schedule.getStageInput();
     spec.schedule.stageTaps = schedule.getStageTaps();
+    spec.schedule.maskedWalk = schedule.getMaskedWalk();
     spec.schedule.weightSplit = schedule.getWeightSplit();
     spec.schedule.weightThreads = schedule.getWeightThreads();
+    spec.schedule.weightTileH = schedule.getWeightTileH();
+    spec.schedule.weightTileW = schedule.getWeightTileW();
+    spec.schedule.weightRowsPerThread = schedule.getWeightRowsPerThread();
   } else {
     // The caller picks codegen::defaultSchedule(spec) (it may throw, and
     // this library is built without exceptions).

@@ -97,3 +97,8 @@ func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], 
 
 // expected-error @+1 {{#slak.taps channel_order is not a permutation of 0..2 (entry 0)}}
 func.func @f() attributes {a = #slak.taps<branches = [], channel_order = [0, 2, 0]>}
+
+// -----
+
+// expected-error @+1 {{#slak.schedule weight_tile [0, 32] and weight_rows_per_thread 8 must be positive}}
+func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_tile = [0, 32]>}

@@ -55,7 +55,7 @@ func.func @lk_conv_tap_table(%x: tensor<1x2x7x7xf32>, %w: tensor<2x1x3x3xf32>) -
 // CHECK: slak.lk_conv %{{.*}} weights(%{{.*}}, %{{.*}}, %{{.*}} : tensor<124x1x51x5xf32>, tensor<124x1x5x51xf32>, tensor<124x1x5x5xf32>)
 // CHECK-SAME: masks(%{{.*}}, %{{.*}}, %{{.*}} : tensor<124x1x51x5xi1>, tensor<124x1x5x51xi1>, tensor<124x1x5x5xi1>)
 // CHECK-SAME: bias(%{{.*}} : tensor<124xf32>)
-// CHECK-SAME: schedule = #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = true, stage_taps = false, weight_split = 8, weight_threads = 256, origin = "model">
+// CHECK-SAME: schedule = #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = true, stage_taps = false, masked_walk = false, weight_split = 8, weight_threads = 256, weight_tile = [8, 32], weight_rows_per_thread = 8, origin = "model">
 // CHECK-SAME: taps = #slak.taps<branches = [#slak.branch_taps<kernel = [51, 5], nnz = [120, 170], mean = 153.0, density = 0.6, window = [1, 50, 0, 5], form = table>,
 // CHECK-SAME: #slak.branch_taps<kernel = [5, 5], nnz = [25, 25], mean = 25.0, density = 1.0, window = [0, 5, 0, 5], form = dense>], table = "stage1.block0">
 // CHECK-SAME: : tensor<8x124x56x56xf32> -> tensor<8x124x56x56xf32>
@@ -85,7 +85,7 @@ func.func @lk_conv_per_branch(%x: tensor<?x3x?x?xf16>, %w0: tensor<3x1x13x5xf16>
 
 // Attributes also round-trip on their own.
 // CHECK-LABEL: func.func @attrs
-// CHECK-SAME: slak.s = #slak.schedule<tile = [8, 8], block = [8, 8], stage_input = false, stage_taps = true, weight_split = 1, weight_threads = 1024, origin = "measured">
-func.func @attrs() attributes {slak.s = #slak.schedule<tile = [8, 8], block = [8, 8], stage_input = false, weight_split = 1, weight_threads = 1024, origin = "measured">} {
+// CHECK-SAME: slak.s = #slak.schedule<tile = [8, 8], block = [8, 8], stage_input = false, stage_taps = true, masked_walk = true, weight_split = 1, weight_threads = 1024, weight_tile = [4, 64], weight_rows_per_thread = 2, origin = "measured">
+func.func @attrs() attributes {slak.s = #slak.schedule<tile = [8, 8], block = [8, 8], stage_input = false, masked_walk = true, weight_split = 1, weight_threads = 1024, weight_tile = [4, 64], weight_rows_per_thread = 2, origin = "measured">} {
   return
 }
