@@ -6,7 +6,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
+#include <tuple>
 #include <unistd.h>
 
 namespace slak::codegen {
@@ -54,8 +57,11 @@ json scheduleJson(const Schedule &s, const std::string &origin) {
               {"block", {s.blockH, s.blockW}},
               {"stage_input", s.stageInput},
               {"stage_taps", s.stageTaps},
+              {"masked_walk", s.maskedWalk},
               {"weight_split", s.weightSplit},
               {"weight_threads", s.weightThreads},
+              {"weight_tile", {s.weightTileH, s.weightTileW}},
+              {"weight_rows_per_thread", s.weightRowsPerThread},
               {"origin", origin}};
 }
 
@@ -139,6 +145,277 @@ void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &o
   writeAtomically(root / "data.bin", data.bytes);
   // The manifest last: a package is complete once its manifest is there.
   writeAtomically(root / "manifest.json", manifest.dump(2) + "\n");
+}
+
+// ---------------------------------------------------------------------------
+// Reader.
+
+namespace {
+
+/// Reads a whole file; nullopt when it does not exist.
+std::optional<std::string> readFile(const fs::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return std::nullopt;
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+/// Reads the parts of one op's manifest entry, naming the op and the key in
+/// every error.
+class EntryReader {
+public:
+  EntryReader(std::string where, const std::string &data) : where_(std::move(where)), data_(data) {}
+
+  [[noreturn]] void fail(const std::string &what) const {
+    throw std::runtime_error(where_ + ": " + what);
+  }
+
+  const json &at(const json &object, const char *key, const char *path) const {
+    if (!object.is_object() || !object.contains(key))
+      fail(std::string("missing \"") + path + "\"");
+    return object.at(key);
+  }
+
+  template <typename T> T get(const json &object, const char *key, const char *path) const {
+    const json &value = at(object, key, path);
+    try {
+      return value.get<T>();
+    } catch (const json::exception &) {
+      fail(std::string("\"") + path + "\" has the wrong type: " + value.dump());
+    }
+  }
+
+  std::pair<int, int> pair(const json &object, const char *key, const char *path) const {
+    const json &value = at(object, key, path);
+    if (!value.is_array() || value.size() != 2 || !value[0].is_number_integer() ||
+        !value[1].is_number_integer())
+      fail(std::string("\"") + path + "\" is " + value.dump() + ", expected [int, int]");
+    return {value[0].get<int>(), value[1].get<int>()};
+  }
+
+  /// A data.bin blob {offset, count} of 32-bit elements.
+  template <typename T> std::vector<T> blob(const json &ref, const std::string &path) const {
+    if (!ref.is_object() || !ref.contains("offset") || !ref.contains("count") ||
+        !ref["offset"].is_number_unsigned() || !ref["count"].is_number_unsigned())
+      fail("\"" + path + "\" is " + ref.dump() + ", expected {\"offset\": N, \"count\": N}");
+    const uint64_t offset = ref["offset"].get<uint64_t>(), count = ref["count"].get<uint64_t>();
+    if (offset % 4 != 0 || offset > data_.size() || count > (data_.size() - offset) / 4)
+      fail("\"" + path + "\" (offset " + std::to_string(offset) + ", " + std::to_string(count) +
+           " elements) lies outside data.bin (" + std::to_string(data_.size()) + " bytes)");
+    std::vector<T> values(count);
+    if (count)
+      std::memcpy(values.data(), data_.data() + offset, count * 4);
+    return values;
+  }
+
+private:
+  std::string where_;
+  const std::string &data_;
+};
+
+ElementType parseElementType(const EntryReader &r, const std::string &name) {
+  for (ElementType type : {ElementType::F32, ElementType::F16, ElementType::BF16})
+    if (name == elementTypeName(type))
+      return type;
+  r.fail("\"spec.element_type\" is \"" + name + "\", expected f32, f16 or bf16");
+}
+
+KernelSpec readSpec(const EntryReader &r, const json &entry, bool *completeSchedule) {
+  const json &s = r.at(entry, "spec", "spec");
+  KernelSpec spec;
+  spec.channels = r.get<int64_t>(s, "channels", "spec.channels");
+  spec.height = r.get<int64_t>(s, "height", "spec.height");
+  spec.width = r.get<int64_t>(s, "width", "spec.width");
+  spec.elementType =
+      parseElementType(r, r.get<std::string>(s, "element_type", "spec.element_type"));
+  spec.perBranchOutputs = r.get<bool>(s, "per_branch_outputs", "spec.per_branch_outputs");
+  spec.hasBias = r.get<bool>(s, "has_bias", "spec.has_bias");
+  spec.denseWeightGrad = r.get<bool>(s, "dense_weight_grad", "spec.dense_weight_grad");
+  const json &branches = r.at(s, "branches", "spec.branches");
+  if (!branches.is_array() || branches.empty())
+    r.fail("\"spec.branches\" is " + branches.dump() + ", expected a non-empty array");
+  for (const json &b : branches) {
+    Branch branch;
+    std::tie(branch.kernelH, branch.kernelW) = r.pair(b, "kernel", "spec.branches[].kernel");
+    std::tie(branch.padH, branch.padW) = r.pair(b, "padding", "spec.branches[].padding");
+    const std::string form = r.get<std::string>(b, "form", "spec.branches[].form");
+    if (form != "dense" && form != "table")
+      r.fail("\"spec.branches[].form\" is \"" + form + "\", expected \"dense\" or \"table\"");
+    branch.dense = form == "dense";
+    spec.branches.push_back(branch);
+  }
+
+  const json &j = r.at(entry, "schedule", "schedule");
+  Schedule &sched = spec.schedule;
+  std::tie(sched.tileH, sched.tileW) = r.pair(j, "tile", "schedule.tile");
+  std::tie(sched.blockH, sched.blockW) = r.pair(j, "block", "schedule.block");
+  sched.stageInput = r.get<bool>(j, "stage_input", "schedule.stage_input");
+  sched.stageTaps = r.get<bool>(j, "stage_taps", "schedule.stage_taps");
+  sched.weightSplit = r.get<int>(j, "weight_split", "schedule.weight_split");
+  sched.weightThreads = r.get<int>(j, "weight_threads", "schedule.weight_threads");
+  // Written since the reader exists; older packages lack them (the entry
+  // points and launch data, which are recorded, do not depend on them).
+  *completeSchedule = j.contains("masked_walk") && j.contains("weight_tile") &&
+                      j.contains("weight_rows_per_thread");
+  if (*completeSchedule) {
+    sched.maskedWalk = r.get<bool>(j, "masked_walk", "schedule.masked_walk");
+    std::tie(sched.weightTileH, sched.weightTileW) =
+        r.pair(j, "weight_tile", "schedule.weight_tile");
+    sched.weightRowsPerThread =
+        r.get<int>(j, "weight_rows_per_thread", "schedule.weight_rows_per_thread");
+  }
+  if (std::string err = spec.validate(); !err.empty())
+    r.fail("invalid spec: " + err);
+  return spec;
+}
+
+TapTable readTapTable(const EntryReader &r, const json &ref, const KernelSpec &spec) {
+  TapTable table;
+  table.channels = spec.channels;
+  table.numBranches = static_cast<int>(spec.branches.size());
+  table.offsets = r.blob<int32_t>(r.at(ref, "offsets", "tap_table.offsets"), "tap_table.offsets");
+  table.taps = r.blob<int32_t>(r.at(ref, "taps", "tap_table.taps"), "tap_table.taps");
+  const size_t expected = static_cast<size_t>(table.numBranches * spec.channels + 1);
+  if (table.offsets.size() != expected)
+    r.fail("tap table has " + std::to_string(table.offsets.size()) + " offsets, expected " +
+           std::to_string(expected) + " (branches * channels + 1)");
+  if (table.offsets.front() != 0 || table.offsets.back() != static_cast<int32_t>(table.taps.size()))
+    r.fail("tap table offsets run from " + std::to_string(table.offsets.front()) + " to " +
+           std::to_string(table.offsets.back()) + ", expected 0 to " +
+           std::to_string(table.taps.size()) + " (the number of taps)");
+  for (int b = 0; b < table.numBranches; ++b) {
+    const Branch &branch = spec.branches[b];
+    for (int64_t c = 0; c < spec.channels; ++c) {
+      if (table.end(b, c) < table.begin(b, c))
+        r.fail("tap table offsets decrease at branch " + std::to_string(b) + " channel " +
+               std::to_string(c));
+      for (int64_t k = table.begin(b, c); k < table.end(b, c); ++k) {
+        const int u = TapTable::unpackRow(table.taps[k]), v = TapTable::unpackCol(table.taps[k]);
+        if (u < 0 || u >= branch.kernelH || v < 0 || v >= branch.kernelW)
+          r.fail("tap (" + std::to_string(u) + ", " + std::to_string(v) + ") of branch " +
+                 std::to_string(b) + " channel " + std::to_string(c) + " lies outside its " +
+                 std::to_string(branch.kernelH) + "x" + std::to_string(branch.kernelW) + " window");
+      }
+    }
+  }
+  return table;
+}
+
+} // namespace
+
+const PackagedOp *KernelPackage::find(const std::string &name) const {
+  for (const PackagedOp &op : ops)
+    if (op.name == name)
+      return &op;
+  return nullptr;
+}
+
+KernelPackage readKernelPackage(const std::string &dir) {
+  const fs::path root(dir);
+  const fs::path manifestPath = root / "manifest.json";
+  std::optional<std::string> text = readFile(manifestPath);
+  if (!text)
+    throw std::runtime_error("cannot read " + manifestPath.string() + ": no such file (is " + dir +
+                             " a kernel package written by slak-translate --emit-kernel-package?)");
+  json manifest;
+  try {
+    manifest = json::parse(*text);
+  } catch (const json::exception &e) {
+    throw std::runtime_error(manifestPath.string() + " is not valid JSON: " + e.what());
+  }
+  const std::string where = manifestPath.string();
+  if (!manifest.is_object() || manifest.value("format", "") != "slak-kernel-package")
+    throw std::runtime_error(where + ": \"format\" is not \"slak-kernel-package\"");
+  KernelPackage package;
+  package.directory = dir;
+  package.version = manifest.value("version", 0);
+  if (package.version != kKernelPackageVersion)
+    throw std::runtime_error(where + ": package version " + std::to_string(package.version) +
+                             ", this reader understands version " +
+                             std::to_string(kKernelPackageVersion) +
+                             "; regenerate it with this slak-translate");
+  package.generator = manifest.value("generator", "");
+  const json files = manifest.value("files", json::object());
+  auto fileName = [&](const char *key, const char *fallback) {
+    return files.contains(key) && files[key].is_string() ? files[key].get<std::string>()
+                                                         : std::string(fallback);
+  };
+  package.cudaSource = readFile(root / fileName("cuda", "kernels.cu")).value_or("");
+  package.openclSource = readFile(root / fileName("opencl", "kernels.cl")).value_or("");
+  const fs::path dataPath = root / fileName("data", "data.bin");
+  const std::string data = readFile(dataPath).value_or("");
+
+  if (!manifest.contains("ops") || !manifest["ops"].is_array())
+    throw std::runtime_error(where + ": \"ops\" is missing or not an array");
+  size_t index = 0;
+  for (const json &entry : manifest["ops"]) {
+    const std::string name =
+        entry.is_object() && entry.contains("name") && entry["name"].is_string()
+            ? entry["name"].get<std::string>()
+            : "#" + std::to_string(index);
+    ++index;
+    EntryReader r(where + ": op '" + name + "'", data);
+    PackagedOp op;
+    op.name = name;
+    bool completeSchedule = false;
+    KernelSpec spec = readSpec(r, entry, &completeSchedule);
+    const std::string recorded = r.get<std::string>(entry, "signature", "signature");
+    if (completeSchedule && spec.signature() != recorded)
+      r.fail("the recorded signature \"" + recorded + "\" does not match its spec (\"" +
+             spec.signature() + "\")");
+    op.scheduleOrigin =
+        r.get<std::string>(r.at(entry, "schedule", "schedule"), "origin", "schedule.origin");
+
+    EmittedKernels &k = op.kernels;
+    k.spec = spec;
+    const json &entries = r.at(entry, "entry_points", "entry_points");
+    const json &launch = r.at(entry, "launch", "launch");
+    for (int i = 0; i < kNumKernelKinds; ++i) {
+      const char *kind = kernelKindName(static_cast<KernelKind>(i));
+      k.names[i] = r.get<std::string>(entries, kind, "entry_points.<kind>");
+      const json &l = r.at(launch, kind, "launch.<kind>");
+      k.threads[i] = r.get<int>(l, "threads", "launch.<kind>.threads");
+      k.sharedBytes[i] = r.get<int64_t>(l, "shared_bytes", "launch.<kind>.shared_bytes");
+      if (k.threads[i] <= 0 || k.threads[i] > 1024)
+        r.fail(std::string("launch.") + kind + ".threads is " + std::to_string(k.threads[i]) +
+               ", expected 1..1024");
+      for (const std::string *source : {&package.cudaSource, &package.openclSource})
+        if (!source->empty() && source->find(k.names[i] + "(") == std::string::npos)
+          r.fail("entry point " + k.names[i] + " is missing from " +
+                 (source == &package.cudaSource ? fileName("cuda", "kernels.cu")
+                                                : fileName("opencl", "kernels.cl")));
+    }
+
+    const json &table = r.at(entry, "tap_table", "tap_table");
+    if (!table.is_null()) // null: built at run time from live masks
+      op.table = readTapTable(r, table, spec);
+
+    const json &weights = r.at(entry, "weights", "weights");
+    if (!weights.is_array() || (!weights.empty() && weights.size() != spec.branches.size()))
+      r.fail("\"weights\" is " + weights.dump() + ", expected [] or one entry per branch (" +
+             std::to_string(spec.branches.size()) + ")");
+    for (size_t b = 0; b < weights.size(); ++b) {
+      const std::string path = "weights[" + std::to_string(b) + "]";
+      std::vector<float> w =
+          weights[b].is_null() ? std::vector<float>() : r.blob<float>(weights[b], path);
+      const int64_t expected = spec.channels * spec.branches[b].windowSize();
+      if (!w.empty() && static_cast<int64_t>(w.size()) != expected)
+        r.fail(path + " has " + std::to_string(w.size()) + " values, expected " +
+               std::to_string(expected) + " (C * KH * KW)");
+      op.weights.push_back(std::move(w));
+    }
+    const json &bias = r.at(entry, "bias", "bias");
+    if (!bias.is_null()) {
+      op.bias = r.blob<float>(bias, "bias");
+      if (!op.bias.empty() && static_cast<int64_t>(op.bias.size()) != spec.channels)
+        r.fail("bias has " + std::to_string(op.bias.size()) + " values, expected " +
+               std::to_string(spec.channels) + " (one per channel)");
+    }
+    package.ops.push_back(std::move(op));
+  }
+  return package;
 }
 
 } // namespace slak::codegen

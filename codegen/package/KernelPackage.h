@@ -39,4 +39,26 @@ struct PackagedOp {
 void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &ops,
                         const std::string &generator);
 
+/// A package as read back from its folder (the runtime's AOT path).
+struct KernelPackage {
+  std::string directory;
+  std::string generator;
+  int version = 0;
+  std::string cudaSource;   // kernels.cu ("" when the file is absent)
+  std::string openclSource; // kernels.cl ("" when the file is absent)
+  /// In manifest order. kernels.body is empty (the code is in the sources
+  /// above); kernels.spec, names, threads and sharedBytes are as written.
+  std::vector<PackagedOp> ops;
+
+  /// The op called `name`, or nullptr.
+  const PackagedOp *find(const std::string &name) const;
+};
+
+/// Reads and checks a package written by writeKernelPackage: the manifest's
+/// format and version, every spec (KernelSpec::validate, and the recorded
+/// signature where the schedule is complete), entry points present in the
+/// sources, data.bin ranges, and tap table / weight / bias sizes against the
+/// spec. Throws std::runtime_error naming the file, the op and the problem.
+KernelPackage readKernelPackage(const std::string &dir);
+
 } // namespace slak::codegen

@@ -1,0 +1,118 @@
+// The Halide CPU backend, built as a plugin (libslak_cpu_halide.so) that
+// CpuBackend.cpp opens with RTLD_LOCAL, so that Halide's LLVM 14 stays out of
+// the global symbol scope (where it breaks the LLVM 15 inside PoCL). The
+// pipelines are codegen/halide's; they compute in f32, so f16/bf16 tensors
+// are widened on the way in and rounded once on the way out.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "codegen/BufferLayout.h"
+#include "codegen/halide/CpuLkConv.h"
+#include "codegen/halide/CpuSchedule.h"
+#include "runtime/LkConvBackend.h"
+
+namespace slak::runtime {
+namespace {
+
+using codegen::KernelSpec;
+
+at::Tensor asFloat(const at::Tensor &t) { return t.to(at::kFloat).contiguous(); }
+
+at::Tensor floatTarget(const at::Tensor &out) {
+  return out.scalar_type() == at::kFloat ? out
+                                         : at::empty(out.sizes(), out.options().dtype(at::kFloat));
+}
+
+void finish(at::Tensor &out, const at::Tensor &computed) {
+  if (!computed.is_same(out))
+    out.copy_(computed);
+}
+
+int64_t planeCount(const KernelSpec &spec, const at::Tensor &x) {
+  return codegen::outputPlaneCount(spec, x.size(0), x.size(2), x.size(3));
+}
+
+class HalideKernel final : public LkConvKernel {
+public:
+  explicit HalideKernel(const KernelSpec &spec) : LkConvKernel(spec), f32Spec_(spec) {
+    f32Spec_.elementType = codegen::ElementType::F32;
+    const int64_t h = spec.height > 0 ? spec.height : 56, w = spec.width > 0 ? spec.width : 56;
+    schedule_ = codegen::cpu::defaultCpuSchedule(f32Spec_, h, w);
+  }
+  BackendKind kind() const override { return BackendKind::Cpu; }
+
+  void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
+               LayerTaps &taps, at::Tensor &y) override {
+    const at::Tensor xf = asFloat(x), wf = asFloat(weights);
+    const at::Tensor bf = spec_.hasBias ? asFloat(bias) : at::Tensor();
+    at::Tensor yf = floatTarget(y);
+    std::vector<float *> outputs;
+    const int parts = spec_.perBranchOutputs ? static_cast<int>(spec_.branches.size()) : 1;
+    for (int b = 0; b < parts; ++b)
+      outputs.push_back(yf.data_ptr<float>() + b * planeCount(spec_, x));
+    pipelines(taps)->forward(shape(x), xf.data_ptr<float>(), branchPointers(wf),
+                             bf.defined() ? bf.data_ptr<float>() : nullptr, outputs,
+                             at::get_num_threads());
+    finish(y, yf);
+  }
+
+  void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
+                    at::Tensor &dx) override {
+    const at::Tensor dyf = asFloat(dy), wf = asFloat(weights);
+    at::Tensor dxf = floatTarget(dx);
+    pipelines(taps)->backwardData(shape(dx), dyPointers(dyf, dx), branchPointers(wf),
+                                  dxf.data_ptr<float>(), at::get_num_threads());
+    finish(dx, dxf);
+  }
+
+  void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
+                      at::Tensor &dw) override {
+    const at::Tensor xf = asFloat(x), dyf = asFloat(dy);
+    at::Tensor dwf = floatTarget(dw);
+    std::vector<float *> grads;
+    for (size_t b = 0; b < spec_.branches.size(); ++b)
+      grads.push_back(dwf.data_ptr<float>() + codegen::weightOffset(spec_, static_cast<int>(b)));
+    pipelines(taps)->backwardWeight(shape(x), xf.data_ptr<float>(), dyPointers(dyf, x), grads,
+                                    at::get_num_threads());
+    finish(dw, dwf);
+  }
+
+private:
+  static codegen::cpu::Shape shape(const at::Tensor &t) {
+    return codegen::cpu::Shape{t.size(0), t.size(1), t.size(2), t.size(3)};
+  }
+  std::vector<const float *> branchPointers(const at::Tensor &wf) const {
+    std::vector<const float *> out;
+    for (size_t b = 0; b < spec_.branches.size(); ++b)
+      out.push_back(wf.data_ptr<float>() + codegen::weightOffset(spec_, static_cast<int>(b)));
+    return out;
+  }
+  std::vector<const float *> dyPointers(const at::Tensor &dyf, const at::Tensor &x) const {
+    std::vector<const float *> out;
+    const int parts = spec_.perBranchOutputs ? static_cast<int>(spec_.branches.size()) : 1;
+    for (int b = 0; b < parts; ++b)
+      out.push_back(dyf.data_ptr<float>() + b * planeCount(spec_, x));
+    return out;
+  }
+  /// The pipelines with this layer's taps (one object per spec and taps).
+  std::shared_ptr<codegen::cpu::CpuLkConv> pipelines(LayerTaps &taps) {
+    std::shared_ptr<void> p = taps.upload("halide " + spec_.signature(), [&] {
+      auto conv = std::make_shared<codegen::cpu::CpuLkConv>(f32Spec_, schedule_);
+      conv->setTaps(taps.table());
+      return std::static_pointer_cast<void>(conv);
+    });
+    return std::static_pointer_cast<codegen::cpu::CpuLkConv>(p);
+  }
+
+  KernelSpec f32Spec_;
+  codegen::cpu::CpuSchedule schedule_;
+};
+
+} // namespace
+} // namespace slak::runtime
+
+/// The plugin's entry point (looked up with dlsym).
+extern "C" __attribute__((visibility("default"))) slak::runtime::LkConvKernel *
+slak_make_halide_kernel(const slak::codegen::KernelSpec &spec) {
+  return new slak::runtime::HalideKernel(spec);
+}

@@ -1,0 +1,260 @@
+#include "runtime/KernelPackageLoader.h"
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "runtime/LayerTaps.h"
+#include "runtime/LkConvBackend.h"
+
+namespace slak {
+
+using runtime::BackendKind;
+
+struct KernelPackageModule::OpState {
+  const codegen::PackagedOp *op = nullptr;
+  std::mutex mutex;
+  std::shared_ptr<runtime::LayerTaps> tableTaps;
+  std::map<std::string, std::shared_ptr<runtime::LkConvKernel>> kernels;
+  std::map<std::string, std::vector<at::Tensor>> weights; // per device and dtype
+  std::map<std::string, at::Tensor> bias;
+};
+
+namespace {
+
+at::ScalarType scalarType(codegen::ElementType type) {
+  switch (type) {
+  case codegen::ElementType::F32:
+    return at::kFloat;
+  case codegen::ElementType::F16:
+    return at::kHalf;
+  case codegen::ElementType::BF16:
+    return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+std::string expectedInput(const codegen::KernelSpec &spec) {
+  std::ostringstream os;
+  os << "[N, " << spec.channels << ", " << (spec.height > 0 ? std::to_string(spec.height) : "H")
+     << ", " << (spec.width > 0 ? std::to_string(spec.width) : "W") << "] "
+     << c10::toString(scalarType(spec.elementType));
+  return os.str();
+}
+
+std::vector<runtime::BranchWindow> windowsOf(const codegen::KernelSpec &spec) {
+  std::vector<runtime::BranchWindow> windows;
+  for (const codegen::Branch &b : spec.branches)
+    windows.push_back({b.kernelH, b.kernelW});
+  return windows;
+}
+
+} // namespace
+
+KernelPackageModule::KernelPackageModule(codegen::KernelPackage package)
+    : package_(std::move(package)) {
+  for (const codegen::PackagedOp &op : package_.ops) {
+    states_.push_back(std::make_unique<OpState>());
+    states_.back()->op = &op;
+  }
+}
+
+std::vector<std::string> KernelPackageModule::op_names() const {
+  std::vector<std::string> names;
+  for (const codegen::PackagedOp &op : package_.ops)
+    names.push_back(op.name);
+  return names;
+}
+
+KernelPackageModule::OpState &KernelPackageModule::state(const std::string &op) const {
+  for (const auto &s : states_)
+    if (s->op->name == op)
+      return *s;
+  std::string names;
+  for (const codegen::PackagedOp &o : package_.ops)
+    names += (names.empty() ? "" : ", ") + o.name;
+  TORCH_CHECK(false, "slak: kernel package ", package_.directory, " has no op '", op,
+              "'; its ops are: ", names.empty() ? "(none)" : names);
+}
+
+const codegen::KernelSpec &KernelPackageModule::spec(const std::string &op) const {
+  return state(op).op->kernels.spec;
+}
+
+bool KernelPackageModule::has_weights(const std::string &op) const {
+  const codegen::PackagedOp &o = *state(op).op;
+  if (o.weights.size() != o.kernels.spec.branches.size())
+    return false;
+  for (const std::vector<float> &w : o.weights)
+    if (w.empty())
+      return false;
+  return true;
+}
+
+at::Tensor KernelPackageModule::forward(const std::string &opName, const at::Tensor &x,
+                                        at::TensorList weights,
+                                        const std::optional<at::Tensor> &bias, at::TensorList masks,
+                                        const std::string &backendName) {
+  OpState &st = state(opName);
+  const codegen::PackagedOp &op = *st.op;
+  const codegen::KernelSpec &spec = op.kernels.spec;
+  const std::string what = "slak: kernel package " + package_.directory + " op '" + op.name + "'";
+  const int numBranches = static_cast<int>(spec.branches.size());
+
+  TORCH_CHECK(x.defined() && x.dim() == 4, what, " was compiled for input ", expectedInput(spec),
+              ", got x of rank ", x.defined() ? x.dim() : 0);
+  const bool fits = x.size(1) == spec.channels && (spec.height <= 0 || x.size(2) == spec.height) &&
+                    (spec.width <= 0 || x.size(3) == spec.width) &&
+                    x.scalar_type() == scalarType(spec.elementType) && x.numel() > 0;
+  TORCH_CHECK(fits, what, " was compiled for input ", expectedInput(spec), ", got x of shape ",
+              x.sizes(), " ", c10::toString(x.scalar_type()),
+              "; regenerate the package for this shape or use slak::lk_conv (JIT)");
+
+  BackendKind backend = runtime::parseBackendKind(backendName);
+  if (backend == BackendKind::Auto && x.device().is_cpu())
+    backend = runtime::openclDeviceAvailable() ? BackendKind::OpenCL : BackendKind::Cpu;
+  backend = runtime::resolveBackend(backend, x.device());
+  const int deviceIndex = x.is_cuda() ? x.device().index() : -1;
+
+  // Taps: the packaged table, or one built from the masks given now.
+  std::shared_ptr<runtime::LayerTaps> taps;
+  if (op.table) {
+    TORCH_CHECK(masks.empty(), what, " has a packaged tap table; pass no masks");
+    std::lock_guard<std::mutex> lock(st.mutex);
+    if (!st.tableTaps)
+      st.tableTaps =
+          std::make_shared<runtime::LayerTaps>(spec.channels, windowsOf(spec), *op.table);
+    taps = st.tableTaps;
+  } else {
+    TORCH_CHECK(masks.empty() || static_cast<int>(masks.size()) == numBranches, what, " has ",
+                numBranches, " branches, got ", masks.size(), " masks");
+    TORCH_CHECK(!spec.anySparse() || !masks.empty(), what,
+                " builds its tap table at run time: pass one mask per branch");
+    std::vector<codegen::BranchMask> bytes(numBranches);
+    for (int b = 0; b < static_cast<int>(masks.size()); ++b) {
+      if (!masks[b].defined())
+        continue;
+      const codegen::Branch &br = spec.branches[b];
+      TORCH_CHECK(masks[b].numel() == spec.channels * br.windowSize(), what, ": masks[", b,
+                  "] has shape ", masks[b].sizes(), ", expected [", spec.channels, ", 1, ",
+                  br.kernelH, ", ", br.kernelW, "]");
+      TORCH_CHECK(!br.dense, what, ": branch ", b,
+                  " was compiled dense; its mask would be ignored. Regenerate the package "
+                  "with the mask");
+      const at::Tensor live = masks[b].detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
+      bytes[b].assign(live.data_ptr<uint8_t>(), live.data_ptr<uint8_t>() + live.numel());
+    }
+    taps = std::make_shared<runtime::LayerTaps>(spec.channels, windowsOf(spec), std::move(bytes));
+  }
+
+  // Weights and bias: given, else the packaged constants on x's device.
+  const std::string placement = x.device().str() + "/" + c10::toString(x.scalar_type());
+  std::vector<at::Tensor> w;
+  if (!weights.empty()) {
+    TORCH_CHECK(static_cast<int>(weights.size()) == numBranches, what, " has ", numBranches,
+                " branches, got ", weights.size(), " weights");
+    for (int b = 0; b < numBranches; ++b) {
+      const codegen::Branch &br = spec.branches[b];
+      TORCH_CHECK(weights[b].defined() &&
+                      weights[b].sizes() ==
+                          at::IntArrayRef({spec.channels, 1, br.kernelH, br.kernelW}),
+                  what, ": weights[", b, "] has shape ",
+                  weights[b].defined() ? weights[b].sizes() : at::IntArrayRef{}, ", expected [",
+                  spec.channels, ", 1, ", br.kernelH, ", ", br.kernelW, "]");
+      TORCH_CHECK(weights[b].scalar_type() == x.scalar_type() && weights[b].device() == x.device(),
+                  what, ": weights[", b, "] is ", c10::toString(weights[b].scalar_type()), " on ",
+                  weights[b].device().str(), ", expected ", c10::toString(x.scalar_type()), " on ",
+                  x.device().str(), " (like x)");
+    }
+    w.assign(weights.begin(), weights.end());
+  } else {
+    TORCH_CHECK(has_weights(op.name), what,
+                " holds no weights (they were not constants): pass one weight per branch");
+    std::lock_guard<std::mutex> lock(st.mutex);
+    auto it = st.weights.find(placement);
+    if (it == st.weights.end()) {
+      std::vector<at::Tensor> made;
+      for (int b = 0; b < numBranches; ++b) {
+        const codegen::Branch &br = spec.branches[b];
+        made.push_back(at::tensor(at::ArrayRef<float>(op.weights[b]), at::kFloat)
+                           .view({spec.channels, 1, br.kernelH, br.kernelW})
+                           .to(x.device(), x.scalar_type()));
+      }
+      it = st.weights.emplace(placement, std::move(made)).first;
+    }
+    w = it->second;
+  }
+  std::optional<at::Tensor> b;
+  if (bias && bias->defined()) {
+    TORCH_CHECK(spec.hasBias, what, " was compiled without a bias; pass none");
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == spec.channels &&
+                    bias->scalar_type() == x.scalar_type() && bias->device() == x.device(),
+                what, ": bias has shape ", bias->sizes(), " ", c10::toString(bias->scalar_type()),
+                " on ", bias->device().str(), ", expected [", spec.channels, "] ",
+                c10::toString(x.scalar_type()), " on ", x.device().str());
+    b = *bias;
+  } else if (spec.hasBias) {
+    TORCH_CHECK(!op.bias.empty(), what, " needs a bias and the package holds none: pass one");
+    std::lock_guard<std::mutex> lock(st.mutex);
+    auto it = st.bias.find(placement);
+    if (it == st.bias.end())
+      it = st.bias
+               .emplace(placement, at::tensor(at::ArrayRef<float>(op.bias), at::kFloat)
+                                       .to(x.device(), x.scalar_type()))
+               .first;
+    b = it->second;
+  }
+
+  std::shared_ptr<runtime::LkConvKernel> kernel;
+  {
+    std::lock_guard<std::mutex> lock(st.mutex);
+    const std::string key =
+        std::string(runtime::backendKindName(backend)) + ":" + std::to_string(deviceIndex);
+    auto it = st.kernels.find(key);
+    if (it == st.kernels.end()) {
+      runtime::GpuKernelSource source;
+      source.kernels = op.kernels;
+      source.label = "package " + package_.directory + " op " + op.name;
+      try {
+        switch (backend) {
+        case BackendKind::Cuda:
+          TORCH_CHECK(!package_.cudaSource.empty(), what, ": the package has no kernels.cu");
+          source.source = package_.cudaSource;
+          kernel = runtime::makeCudaKernel(source, deviceIndex);
+          break;
+        case BackendKind::OpenCL:
+          TORCH_CHECK(!package_.openclSource.empty(), what, ": the package has no kernels.cl");
+          source.source = package_.openclSource;
+          kernel = runtime::makeOpenCLKernel(source);
+          break;
+        case BackendKind::Reference:
+          kernel = runtime::makeReferenceKernel(spec);
+          break;
+        default:
+          kernel = runtime::makeCpuKernel(spec);
+          break;
+        }
+      } catch (const c10::Error &) {
+        throw;
+      } catch (const std::exception &e) {
+        TORCH_CHECK(false, what, ": cannot prepare the ", runtime::backendKindName(backend),
+                    " kernels: ", e.what());
+      }
+      it = st.kernels.emplace(key, kernel).first;
+    }
+    kernel = it->second;
+  }
+  return runtime::applyLkConv(x, w, b, kernel, taps);
+}
+
+std::shared_ptr<KernelPackageModule> load_kernel_package(const std::string &dir) {
+  try {
+    return std::make_shared<KernelPackageModule>(codegen::readKernelPackage(dir));
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    TORCH_CHECK(false, "slak::load_kernel_package: ", e.what());
+  }
+}
+
+} // namespace slak

@@ -1,0 +1,203 @@
+#include "runtime/LkConvBackend.h"
+
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "codegen/DefaultSchedule.h"
+#include "runtime/Log.h"
+
+namespace slak::runtime {
+namespace {
+
+std::atomic<int64_t> kernelsBuilt{0}, kernelHits{0};
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::tuple<int, int, std::string>, std::shared_ptr<LkConvKernel>> kernels;
+};
+
+Registry &registry() {
+  static Registry *r = new Registry(); // never destroyed: kernels may hold device objects
+  return *r;
+}
+
+} // namespace
+
+const char *backendKindName(BackendKind kind) {
+  switch (kind) {
+  case BackendKind::Auto:
+    return "auto";
+  case BackendKind::Cpu:
+    return "cpu";
+  case BackendKind::Reference:
+    return "reference";
+  case BackendKind::OpenCL:
+    return "opencl";
+  case BackendKind::Cuda:
+    return "cuda";
+  }
+  return "?";
+}
+
+BackendKind parseBackendKind(const std::string &name) {
+  for (BackendKind kind : {BackendKind::Auto, BackendKind::Cpu, BackendKind::Reference,
+                           BackendKind::OpenCL, BackendKind::Cuda})
+    if (name == backendKindName(kind))
+      return kind;
+  TORCH_CHECK(false, "slak: backend is '", name,
+              "', expected one of 'auto', 'cpu', 'reference', 'opencl', 'cuda'");
+}
+
+bool openclBackendBuilt() {
+#ifdef SLAK_HAVE_OPENCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+BackendKind resolveBackend(BackendKind requested, const c10::Device &device) {
+  if (device.is_cuda()) {
+    TORCH_CHECK(requested == BackendKind::Auto || requested == BackendKind::Cuda, "slak: backend '",
+                backendKindName(requested), "' runs CPU tensors, but x is on ", device.str(),
+                "; use backend 'auto' or 'cuda', or move the tensors to the CPU");
+    return BackendKind::Cuda;
+  }
+  TORCH_CHECK(device.is_cpu(), "slak: tensors on ", device.str(),
+              " are not supported, expected cpu or cuda");
+  TORCH_CHECK(requested != BackendKind::Cuda, "slak: backend 'cuda' needs CUDA tensors, but x is "
+                                              "on cpu; move the tensors with .to(torch::kCUDA)");
+  TORCH_CHECK(requested != BackendKind::OpenCL || openclBackendBuilt(),
+              "slak: backend 'opencl' was requested, but this build has no OpenCL backend "
+              "(configure with -DSLAK_WITH_OPENCL=ON; apt-get install ocl-icd-opencl-dev "
+              "pocl-opencl-icd)");
+  return requested == BackendKind::Auto ? BackendKind::Cpu : requested;
+}
+
+namespace {
+
+struct ScheduleChoice {
+  std::mutex mutex;
+  ScheduleProvider provider;
+  std::map<std::string, codegen::Schedule> memo;
+};
+
+ScheduleChoice &scheduleChoice() {
+  static ScheduleChoice *choice = new ScheduleChoice();
+  return *choice;
+}
+
+} // namespace
+
+void setScheduleProvider(ScheduleProvider provider) {
+  ScheduleChoice &c = scheduleChoice();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.provider = std::move(provider);
+  c.memo.clear();
+}
+
+codegen::Schedule chooseSchedule(const codegen::KernelSpec &spec, double sparseDensity) {
+  ScheduleChoice &c = scheduleChoice();
+  std::mutex &mutex = c.mutex;
+  std::map<std::string, codegen::Schedule> &memo = c.memo;
+  codegen::KernelSpec plain = spec;
+  plain.schedule = codegen::Schedule{};
+  char density[32];
+  std::snprintf(density, sizeof density, "%.6f", sparseDensity);
+  const std::string key = plain.signature() + " density=" + density;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = memo.find(key);
+    if (it != memo.end())
+      return it->second;
+  }
+  ScheduleProvider provider;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    provider = c.provider;
+  }
+  codegen::Schedule schedule;
+  try {
+    schedule =
+        provider ? provider(plain, sparseDensity) : codegen::defaultSchedule(plain, sparseDensity);
+  } catch (const std::invalid_argument &e) {
+    TORCH_CHECK(false, "slak: no schedule fits this layer: ", e.what());
+  }
+  plain.schedule = schedule;
+  if (std::string err = plain.validate(); !err.empty())
+    TORCH_CHECK(false, "slak: the schedule provider gave an illegal schedule (", schedule.str(),
+                "): ", err);
+  std::lock_guard<std::mutex> lock(mutex);
+  memo.emplace(key, schedule);
+  return schedule;
+}
+
+std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelSpec &spec,
+                                        const c10::Device &device) {
+  TORCH_CHECK(kind != BackendKind::Auto, "slak: getKernel needs a resolved backend");
+  const int deviceIndex = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
+  const auto key = std::make_tuple(static_cast<int>(kind), deviceIndex, spec.signature());
+  Registry &r = registry();
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.kernels.find(key);
+    if (it != r.kernels.end()) {
+      ++kernelHits;
+      return it->second;
+    }
+  }
+  std::shared_ptr<LkConvKernel> kernel;
+  auto gpuSource = [&](codegen::Backend backend) {
+    GpuKernelSource source;
+    try {
+      source.kernels = codegen::emitKernels(spec);
+    } catch (const std::invalid_argument &e) {
+      TORCH_CHECK(false, "slak: cannot generate kernels for this layer: ", e.what());
+    }
+    source.source = codegen::assembleSource(backend, {source.kernels});
+    source.label = "lk_conv JIT " + source.kernels.name(codegen::KernelKind::Forward);
+    return source;
+  };
+  switch (kind) {
+  case BackendKind::Cpu:
+    if (std::string(cpuBackendName()) == "halide")
+      logOnce("cpu-backend", "CPU backend: Halide (JIT-compiled pipelines)");
+    kernel = makeCpuKernel(spec);
+    break;
+  case BackendKind::Reference:
+    kernel = makeReferenceKernel(spec);
+    break;
+  case BackendKind::OpenCL:
+    kernel = makeOpenCLKernel(gpuSource(codegen::Backend::OpenCL));
+    break;
+  case BackendKind::Cuda:
+    kernel = makeCudaKernel(gpuSource(codegen::Backend::Cuda), deviceIndex);
+    break;
+  case BackendKind::Auto:
+    break;
+  }
+  ++kernelsBuilt;
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.kernels.emplace(key, kernel).first->second;
+}
+
+RuntimeStats runtimeStats() {
+  RuntimeStats s;
+  s.kernelsBuilt = kernelsBuilt;
+  s.kernelHits = kernelHits;
+  s.tapUploads = tapUploadCount();
+  return s;
+}
+
+void clearKernelRegistry() {
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.kernels.clear();
+}
+
+} // namespace slak::runtime

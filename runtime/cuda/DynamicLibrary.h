@@ -1,0 +1,42 @@
+// DynamicLibrary: a shared library opened at run time (dlopen), so that the
+// CUDA driver and NVRTC are reached without linking against them (DESIGN
+// section 3): every machine builds the same binaries, and one without a GPU
+// says so when a GPU is first asked for.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace slak::runtime::cuda {
+
+class DynamicLibrary {
+public:
+  /// Opens the first of `candidates` (names for the loader's search, or
+  /// paths) that dlopen accepts. Throws std::runtime_error naming `what`,
+  /// every candidate tried and the loader's last message.
+  static std::shared_ptr<DynamicLibrary> open(const std::vector<std::string> &candidates,
+                                              const std::string &what);
+  ~DynamicLibrary();
+  DynamicLibrary(const DynamicLibrary &) = delete;
+  DynamicLibrary &operator=(const DynamicLibrary &) = delete;
+
+  /// The symbol, or nullptr when the library lacks it.
+  void *symbol(const char *name) const;
+  /// The name or path that was opened.
+  const std::string &name() const { return name_; }
+
+private:
+  DynamicLibrary(void *handle, std::string name) : handle_(handle), name_(std::move(name)) {}
+  void *handle_ = nullptr;
+  std::string name_;
+};
+
+/// Folders of CUDA libraries besides the loader's search path: the CUDA
+/// toolkit found at configure time, /usr/local/cuda, and folders added with
+/// addCudaLibraryDirectory (the runtime adds the one that ships with the
+/// torch wheel).
+std::vector<std::string> cudaLibraryDirectories();
+void addCudaLibraryDirectory(const std::string &directory);
+
+} // namespace slak::runtime::cuda
