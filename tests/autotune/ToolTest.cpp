@@ -1,0 +1,129 @@
+// slak-autotune end to end: --help documents every flag, a model-only run
+// for a named GPU prints the ranked candidates and stores its pick, and the
+// errors (unknown GPU, no local GPU, corrupt database) are clear.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "autotune/Lookup.h"
+#include "autotune/TuningDatabase.h"
+#include "autotune/Workload.h"
+
+#ifndef SLAK_AUTOTUNE_TOOL
+#define SLAK_AUTOTUNE_TOOL "slak-autotune"
+#endif
+
+namespace slak::autotune {
+namespace {
+
+struct ToolRun {
+  int status = -1;
+  std::string output; // stdout and stderr
+};
+
+ToolRun run(const std::string &args) {
+  ToolRun r;
+  const std::string command = std::string(SLAK_AUTOTUNE_TOOL) + " " + args + " 2>&1";
+  FILE *pipe = popen(command.c_str(), "r");
+  if (!pipe)
+    return r;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
+    r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string tempPath(const std::string &name) {
+  const std::string path =
+      ::testing::TempDir() + "slak_tool_" + std::to_string(getpid()) + "_" + name;
+  for (const char *suffix : {"", "-wal", "-shm"})
+    std::remove((path + suffix).c_str());
+  return path;
+}
+
+TEST(ToolTest, HelpDocumentsEveryFlag) {
+  const ToolRun r = run("--help");
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char *flag : {"--gpu",
+                           "--cpu",
+                           "--layer",
+                           "--slak-t",
+                           "--density",
+                           "--batch",
+                           "--kinds",
+                           "--db",
+                           "--no-db",
+                           "--replace",
+                           "--top",
+                           "--measure-top",
+                           "--exhaustive-limit",
+                           "--evaluate-model",
+                           "--model-only",
+                           "--repeats",
+                           "--warmup",
+                           "--threads",
+                           "--clock",
+                           "--verify",
+                           "--quiet",
+                           "--list-gpus"})
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " missing from --help";
+  EXPECT_NE(r.output.find("a100"), std::string::npos);
+}
+
+TEST(ToolTest, ModelOnlyRunPrintsRankingAndStoresThePick) {
+  const std::string db = tempPath("tool.db");
+  const std::string layer = "channels=124,size=56,branches=51x5+5x51+5x5,density=0.6,batch=8";
+  const ToolRun r = run("--gpu a100 --layer " + layer + " --db " + db + " --top 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("conv part:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("weight part:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("chosen (model):"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(default)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("conv space ["), std::string::npos) << "no progress on stderr";
+  EXPECT_NE(r.output.find("stored in " + db), std::string::npos) << r.output;
+  TuningDatabase opened(db, TuningDatabase::Access::ReadOnly);
+  const LayerDescription l = parseLayer(layer);
+  const ScheduleChoice c = lookupSchedule(&opened, l.spec, "a100", 0.6);
+  EXPECT_EQ(c.origin, ScheduleOrigin::Model);
+  EXPECT_NE(r.output.find(c.schedule.str()), std::string::npos);
+}
+
+TEST(ToolTest, ClearErrors) {
+  ToolRun r = run("--gpu gtx480 --layer channels=8 --no-db");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("unknown GPU 'gtx480'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("h100"), std::string::npos) << r.output;
+
+  r = run("--gpu local --layer channels=8 --no-db");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("local GPU"), std::string::npos) << r.output;
+
+  r = run("--gpu a100 --layer channels=8,colour=red --no-db");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("unknown key 'colour'"), std::string::npos) << r.output;
+
+  r = run("--layer channels=8");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--gpu"), std::string::npos) << r.output;
+
+  const std::string bad = tempPath("bad.db");
+  std::ofstream(bad) << "this is not a database, it is a shopping list\n";
+  r = run("--gpu a100 --layer channels=8,size=14,branches=5x5 --db " + bad);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not an SQLite file"), std::string::npos) << r.output;
+}
+
+TEST(ToolTest, ListsTheGpuTable) {
+  const ToolRun r = run("--list-gpus");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.output.find("rtx4090"), std::string::npos);
+  EXPECT_NE(r.output.find("whitepaper"), std::string::npos);
+}
+
+} // namespace
+} // namespace slak::autotune
