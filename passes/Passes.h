@@ -24,10 +24,13 @@ constexpr double kDefaultDensityThreshold = 0.35;
 #define GEN_PASS_DECL
 #include "passes/Passes.h.inc"
 
-/// Options of the named pipeline: fuse, canonicalise, specialise.
+/// Options of the named pipeline: fuse, canonicalise, specialise and, with
+/// a device, apply tuned schedules.
 struct PipelineOptions {
   std::string mode = "train";
   double densityThreshold = kDefaultDensityThreshold;
+  std::string device; // empty: no schedules attached
+  std::string db;     // empty: $SLAK_TUNING_DB or the default path
 };
 void buildSlakPipeline(OpPassManager &pm, const PipelineOptions &options);
 

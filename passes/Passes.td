@@ -55,4 +55,22 @@ def SlakSpecializeSparsity : Pass<"slak-specialize-sparsity"> {
                            "::mlir::slak::SlakDialect"];
 }
 
+def SlakApplySchedules : Pass<"slak-apply-schedules"> {
+  let summary = "Attach #slak.schedule to each slak.lk_conv from the tuning database";
+  let description = [{
+    For each `slak.lk_conv` looks up the tuned schedule for `device` in the
+    SQLite tuning database (`db`; empty means `$SLAK_TUNING_DB` or
+    `~/.cache/slak/tuning.db`). On a miss for a named GPU the analytic cost
+    model tunes the layer and the pick is recorded; `origin` in the attribute
+    says `measured`, `model` or `default`. The workload is the op's batch
+    (8 when dynamic) and the density of its sparse branches.
+  }];
+  let options = [
+    Option<"db", "db", "std::string", /*default=*/"\"\"", "tuning database file">,
+    Option<"device", "device", "std::string", /*default=*/"\"a100\"",
+           "a named GPU (a100, h100, ...; see slak-autotune --list-gpus)">
+  ];
+  let dependentDialects = ["::mlir::slak::SlakDialect"];
+}
+
 #endif // SLAK_PASSES_TD

@@ -33,6 +33,11 @@ struct SpecializeOptions : public PassPipelineOptions<SpecializeOptions> {
 struct SlakPipelineOptions : public PassPipelineOptions<SlakPipelineOptions> {
   Option<std::string> mode{*this, "mode", llvm::cl::desc("train or infer"),
                            llvm::cl::init("train")};
+  Option<std::string> device{
+      *this, "device", llvm::cl::desc("attach tuned schedules for this GPU (a100, h100, ...)"),
+      llvm::cl::init("")};
+  Option<std::string> db{*this, "db", llvm::cl::desc("tuning database for device"),
+                         llvm::cl::init("")};
   Option<double> densityThreshold{*this, "density-threshold",
                                   llvm::cl::desc("branches at least this dense use the dense form"),
                                   llvm::cl::init(kDefaultDensityThreshold)};
@@ -46,11 +51,14 @@ void mlir::slak::buildSlakPipeline(OpPassManager &pm, const PipelineOptions &opt
   SlakSpecializeSparsityOptions specialize;
   specialize.densityThreshold = options.densityThreshold;
   pm.addPass(createSlakSpecializeSparsity(specialize));
+  if (!options.device.empty())
+    pm.addPass(createSlakApplySchedules(SlakApplySchedulesOptions{options.db, options.device}));
 }
 
 void mlir::slak::registerAllSlakPasses() {
   registerSlakFuseLk();
   registerSlakSpecializeSparsity();
+  registerSlakApplySchedules();
   PassPipelineRegistration<FuseOptions>("fuse-lk", "Alias of slak-fuse-lk",
                                         [](OpPassManager &pm, const FuseOptions &o) {
                                           pm.addPass(createSlakFuseLk(SlakFuseLkOptions{o.mode}));
@@ -66,6 +74,6 @@ void mlir::slak::registerAllSlakPasses() {
   PassPipelineRegistration<SlakPipelineOptions>(
       "slak-pipeline", "Fuse, canonicalise and specialise slak large-kernel convolutions",
       [](OpPassManager &pm, const SlakPipelineOptions &o) {
-        buildSlakPipeline(pm, PipelineOptions{o.mode, o.densityThreshold});
+        buildSlakPipeline(pm, PipelineOptions{o.mode, o.densityThreshold, o.device, o.db});
       });
 }
