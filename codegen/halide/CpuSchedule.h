@@ -1,0 +1,55 @@
+// CpuSchedule: how the Halide CPU pipelines of one layer are laid out. It is
+// the CPU counterpart of codegen::Schedule (which describes GPU tiles) and is
+// what the autotuner searches over. Any legal CpuSchedule gives correct
+// results; only speed depends on it. Sizes stay dynamic: one compiled pipeline
+// serves every image size and channel count.
+#pragma once
+
+#include "codegen/KernelSpec.h"
+
+#include <cstdint>
+#include <string>
+
+namespace slak::codegen::cpu {
+
+struct CpuSchedule {
+  /// Float lanes per vector: 8 (256-bit) or 16 (512-bit); 4 is allowed for
+  /// very narrow images.
+  int vectorWidth = 8;
+  // Forward / backward-data: every output plane is computed in register tiles
+  // of tileRows x (tileVectors * vectorWidth) outputs; each live tap adds one
+  // broadcast weight times one loaded input vector to every vector of the tile.
+  int tileRows = 4;
+  int tileVectors = 7;
+  /// Compute wide branches (kernelW > kernelH, e.g. 5x51) on transposed
+  /// planes, so that their long axis runs along rows like the tall ones and
+  /// the per-tile tap range trims out-of-image taps.
+  bool transposeWide = true;
+  /// Summed outputs: fold taps of different branches that land on the same
+  /// window offset into one (the 5x5 branch inside 51x5), one FMA instead of two.
+  bool mergeTaps = true;
+  /// Keep shifted copies of each padded input plane so that every tap's
+  /// vector loads are aligned (a load straddling two cache lines costs about
+  /// two). Pays off on large planes; tiny ones spend more on the copies.
+  bool alignLoads = true;
+  // Backward-weight: the dW of `weightTaps` taps is accumulated at once in
+  // vector registers, reading dy in strips of `weightVectors` vectors that
+  // stay in registers while the taps walk over them.
+  int weightTaps = 12;
+  int weightVectors = 4;
+
+  int tileWidth() const { return tileVectors * vectorWidth; }
+  int weightStripWidth() const { return weightVectors * vectorWidth; }
+  /// Empty when legal, otherwise a message naming the bad field and value.
+  std::string validate() const;
+  /// "vec=8 tile=4x7 transposeWide=1 mergeTaps=1 wtaps=8 wvec=4": logs and cache keys.
+  std::string str() const;
+  bool operator==(const CpuSchedule &other) const { return str() == other.str(); }
+};
+
+/// A good schedule for `spec` on images of about height x width (the spec's
+/// own sizes when they are static, else these): the tile spans the image
+/// width when that fits the register file, wide branches are transposed.
+CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width);
+
+} // namespace slak::codegen::cpu

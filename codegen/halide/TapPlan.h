@@ -1,0 +1,65 @@
+// TapPlan: the live taps of a layer regrouped the way the CPU pipelines walk
+// them (pure C++, no Halide). Branches that read the same input plane in the
+// same orientation form a group; within a group every channel's taps are
+// sorted by row offset, so the taps that can reach a band of output rows are
+// one contiguous range (that is how out-of-image taps are skipped), and
+// masked taps are simply absent (that is how sparsity turns into speed).
+//
+// Offsets are relative: a group computes out(i, j) += w * in(i + du, j + dv)
+// in its own orientation. Transposed groups (wide branches, e.g. 5x51) swap
+// rows and columns so that their long axis runs along rows too.
+#pragma once
+
+#include "codegen/KernelSpec.h"
+#include "codegen/TapTable.h"
+#include "codegen/halide/CpuSchedule.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace slak::codegen::cpu {
+
+enum class Pass { Forward, BackwardData, BackwardWeight };
+const char *passName(Pass pass); // "forward", "backward-data", "backward-weight"
+
+struct TapGroup {
+  /// Input plane the group reads: forward and backward-weight read x (slot 0)
+  /// and, for backward-weight, dy of slot `slot`; backward-data reads dy of
+  /// slot `slot` (0 when dy is shared by all branches, else the branch).
+  int slot = 0;
+  bool transposed = false;
+  std::vector<int> branches;
+  /// Taps of channel c are [channelBegin[c], channelBegin[c + 1]), sorted by (du, dv).
+  std::vector<int32_t> channelBegin;
+  std::vector<int32_t> du, dv;
+  // Weight sources: planned tap sourceTap[s] gets W_b[sourceIndex[s]] added,
+  // b = sourceBranch[s], index into the dense [C, 1, KH, KW] weight. Merged
+  // taps have several sources; backward-weight scatters tap t back to its
+  // single source.
+  std::vector<int32_t> sourceTap, sourceIndex;
+  std::vector<int16_t> sourceBranch;
+  // Bounds of du / dv over all taps (all 0 when the group has no tap).
+  int duMin = 0, duMax = 0, dvMin = 0, dvMax = 0;
+  int64_t maxPerChannel = 0;
+
+  int64_t numTaps() const { return static_cast<int64_t>(du.size()); }
+};
+
+struct TapPlan {
+  Pass pass = Pass::Forward;
+  /// One output per group (forward with per-branch outputs) instead of their sum.
+  bool outputPerGroup = false;
+  /// Number of distinct input planes read (dy tensors for backward passes).
+  int numSlots = 1;
+  std::vector<TapGroup> groups;
+};
+
+/// Groups the live taps of `spec` for one pass over inputs of inH x inW.
+/// `table` lists the live taps of sparse branches (Branch::dense = false); it
+/// may be null when every branch is dense. Taps that can never touch the
+/// image at this size are dropped (their contribution, and their weight
+/// gradient, is exactly zero). Throws std::invalid_argument on a bad spec or table.
+TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
+                 const TapTable *table, int64_t inH, int64_t inW);
+
+} // namespace slak::codegen::cpu

@@ -1,0 +1,398 @@
+// The Halide CPU backend against the reference oracle: forward (summed with
+// bias, and per branch), backward-data (shared dy and one dy per branch),
+// backward-weight and the bias gradient, on SLaK, RepLKNet and ConvNeXt
+// layers, images from 1x1 to 17x23, 1 to 249 channels, batch 1 and 3, mask
+// densities 1, 0.6, 0.1 and 0, and several CpuSchedules.
+//
+// Halide compiles once per (group structure, schedule) and sizes are
+// dynamic, so each test below walks many shapes through the same pipelines.
+#include "codegen/halide/CpuLkConv.h"
+#include "codegen/halide/HalidePipelines.h"
+#include "codegen/reference/Reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <gtest/gtest.h>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace slak::codegen::cpu {
+namespace {
+
+struct Kernel {
+  int kh, kw, ph, pw; // ph = pw = -1: "same"
+};
+
+struct Layer {
+  std::vector<Kernel> kernels;
+  bool perBranch = false;
+  bool bias = false;
+  bool denseWeightGrad = false;
+};
+
+struct Size {
+  int64_t n, c, h, w;
+  double density;
+};
+
+std::string describe(const Size &s) {
+  std::ostringstream os;
+  os << "N=" << s.n << " C=" << s.c << " " << s.h << "x" << s.w << " density=" << s.density;
+  return os.str();
+}
+
+KernelSpec makeSpec(const Layer &layer, int64_t channels, bool sparse) {
+  KernelSpec spec;
+  spec.channels = channels;
+  for (const Kernel &k : layer.kernels) {
+    Branch b = Branch::same(k.kh, k.kw, !sparse);
+    if (k.ph >= 0) {
+      b.padH = k.ph;
+      b.padW = k.pw;
+    }
+    spec.branches.push_back(b);
+  }
+  spec.perBranchOutputs = layer.perBranch;
+  spec.hasBias = layer.bias;
+  spec.denseWeightGrad = layer.denseWeightGrad;
+  return spec;
+}
+
+std::vector<float> randomVector(size_t size, std::mt19937 &rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(size);
+  for (float &e : v)
+    e = dist(rng);
+  return v;
+}
+
+/// Fails with the worst index unless |got - ref| <= 1e-4 * max |ref| everywhere.
+void expectClose(const std::vector<float> &got, const std::vector<float> &ref,
+                 const std::string &what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double scale = 0.0, worst = 0.0;
+  size_t worstAt = 0;
+  for (size_t k = 0; k < ref.size(); ++k) {
+    scale = std::max(scale, std::abs(static_cast<double>(ref[k])));
+    const double err = std::abs(static_cast<double>(got[k]) - ref[k]);
+    if (!(err <= worst)) { // also catches NaN
+      worst = err;
+      worstAt = k;
+    }
+  }
+  // All-zero references (density 0) must come out exactly zero.
+  const double tolerance = 1e-4 * scale;
+  EXPECT_LE(worst, tolerance) << what << ": worst at flat index " << worstAt << " got "
+                              << got[worstAt] << " expected " << ref[worstAt] << " (max |ref| "
+                              << scale << ")";
+}
+
+/// Runs all passes of one layer at one size through `conv` and the oracle.
+void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, uint32_t seed,
+                        int threads = 2) {
+  const KernelSpec &spec = conv.spec();
+  const std::string what = describe(size) + " schedule " + conv.schedule().str();
+  SCOPED_TRACE(what);
+  std::mt19937 rng(seed);
+  const size_t numBranches = spec.branches.size();
+  std::vector<BranchMask> masks(numBranches);
+  const bool sparse = size.density < 1.0;
+  if (sparse) {
+    std::bernoulli_distribution live(size.density);
+    for (size_t b = 0; b < numBranches; ++b) {
+      masks[b].resize(size.c * spec.branches[b].windowSize());
+      for (uint8_t &m : masks[b])
+        m = live(rng) ? 1 : 0;
+    }
+    conv.setTaps(buildTapTable(spec, masks));
+  }
+  const reference::Shape refShape{size.n, size.c, size.h, size.w};
+  const Shape shape{size.n, size.c, size.h, size.w};
+  const int64_t oh = spec.outHeight(size.h), ow = spec.outWidth(size.w);
+  const size_t outSize = static_cast<size_t>(size.n * size.c * oh * ow);
+  std::vector<float> x = randomVector(refShape.numel(), rng);
+  reference::Weights weights;
+  std::vector<const float *> weightPtrs;
+  for (const Branch &b : spec.branches)
+    weights.push_back(randomVector(size.c * b.windowSize(), rng));
+  for (const auto &w : weights)
+    weightPtrs.push_back(w.data());
+  std::vector<float> bias = spec.hasBias ? randomVector(size.c, rng) : std::vector<float>{};
+  const std::vector<BranchMask> refMasks = sparse ? masks : std::vector<BranchMask>{};
+
+  // Forward.
+  auto yRef = reference::forward(spec, refShape, x, weights, refMasks, bias);
+  std::vector<std::vector<float>> y(yRef.size(), std::vector<float>(outSize, -7.0f));
+  std::vector<float *> yPtrs;
+  for (auto &v : y)
+    yPtrs.push_back(v.data());
+  conv.forward(shape, x.data(), weightPtrs, spec.hasBias ? bias.data() : nullptr, yPtrs, threads);
+  for (size_t k = 0; k < y.size(); ++k)
+    expectClose(y[k], yRef[k], "forward output " + std::to_string(k));
+
+  // Backward passes with random dy (one per branch or shared).
+  std::vector<std::vector<float>> dy;
+  std::vector<const float *> dyPtrs;
+  for (size_t k = 0; k < (spec.perBranchOutputs ? numBranches : 1); ++k)
+    dy.push_back(randomVector(outSize, rng));
+  for (const auto &d : dy)
+    dyPtrs.push_back(d.data());
+
+  auto dxRef = reference::backwardData(spec, refShape, dy, weights, refMasks);
+  std::vector<float> dx(refShape.numel(), -7.0f);
+  conv.backwardData(shape, dyPtrs, weightPtrs, dx.data(), threads);
+  expectClose(dx, dxRef, "backward-data");
+
+  auto dwRef = reference::backwardWeight(spec, refShape, x, dy, refMasks);
+  std::vector<std::vector<float>> dw(numBranches);
+  std::vector<float *> dwPtrs;
+  for (size_t b = 0; b < numBranches; ++b) {
+    dw[b].assign(dwRef[b].size(), -7.0f);
+    dwPtrs.push_back(dw[b].data());
+  }
+  conv.backwardWeight(shape, x.data(), dyPtrs, dwPtrs, threads);
+  for (size_t b = 0; b < numBranches; ++b)
+    expectClose(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+
+  auto dbRef = reference::backwardBias(spec, refShape, dy);
+  std::vector<float> db(size.c, -7.0f);
+  conv.backwardBias(shape, dyPtrs, db.data(), threads);
+  expectClose(db, dbRef, "bias gradient");
+}
+
+/// One CpuLkConv per (channels, sparse) pair, all with the same schedule, so
+/// the pipelines compile once for the whole list.
+void checkSizes(const Layer &layer, const CpuSchedule &schedule, const std::vector<Size> &sizes,
+                uint32_t seed) {
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const Size &s = sizes[k];
+    CpuLkConv conv(makeSpec(layer, s.c, s.density < 1.0), schedule);
+    checkAgainstOracle(conv, layer, s, seed + static_cast<uint32_t>(k));
+  }
+}
+
+const std::vector<Kernel> kSlak51 = {{51, 5, -1, -1}, {5, 51, -1, -1}, {5, 5, -1, -1}};
+const std::vector<Kernel> kSlak13 = {{13, 5, -1, -1}, {5, 13, -1, -1}, {5, 5, -1, -1}};
+const std::vector<Kernel> kRepLk31 = {{31, 31, -1, -1}, {5, 5, -1, -1}};
+const std::vector<Kernel> kConvNeXt7 = {{7, 7, -1, -1}};
+
+CpuSchedule schedule(int vec, int rows, int vectors, bool transposeWide = true, bool merge = true,
+                     int wtaps = 8, int wvec = 2) {
+  CpuSchedule s;
+  s.vectorWidth = vec;
+  s.tileRows = rows;
+  s.tileVectors = vectors;
+  s.transposeWide = transposeWide;
+  s.mergeTaps = merge;
+  s.weightTaps = wtaps;
+  s.weightVectors = wvec;
+  return s;
+}
+
+// The shapes of the issue: images 1x1, 7x7, 17x23, 14x14; channels 1, 3, 124
+// (249 on a small image); batch 1 and 3; densities 1, 0.6, 0.1, 0.
+const std::vector<Size> kMixedSizes = {
+    {1, 3, 7, 7, 1.0},   {3, 1, 17, 23, 0.6}, {1, 124, 14, 14, 0.1}, {3, 3, 1, 1, 1.0},
+    {1, 3, 14, 14, 0.0}, {1, 249, 7, 7, 0.6}, {3, 3, 17, 23, 1.0},   {1, 1, 1, 1, 0.6},
+};
+
+TEST(HalideBackend, Slak51SummedWithBias) {
+  checkSizes({kSlak51, false, true}, schedule(8, 4, 7), kMixedSizes, 100);
+}
+
+TEST(HalideBackend, Slak51PerBranchOutputs) {
+  checkSizes({kSlak51, true, false}, schedule(8, 4, 2), kMixedSizes, 200);
+}
+
+TEST(HalideBackend, Slak13SummedUntransposed) {
+  // Wide branches on untransposed planes, 512-bit vectors.
+  checkSizes({kSlak13, false, true}, schedule(16, 3, 2, /*transposeWide=*/false), kMixedSizes, 300);
+}
+
+TEST(HalideBackend, Slak13PerBranchUnmerged) {
+  checkSizes({kSlak13, true, false}, schedule(8, 7, 4, true, /*merge=*/false, 4, 4),
+             {{3, 124, 14, 14, 1.0}, {1, 3, 17, 23, 0.1}, {3, 1, 7, 7, 0.0}, {1, 3, 1, 1, 0.6}},
+             400);
+}
+
+TEST(HalideBackend, RepLkNet31Summed) {
+  checkSizes({kRepLk31, false, true}, schedule(8, 2, 3, true, true, 12, 1),
+             {{1, 3, 17, 23, 1.0}, {3, 1, 14, 14, 0.6}, {1, 124, 7, 7, 0.1}, {1, 3, 1, 1, 1.0}},
+             500);
+}
+
+TEST(HalideBackend, RepLkNet31PerBranch) {
+  checkSizes({kRepLk31, true, false}, schedule(4, 5, 5, true, true, 3, 3),
+             {{1, 3, 14, 14, 1.0}, {3, 3, 17, 23, 0.6}, {1, 1, 7, 7, 0.0}}, 600);
+}
+
+TEST(HalideBackend, ConvNeXt7SummedDenseWeightGrad) {
+  checkSizes(
+      {kConvNeXt7, false, true, /*denseWeightGrad=*/true}, schedule(8, 8, 1, true, true, 8, 1),
+      {{3, 124, 14, 14, 0.6}, {1, 3, 17, 23, 1.0}, {3, 3, 1, 1, 0.1}, {1, 249, 7, 7, 0.0}}, 700);
+}
+
+TEST(HalideBackend, ValidPaddingBranches) {
+  // Not "same": 5x3 with padding 1x0 and 3x3 without padding both shrink a
+  // HxW image to (H-2)x(W-2).
+  const std::vector<Kernel> kernels = {{5, 3, 1, 0}, {3, 3, 0, 0}};
+  checkSizes({kernels, false, true}, schedule(8, 4, 2),
+             {{1, 3, 7, 7, 1.0}, {3, 3, 17, 23, 0.6}, {1, 1, 3, 3, 1.0}}, 800);
+  checkSizes({kernels, true, false}, schedule(8, 4, 2), {{1, 3, 7, 9, 0.6}, {3, 1, 17, 23, 1.0}},
+             810);
+}
+
+TEST(HalideBackend, ScheduleSweepGivesTheSameResults) {
+  const Layer layer{kSlak13, false, true};
+  CpuSchedule unaligned = schedule(8, 1, 7, true, true, 2, 2);
+  unaligned.alignLoads = false; // one plane copy, unaligned loads
+  for (const CpuSchedule &s :
+       {schedule(4, 1, 1, true, false, 1, 1), schedule(16, 2, 2, true, true, 16, 3),
+        schedule(8, 8, 3, false, false, 5, 7), unaligned})
+    checkSizes(layer, s, {{3, 3, 17, 23, 0.6}, {1, 124, 7, 7, 1.0}}, 900);
+}
+
+TEST(HalideBackend, DefaultScheduleOnSlakStages) {
+  // The default schedule picks the tile from the image: run the SLaK-T stage
+  // 3 and 4 geometries (C reduced to keep the oracle quick), once with the
+  // schedule given, once chosen per call size by a schedule-less CpuLkConv.
+  for (auto [m, hw] : {std::pair<int, int>{47, 14}, {13, 7}}) {
+    const Layer layer{{{m, 5, -1, -1}, {5, m, -1, -1}, {5, 5, -1, -1}}, false, true};
+    for (double density : {1.0, 0.6}) {
+      KernelSpec spec = makeSpec(layer, 16, density < 1.0);
+      CpuLkConv given(spec, defaultCpuSchedule(spec, hw, hw));
+      checkAgainstOracle(given, layer, {2, 16, hw, hw, density}, 1000 + m);
+      CpuLkConv chosen(spec);
+      EXPECT_EQ(chosen.scheduleFor(hw, hw).str(), given.schedule().str());
+      checkAgainstOracle(chosen, layer, {1, 16, hw, hw, density}, 1100 + m);
+    }
+  }
+}
+
+TEST(HalideBackend, ThreadCountDoesNotChangeResults) {
+  const Layer layer{kSlak13, false, true};
+  KernelSpec spec = makeSpec(layer, 5, true);
+  CpuLkConv conv(spec, schedule(8, 4, 2));
+  checkAgainstOracle(conv, layer, {2, 5, 14, 14, 0.6}, 1100, /*threads=*/1);
+  std::mt19937 rng(1101);
+  const Shape shape{2, 5, 14, 14};
+  std::vector<float> x = randomVector(shape.numel(), rng);
+  std::vector<std::vector<float>> w;
+  std::vector<const float *> wp;
+  for (const Branch &b : spec.branches)
+    w.push_back(randomVector(5 * b.windowSize(), rng));
+  for (auto &v : w)
+    wp.push_back(v.data());
+  std::vector<float> bias = randomVector(5, rng);
+  std::vector<float> one(shape.numel()), two(shape.numel());
+  conv.forward(shape, x.data(), wp, bias.data(), {one.data()}, 1);
+  conv.forward(shape, x.data(), wp, bias.data(), {two.data()}, 2);
+  EXPECT_EQ(one, two) << "each plane is summed in the same order whatever the thread count";
+}
+
+TEST(HalideBackend, PipelinesAreReusedAcrossShapes) {
+  const Layer layer{kConvNeXt7, false, false};
+  const CpuSchedule s = schedule(8, 3, 3);
+  checkSizes(layer, s, {{1, 2, 9, 9, 1.0}}, 1200);
+  const int before = compiledPipelineCount();
+  checkSizes(layer, s, {{2, 3, 12, 5, 1.0}, {1, 7, 30, 2, 1.0}}, 1201);
+  EXPECT_EQ(compiledPipelineCount(), before) << "new sizes and channel counts must not recompile";
+}
+
+// --- Errors -----------------------------------------------------------------
+
+template <typename F> std::string errorOf(F &&f) {
+  try {
+    f();
+  } catch (const std::invalid_argument &e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(HalideBackendErrors, RejectsWhatItCannotRun) {
+  KernelSpec spec = makeSpec({kConvNeXt7, false, false}, 4, false);
+  spec.elementType = ElementType::F16;
+  EXPECT_NE(errorOf([&] { CpuLkConv(spec, CpuSchedule{}); }).find("element type f16"),
+            std::string::npos);
+  CpuSchedule bad;
+  bad.vectorWidth = 5;
+  spec.elementType = ElementType::F32;
+  EXPECT_NE(errorOf([&] { CpuLkConv(spec, bad); }).find("vectorWidth is 5"), std::string::npos);
+}
+
+TEST(HalideBackendErrors, NamesBadArguments) {
+  KernelSpec spec = makeSpec({kSlak13, false, false}, 4, /*sparse=*/true);
+  CpuLkConv conv(spec, CpuSchedule{});
+  std::vector<float> x(4 * 8 * 8), y(x.size()), w(4 * 65), w5(4 * 25);
+  const Shape shape{1, 4, 8, 8};
+  EXPECT_NE(errorOf([&] {
+              conv.forward(shape, x.data(), {w.data(), w.data(), w5.data()}, nullptr, {y.data()});
+            }).find("sparse branches but no tap table"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] {
+              conv.forward(shape, x.data(), {w.data()}, nullptr, {y.data()});
+            }).find("got 1 weights, expected 3"),
+            std::string::npos);
+  EXPECT_NE(
+      errorOf([&] {
+        conv.forward({1, 5, 8, 8}, x.data(), {w.data(), w.data(), w5.data()}, nullptr, {y.data()});
+      }).find("input has 5 channels, expected 4"),
+      std::string::npos);
+  KernelSpec other = makeSpec({kSlak51, false, false}, 4, true);
+  EXPECT_NE(errorOf([&] {
+              conv.setTaps(buildTapTable(other, {{}, {}, {}}));
+              conv.prepare(Pass::Forward, 8, 8);
+            }).find("lies outside its 13x5 window"),
+            std::string::npos);
+}
+
+// --- Tap planning -----------------------------------------------------------
+
+TEST(TapPlan, SlakGroupsMergeAndTrim) {
+  KernelSpec spec = makeSpec({kSlak51, false, false}, 2, false);
+  const CpuSchedule s = schedule(8, 4, 7);
+  TapPlan plan = planTaps(spec, s, Pass::Forward, nullptr, 56, 56);
+  ASSERT_EQ(plan.groups.size(), 2u);
+  EXPECT_TRUE(plan.groups[0].transposed);
+  EXPECT_EQ(plan.groups[0].branches, std::vector<int>{1});
+  EXPECT_EQ(plan.groups[1].branches, (std::vector<int>{0, 2}));
+  // 51x5 and 5x5 merged: 255 distinct offsets per channel, 280 sources.
+  EXPECT_EQ(plan.groups[1].numTaps(), 2 * 255);
+  EXPECT_EQ(plan.groups[1].sourceTap.size(), 2u * 280);
+  // The transposed 5x51 runs along rows: du in [-25, 25], dv in [-2, 2].
+  EXPECT_EQ(plan.groups[0].duMin, -25);
+  EXPECT_EQ(plan.groups[0].dvMax, 2);
+  // On a 7x7 image only |du| <= 6 can reach the image: 13 of 51 rows.
+  TapPlan small = planTaps(spec, s, Pass::Forward, nullptr, 7, 7);
+  EXPECT_EQ(small.groups[0].numTaps(), 2 * 13 * 5);
+  // Without merging and with per-branch inputs, one group per branch.
+  spec.perBranchOutputs = true;
+  TapPlan split = planTaps(spec, s, Pass::BackwardData, nullptr, 56, 56);
+  ASSERT_EQ(split.groups.size(), 3u);
+  EXPECT_EQ(split.numSlots, 3);
+  EXPECT_EQ(split.groups[0].slot, 1); // the transposed 5x51 first
+}
+
+TEST(TapPlan, MaskedTapsAreAbsent) {
+  KernelSpec spec = makeSpec({kConvNeXt7, false, false}, 3, true);
+  std::vector<BranchMask> masks(1, BranchMask(3 * 49, 0));
+  masks[0][0 * 49 + 24] = 1;                        // channel 0: centre
+  masks[0][2 * 49 + 0] = masks[0][2 * 49 + 48] = 1; // channel 2: two corners
+  TapTable table = buildTapTable(spec, masks);
+  TapPlan plan = planTaps(spec, CpuSchedule{}, Pass::BackwardData, &table, 10, 10);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  const TapGroup &g = plan.groups[0];
+  EXPECT_EQ(g.channelBegin, (std::vector<int32_t>{0, 1, 1, 3}));
+  // Backward-data flips taps: the top-left corner (-3, -3) becomes (3, 3)
+  // and sorts last.
+  EXPECT_EQ(g.du, (std::vector<int32_t>{0, -3, 3}));
+  EXPECT_EQ(g.dv, (std::vector<int32_t>{0, -3, 3}));
+  EXPECT_EQ(g.sourceIndex, (std::vector<int32_t>{24, 2 * 49 + 48, 2 * 49 + 0}));
+}
+
+} // namespace
+} // namespace slak::codegen::cpu

@@ -1,0 +1,254 @@
+// slak-train: trains a registry model (SLaK, ConvNeXt, RepLKNet, slak_nano)
+// with SLaK's dynamic-sparsity recipe, or prints its parameter counts.
+#include "models/train/Trainer.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+namespace {
+
+using namespace slak;
+
+std::string joinInts(const std::vector<int64_t> &v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i)
+    out += (i ? "," : "") + std::to_string(v[i]);
+  return out;
+}
+
+int printParams(const std::string &model, const models::ModelOverrides &overrides,
+                const sparse::Options &sparse, uint64_t seed) {
+  auto r = train::parameterReport(model, overrides, sparse, seed);
+  const auto &c = r.config;
+  std::vector<int64_t> kernels(c.kernelSizes.begin(), c.kernelSizes.end());
+  std::printf("model %s: depths [%s] dims [%s] kernels [%s] small %d, %lld classes, %lld input "
+              "channels\n",
+              c.name.c_str(), joinInts(c.depths).c_str(), joinInts(c.dims()).c_str(),
+              joinInts(kernels).c_str(), c.smallKernel, (long long)c.numClasses,
+              (long long)c.inChannels);
+  std::printf("dense parameters:    %lld (%.2fM)\n", (long long)r.total, r.total / 1e6);
+  std::printf("maskable (rank 2/4): %lld (%.2fM)\n", (long long)r.maskable, r.maskable / 1e6);
+  if (c.sparsity > 0)
+    std::printf("non-zero parameters: %lld (%.2fM) at sparsity %.2f (%s init; %lld masked "
+                "layers, %lld dense)\n",
+                (long long)r.nonZero, r.nonZero / 1e6, c.sparsity, sparse::initName(sparse.init),
+                (long long)r.maskedLayers, (long long)r.denseLayers);
+  else
+    std::printf("non-zero parameters: %lld (%.2fM) (dense model)\n", (long long)r.nonZero,
+                r.nonZero / 1e6);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"slak-train: train SLaK / ConvNeXt / RepLKNet models with dynamic sparsity "
+               "(SLaK's recipe) on Fashion-MNIST or synthetic data, or print parameter counts."};
+  app.set_help_all_flag("--help-all", "Print every option, grouped");
+
+  train::TrainOptions o;
+  bool printParamsOnly = false, listModels = false, noProgress = false, finalEvalOnly = false;
+  std::string lkBackend = "auto", sparseInit = "snip", growth = "random", moments = "reset";
+  double widthFactor = 0, sparsity = -1, dropPath = -1;
+  std::vector<int> kernelSizes;
+  int smallKernel = -1;
+  int64_t classes = 0, inChannels = 0;
+  std::string branchBn, decomposed;
+
+  auto *model = app.add_option_group("Model");
+  model
+      ->add_option("--model", o.model,
+                   "Registry model: slak_tiny, slak_small, slak_base, slak_nano, convnext_tiny, "
+                   "replknet_31b")
+      ->capture_default_str();
+  model->add_flag("--list-models", listModels, "List the registry's models and exit");
+  model->add_flag("--print-params", printParamsOnly,
+                  "Print dense and non-zero parameter counts (masks initialised as training "
+                  "would, SNIP on one random batch) and exit");
+  model->add_option("--width-factor", widthFactor,
+                    "Channel multiplier; stage dims are int(d * factor) (SLaK: 1.3)");
+  model
+      ->add_option("--kernel-sizes", kernelSizes,
+                   "Large kernel per stage, e.g. 51,49,47,13 (SLaK's M, RepLKNet's K)")
+      ->delimiter(',');
+  model->add_option("--small-kernel", smallKernel,
+                    "SLaK's N (thin side and small N x N branch); RepLKNet's small kernel");
+  model->add_option("--sparsity", sparsity,
+                    "Fraction of zero weights in rank-2/4 parameters (SLaK default 0.4; 0 = "
+                    "dense training)");
+  model->add_option("--classes", classes, "Number of classes (default: the data set's)");
+  model->add_option("--in-channels", inChannels, "Input channels (default: the data set's)");
+  model->add_option("--drop-path", dropPath,
+                    "Stochastic-depth rate of the last block (grows linearly from 0); default "
+                    "the model's (SLaK-T 0.1, S 0.4, B 0.5)");
+  model
+      ->add_option("--branch-bn", branchBn,
+                   "true/false: a BatchNorm after each large-kernel branch (SLaK's bn)")
+      ->check(CLI::IsMember({"true", "false"}));
+  model
+      ->add_option("--decomposed", decomposed,
+                   "true/false: SLaK's M x N + N x M + N x N (true) or M x M + N x N")
+      ->check(CLI::IsMember({"true", "false"}));
+  model
+      ->add_option("--lk-backend", lkBackend,
+                   "Large-kernel layers: runtime (generated kernels), torch (LibTorch conv2d "
+                   "branches) or auto (runtime where built and fast: Halide CPU backend or a "
+                   "CUDA device)")
+      ->check(CLI::IsMember({"auto", "runtime", "torch"}))
+      ->capture_default_str();
+
+  auto *dataGroup = app.add_option_group("Data");
+  dataGroup->add_option("--dataset", o.dataset, "fashion-mnist or synthetic")
+      ->check(CLI::IsMember({"fashion-mnist", "synthetic"}))
+      ->capture_default_str();
+  dataGroup
+      ->add_option("--data-dir", o.dataDir,
+                   "Fashion-MNIST directory (Debian package dataset-fashion-mnist)")
+      ->capture_default_str();
+  dataGroup->add_option("--synthetic-train", o.synthetic.size, "Synthetic training images")
+      ->capture_default_str();
+  dataGroup->add_option("--synthetic-test", o.syntheticTestSize, "Synthetic test images")
+      ->capture_default_str();
+  dataGroup->add_option("--synthetic-size", o.synthetic.height, "Synthetic image height = width")
+      ->capture_default_str();
+  dataGroup
+      ->add_option("--train-limit", o.trainLimit, "Use only the first N training images (0 = all)")
+      ->capture_default_str();
+  dataGroup->add_option("--test-limit", o.testLimit, "Use only the first N test images (0 = all)")
+      ->capture_default_str();
+
+  auto *optim = app.add_option_group("Optimisation");
+  optim->add_option("--epochs", o.epochs, "Training epochs (SLaK: 300)")->capture_default_str();
+  optim->add_option("--batch-size", o.batchSize, "Images per micro-batch")->capture_default_str();
+  optim
+      ->add_option("--accum-steps", o.accumSteps,
+                   "Micro-batches accumulated per optimizer step (gradient accumulation)")
+      ->capture_default_str();
+  optim->add_option("--lr", o.lr, "Peak AdamW learning rate (SLaK: 4e-3 at batch 4096)")
+      ->capture_default_str();
+  optim->add_option("--min-lr", o.minLr, "Learning rate at the end of the cosine")
+      ->capture_default_str();
+  optim->add_option("--warmup-epochs", o.warmupEpochs, "Linear warmup length in epochs (SLaK: 20)")
+      ->capture_default_str();
+  optim->add_option("--warmup-steps", o.warmupSteps,
+                    "Linear warmup length in optimizer steps (overrides --warmup-epochs)");
+  optim
+      ->add_option("--weight-decay", o.weightDecay,
+                   "AdamW decoupled weight decay on rank >= 2 weights (SLaK: 0.05)")
+      ->capture_default_str();
+  optim->add_option("--label-smoothing", o.labelSmoothing, "Label smoothing (SLaK: 0.1)")
+      ->capture_default_str();
+  optim
+      ->add_option("--ema-decay", o.emaDecay,
+                   "EMA of the weights per optimizer step, masked like the model (SLaK: "
+                   "0.9999; 0 = off)")
+      ->capture_default_str();
+
+  auto *sparseGroup = app.add_option_group("Dynamic sparsity");
+  sparseGroup->add_option("--sparse-init", sparseInit, "Initial densities: snip, ERK or uniform")
+      ->check(CLI::IsMember({"snip", "ERK", "erk", "uniform"}))
+      ->capture_default_str();
+  sparseGroup->add_option("--growth", growth, "Regrowth: random or gradient (largest |grad|)")
+      ->check(CLI::IsMember({"random", "gradient"}))
+      ->capture_default_str();
+  sparseGroup
+      ->add_option("--prune-rate", o.sparse.pruneRate,
+                   "Initial fraction of live weights pruned and regrown per update "
+                   "(SLaK: 0.3; SLaK-T command: 0.5)")
+      ->capture_default_str();
+  sparseGroup
+      ->add_option("--prune-rate-min", o.sparse.pruneRateMin,
+                   "Prune rate at the end of its cosine decay")
+      ->capture_default_str();
+  sparseGroup
+      ->add_option("--update-frequency", o.sparse.updateFrequency,
+                   "Optimizer steps between mask updates (SLaK: 100; SLaK-T command: "
+                   "2000; 0 = static masks)")
+      ->capture_default_str();
+  sparseGroup
+      ->add_option("--moments", moments,
+                   "AdamW moments at positions whose mask changed: reset (zeroed) or keep "
+                   "(the official code's stale moments)")
+      ->check(CLI::IsMember({"reset", "keep"}))
+      ->capture_default_str();
+
+  auto *run = app.add_option_group("Run");
+  run->add_option("--out-dir", o.outDir, "Directory for log.jsonl and checkpoint.pt")
+      ->capture_default_str();
+  run->add_option("--log", o.logPath, "JSONL log (default <out-dir>/log.jsonl); appended to");
+  run->add_option("--checkpoint", o.checkpointPath,
+                  "Checkpoint path (default <out-dir>/checkpoint.pt), written atomically");
+  run->add_option("--resume", o.resume, "Continue from this checkpoint");
+  run->add_option("--max-steps", o.maxSteps,
+                  "Stop after this optimizer step, writing a checkpoint (-1 = run all epochs)")
+      ->capture_default_str();
+  run->add_option("--checkpoint-every", o.checkpointEvery,
+                  "Also checkpoint every N optimizer steps (0 = at epoch ends and stops only)")
+      ->capture_default_str();
+  run->add_option("--eval-batch-size", o.evalBatchSize, "Batch size for the test split")
+      ->capture_default_str();
+  run->add_flag("--final-eval-only", finalEvalOnly,
+                "Evaluate on the test split after the last epoch only");
+  run->add_option("--seed", o.seed, "Seed for weights, data order, masks and drop path")
+      ->capture_default_str();
+  run->add_option("--threads", o.threads, "CPU threads (0 = LibTorch's default)")
+      ->capture_default_str();
+  run->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  run->add_flag("--no-progress", noProgress, "No progress bar on stderr");
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (listModels) {
+      for (const auto &name : models::modelNames())
+        std::printf("%s\n", name.c_str());
+      return 0;
+    }
+    auto &ov = o.overrides;
+    if (widthFactor > 0)
+      ov.widthFactor = widthFactor;
+    if (!kernelSizes.empty())
+      ov.kernelSizes = kernelSizes;
+    if (smallKernel >= 0)
+      ov.smallKernel = smallKernel;
+    if (sparsity >= 0)
+      ov.sparsity = sparsity;
+    if (classes > 0)
+      ov.numClasses = classes;
+    if (inChannels > 0)
+      ov.inChannels = inChannels;
+    if (dropPath >= 0)
+      ov.dropPath = dropPath;
+    if (!branchBn.empty())
+      ov.branchBatchNorm = branchBn == "true";
+    if (!decomposed.empty())
+      ov.decomposed = decomposed == "true";
+    ov.backend = models::parseLkBackend(lkBackend);
+    o.synthetic.width = o.synthetic.height;
+    o.sparse.init = sparse::parseInit(sparseInit);
+    o.sparse.growth = sparse::parseGrowth(growth);
+    o.sparse.moments = sparse::parseMomentPolicy(moments);
+    o.progress = !noProgress;
+    o.evalEachEpoch = !finalEvalOnly;
+
+    if (printParamsOnly)
+      return printParams(o.model, ov, o.sparse, o.seed);
+
+    train::Trainer trainer(o);
+    auto r = trainer.run();
+    std::printf("%s: %lld steps, %lld epochs%s, train loss %.4f acc %.2f%%, test acc %.2f%%",
+                o.model.c_str(), (long long)r.steps, (long long)r.epochsCompleted,
+                r.stoppedEarly ? " (stopped at --max-steps)" : "", r.trainLoss,
+                100 * r.trainAccuracy, 100 * r.testAccuracy);
+    if (r.testAccuracyEma >= 0)
+      std::printf(" (EMA %.2f%%)", 100 * r.testAccuracyEma);
+    std::printf(", %.1f images/s, %.1f s training, density %.3f\n", r.imagesPerSecond,
+                r.trainSeconds, r.density);
+    return 0;
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "slak-train: error: %s\n", e.what());
+    return 1;
+  }
+}
