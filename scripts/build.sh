@@ -7,6 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${SLAK_BUILD_DIR:-$root/build}"
 bash "$root/scripts/setup.sh"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths relative to the checkout, so that clones in other folders share hits.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
