@@ -21,6 +21,7 @@
 #include <functional>
 #include <immintrin.h>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -268,33 +269,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/// Median milliseconds of `first` and `second` over `repeats` rounds; each
-/// round runs `first` then `second`, each after a pause (LibTorch's OpenMP
-/// threads and Halide's workers both spin for a while after a parallel
-/// loop) and once the cores look free. Alternating makes both see the same
-/// machine.
-std::pair<double, double> timePairMs(Machine &machine, const std::function<void()> &first,
-                                     const std::function<void()> &second, int repeats, int warmup) {
-  const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
-  for (int i = 0; i < warmup; ++i) {
-    first();
-    settle();
-    second();
-    settle();
-  }
-  std::vector<double> a, b;
-  for (int i = 0; i < repeats; ++i) {
-    for (auto [body, out] : {std::pair{&first, &a}, std::pair{&second, &b}}) {
-      settle();
-      machine.waitUntilQuiet();
-      const auto start = Clock::now();
-      (*body)();
-      out->push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-    }
-  }
-  return {median(a), median(b)};
-}
-
 struct Row {
   int stage, channels, size, m, batch;
   double density;
@@ -307,112 +281,185 @@ torch::Tensor toTensor(const std::vector<float> &v, std::vector<int64_t> shape) 
   return torch::from_blob(const_cast<float *>(v.data()), shape, torch::kFloat32).clone();
 }
 
-/// Times one stage at one batch and density; appends a forward and a
-/// forward+backward row.
-void benchLayer(const Stage &stage, int batch, double density, const Options &opt, Machine &machine,
-                std::vector<Row> &rows) {
-  const bool sparse = density < 1.0;
-  KernelSpec spec = stageSpec(stage, sparse);
-  const int64_t C = stage.channels, H = stage.size, W = stage.size;
-  std::mt19937 rng(1234 + stage.index * 10 + batch);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  auto random = [&](size_t size) {
-    std::vector<float> v(size);
-    for (float &e : v)
-      e = dist(rng);
-    return v;
-  };
-  std::vector<BranchMask> masks(spec.branches.size());
-  std::vector<std::vector<float>> weights;
-  for (size_t b = 0; b < spec.branches.size(); ++b) {
-    const int64_t window = C * spec.branches[b].windowSize();
-    weights.push_back(random(window));
-    if (sparse) {
-      std::bernoulli_distribution live(density);
-      masks[b].resize(window);
-      for (int64_t k = 0; k < window; ++k) {
-        masks[b][k] = live(rng) ? 1 : 0;
-        if (!masks[b][k])
-          weights[b][k] = 0.0f; // the model multiplies weights by masks
+/// One SLaK-T layer at one batch and mask density, on both implementations:
+/// same inputs, same (masked) weights.
+class LayerBench {
+public:
+  LayerBench(const Stage &stage, int batch, double density, int threads)
+      : stage_(stage), batch_(batch), density_(density), threads_(threads),
+        spec_(stageSpec(stage, density < 1.0)), shape_{batch, stage.channels, stage.size,
+                                                       stage.size} {
+    const int64_t C = stage.channels, H = stage.size, W = stage.size;
+    std::mt19937 rng(1234 + stage.index * 10 + batch);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    auto random = [&](size_t size) {
+      std::vector<float> v(size);
+      for (float &e : v)
+        e = dist(rng);
+      return v;
+    };
+    masks_.resize(spec_.branches.size());
+    for (size_t b = 0; b < spec_.branches.size(); ++b) {
+      const int64_t window = C * spec_.branches[b].windowSize();
+      weights_.push_back(random(window));
+      if (density < 1.0) {
+        std::bernoulli_distribution live(density);
+        masks_[b].resize(window);
+        for (int64_t k = 0; k < window; ++k) {
+          masks_[b][k] = live(rng) ? 1 : 0;
+          if (!masks_[b][k])
+            weights_[b][k] = 0.0f; // the model multiplies weights by masks
+        }
       }
     }
+    x_ = random(shape_.numel());
+    dy_ = random(shape_.numel());
+    y_.resize(x_.size());
+    dx_.resize(x_.size());
+    conv_ = std::make_unique<slak::codegen::cpu::CpuLkConv>(
+        spec_, slak::codegen::cpu::defaultCpuSchedule(spec_, H, W));
+    if (density < 1.0)
+      conv_->setTaps(slak::codegen::buildTapTable(spec_, masks_));
+    for (const auto &w : weights_)
+      weightPtrs_.push_back(w.data());
+    dw_.resize(weights_.size());
+    for (size_t b = 0; b < weights_.size(); ++b) {
+      dw_[b].resize(weights_[b].size());
+      dwPtrs_.push_back(dw_[b].data());
+    }
+    // LibTorch eager: three depthwise conv2d + adds, autograd for the backward.
+    tx_ = toTensor(x_, {batch, C, H, W});
+    tdy_ = toTensor(dy_, {batch, C, H, W});
+    txg_ = tx_.clone().requires_grad_(true);
+    for (size_t b = 0; b < weights_.size(); ++b) {
+      tw_.push_back(
+          toTensor(weights_[b], {C, 1, spec_.branches[b].kernelH, spec_.branches[b].kernelW}));
+      twg_.push_back(tw_.back().clone().requires_grad_(true));
+    }
   }
-  const std::vector<float> x = random(batch * C * H * W), dy = random(batch * C * H * W);
 
-  slak::codegen::cpu::CpuLkConv conv(spec, slak::codegen::cpu::defaultCpuSchedule(spec, H, W));
-  if (sparse)
-    conv.setTaps(slak::codegen::buildTapTable(spec, masks));
-  const slak::codegen::cpu::Shape shape{batch, C, H, W};
-  std::vector<const float *> wptr;
-  for (const auto &w : weights)
-    wptr.push_back(w.data());
-  std::vector<float> y(x.size()), dx(x.size());
-  std::vector<std::vector<float>> dw(weights.size());
-  std::vector<float *> dwptr;
-  for (size_t b = 0; b < weights.size(); ++b) {
-    dw[b].resize(weights[b].size());
-    dwptr.push_back(dw[b].data());
+  void halideForward() {
+    conv_->forward(shape_, x_.data(), weightPtrs_, nullptr, {y_.data()}, threads_);
   }
-  const int threads = opt.threads;
-  auto halideForward = [&] { conv.forward(shape, x.data(), wptr, nullptr, {y.data()}, threads); };
-  auto halideTraining = [&] {
+  void halideTraining() {
     halideForward();
-    conv.backwardData(shape, {dy.data()}, wptr, dx.data(), threads);
-    conv.backwardWeight(shape, x.data(), {dy.data()}, dwptr, threads);
-  };
+    conv_->backwardData(shape_, {dy_.data()}, weightPtrs_, dx_.data(), threads_);
+    conv_->backwardWeight(shape_, x_.data(), {dy_.data()}, dwPtrs_, threads_);
+  }
+  void torchForward() {
+    torch::NoGradGuard guard;
+    torchY_ = torchLayer(tx_, tw_);
+  }
+  void torchTraining() {
+    torch::Tensor out = torchLayer(txg_, twg_);
+    out.backward(tdy_);
+    txg_.mutable_grad() = torch::Tensor();
+    for (torch::Tensor &w : twg_)
+      w.mutable_grad() = torch::Tensor();
+  }
+  /// Largest |Halide - LibTorch| forward difference over max |LibTorch|.
+  double forwardError() {
+    halideForward();
+    torchForward();
+    const float *ref = torchY_.contiguous().data_ptr<float>();
+    double worst = 0, scale = 0;
+    for (size_t k = 0; k < y_.size(); ++k) {
+      worst = std::max(worst, static_cast<double>(std::abs(y_[k] - ref[k])));
+      scale = std::max(scale, static_cast<double>(std::abs(ref[k])));
+    }
+    return worst / std::max(scale, 1e-30);
+  }
+  double gflop() const {
+    return forwardFlops(spec_, masks_, batch_, stage_.size, stage_.size) / 1e9;
+  }
+  Row row(const std::string &pass, double torchMs, double halideMs, double error) const {
+    const double scale = pass == "fwd" ? 1.0 : 3.0;
+    return {stage_.index, stage_.channels, stage_.size, stage_.m,        batch_, density_,
+            pass,         torchMs,         halideMs,    scale * gflop(), error};
+  }
 
-  // LibTorch eager: three depthwise conv2d + adds, autograd for the backward.
-  torch::Tensor tx = toTensor(x, {batch, C, H, W});
-  torch::Tensor tdy = toTensor(dy, {batch, C, H, W});
-  std::vector<torch::Tensor> tw;
-  for (size_t b = 0; b < weights.size(); ++b)
-    tw.push_back(toTensor(weights[b], {C, 1, spec.branches[b].kernelH, spec.branches[b].kernelW}));
-  auto torchLayer = [&](const torch::Tensor &input, const std::vector<torch::Tensor> &ws) {
+private:
+  torch::Tensor torchLayer(const torch::Tensor &input, const std::vector<torch::Tensor> &ws) {
     torch::Tensor out;
     for (size_t b = 0; b < ws.size(); ++b) {
-      const Branch &br = spec.branches[b];
-      torch::Tensor t = torch::conv2d(input, ws[b], {}, 1, {br.padH, br.padW}, 1, C);
+      const Branch &br = spec_.branches[b];
+      torch::Tensor t = torch::conv2d(input, ws[b], {}, 1, {br.padH, br.padW}, 1, stage_.channels);
       out = b == 0 ? t : out + t;
     }
     return out;
-  };
-  torch::Tensor torchY;
-  auto torchForward = [&] {
-    torch::NoGradGuard guard;
-    torchY = torchLayer(tx, tw);
-  };
-  torch::Tensor txg = tx.clone().requires_grad_(true);
-  std::vector<torch::Tensor> twg;
-  for (const torch::Tensor &w : tw)
-    twg.push_back(w.clone().requires_grad_(true));
-  auto torchTraining = [&] {
-    torch::Tensor out = torchLayer(txg, twg);
-    out.backward(tdy);
-    txg.mutable_grad() = torch::Tensor();
-    for (torch::Tensor &w : twg)
-      w.mutable_grad() = torch::Tensor();
-  };
-
-  const int repeats = opt.repeats, warmup = opt.quick ? 1 : 2;
-  // Compile and regroup outside the timing.
-  halideTraining();
-  const auto [hFwd, tFwd] = timePairMs(machine, halideForward, torchForward, repeats, warmup);
-  const auto [hTrain, tTrain] = timePairMs(machine, halideTraining, torchTraining, repeats, 1);
-
-  // Sanity: our forward against LibTorch's.
-  halideForward();
-  torchForward();
-  const float *ref = torchY.contiguous().data_ptr<float>();
-  double worst = 0, scale = 0;
-  for (size_t k = 0; k < y.size(); ++k) {
-    worst = std::max(worst, static_cast<double>(std::abs(y[k] - ref[k])));
-    scale = std::max(scale, static_cast<double>(std::abs(ref[k])));
   }
-  const double flops = forwardFlops(spec, masks, batch, H, W) / 1e9;
-  rows.push_back({stage.index, stage.channels, stage.size, stage.m, batch, density, "fwd", tFwd,
-                  hFwd, flops, worst / std::max(scale, 1e-30)});
-  rows.push_back({stage.index, stage.channels, stage.size, stage.m, batch, density, "fwd+bwd",
-                  tTrain, hTrain, 3 * flops, worst / std::max(scale, 1e-30)});
+
+  Stage stage_;
+  int batch_;
+  double density_;
+  int threads_;
+  KernelSpec spec_;
+  slak::codegen::cpu::Shape shape_;
+  std::vector<BranchMask> masks_;
+  std::vector<std::vector<float>> weights_, dw_;
+  std::vector<float> x_, dy_, y_, dx_;
+  std::vector<const float *> weightPtrs_;
+  std::vector<float *> dwPtrs_;
+  std::unique_ptr<slak::codegen::cpu::CpuLkConv> conv_;
+  torch::Tensor tx_, tdy_, txg_, torchY_;
+  std::vector<torch::Tensor> tw_, twg_;
+};
+
+/// Median milliseconds of each body over `repeats` rounds. Each round runs
+/// every body once, in turn, each after a short pause (LibTorch's OpenMP
+/// threads and Halide's workers both spin for a while after a parallel loop)
+/// and once the cores look free: on a machine shared with other jobs, all
+/// bodies then see the same conditions, so their ratios stay meaningful even
+/// when the absolute times drift.
+std::vector<double> timeRoundsMs(Machine &machine, const std::vector<std::function<void()>> &bodies,
+                                 int repeats, int warmup) {
+  const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
+  for (int i = 0; i < warmup; ++i)
+    for (const auto &body : bodies) {
+      body();
+      settle();
+    }
+  std::vector<std::vector<double>> ms(bodies.size());
+  for (int i = 0; i < repeats; ++i)
+    for (size_t k = 0; k < bodies.size(); ++k) {
+      settle();
+      machine.waitUntilQuiet();
+      const auto start = Clock::now();
+      bodies[k]();
+      ms[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    }
+  std::vector<double> medians;
+  for (const auto &v : ms)
+    medians.push_back(median(v));
+  return medians;
+}
+
+/// Times one stage at one batch, dense and 40% sparse, forward and
+/// forward+backward; appends four rows.
+void benchStage(const Stage &stage, int batch, const Options &opt, Machine &machine,
+                std::vector<Row> &rows) {
+  LayerBench dense(stage, batch, 1.0, opt.threads), sparse(stage, batch, 0.6, opt.threads);
+  // Compile and regroup the taps outside the timing.
+  dense.halideTraining();
+  sparse.halideTraining();
+  const int warmup = opt.quick ? 1 : 2;
+  const std::vector<double> fwd =
+      timeRoundsMs(machine,
+                   {[&] { dense.halideForward(); }, [&] { dense.torchForward(); },
+                    [&] { sparse.halideForward(); }, [&] { sparse.torchForward(); }},
+                   opt.repeats, warmup);
+  const std::vector<double> train =
+      timeRoundsMs(machine,
+                   {[&] { dense.halideTraining(); }, [&] { dense.torchTraining(); },
+                    [&] { sparse.halideTraining(); }, [&] { sparse.torchTraining(); }},
+                   opt.repeats, 1);
+  const double denseError = dense.forwardError(), sparseError = sparse.forwardError();
+  rows.push_back(dense.row("fwd", fwd[1], fwd[0], denseError));
+  rows.push_back(dense.row("fwd+bwd", train[1], train[0], denseError));
+  rows.push_back(sparse.row("fwd", fwd[3], fwd[2], sparseError));
+  rows.back().denseHalideMs = fwd[0];
+  rows.push_back(sparse.row("fwd+bwd", train[3], train[2], sparseError));
+  rows.back().denseHalideMs = train[0];
 }
 
 std::string formatTable(const std::vector<Row> &rows, const Machine &machine, const Options &opt) {
@@ -483,11 +530,7 @@ int main(int argc, char **argv) {
     const Stage &stage = kStages[stageIndex - 1];
     for (int batch : opt.batches) {
       std::cerr << "slak-bench: stage " << stage.index << " batch " << batch << "\n";
-      const size_t denseAt = rows.size();
-      benchLayer(stage, batch, 1.0, opt, machine, rows);
-      benchLayer(stage, batch, 0.6, opt, machine, rows);
-      rows[denseAt + 2].denseHalideMs = rows[denseAt].halideMs;
-      rows[denseAt + 3].denseHalideMs = rows[denseAt + 1].halideMs;
+      benchStage(stage, batch, opt, machine, rows);
     }
   }
   // Other work on the machine only ever lowers the rate: the peak is the

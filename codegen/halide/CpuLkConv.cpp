@@ -75,8 +75,7 @@ struct CpuLkConv::Prepared {
   std::vector<WeightRun> weight;
 };
 
-CpuLkConv::CpuLkConv(const KernelSpec &spec)
-    : CpuLkConv(spec, defaultCpuSchedule(spec, 56, 56)) {
+CpuLkConv::CpuLkConv(const KernelSpec &spec) : CpuLkConv(spec, defaultCpuSchedule(spec, 56, 56)) {
   autoSchedule_ = true;
 }
 
