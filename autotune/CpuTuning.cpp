@@ -21,22 +21,11 @@ int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 
 int toInt(const std::string &key, const std::string &value) {
-  size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(value, &used);
-  } catch (const std::exception &) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size())
-    throw std::invalid_argument("CPU schedule field " + key + "=" + value + " is not an integer");
-  return v;
+  return parseIntField("CPU schedule", key, value);
 }
 
 bool toBool(const std::string &key, const std::string &value) {
-  if (value != "0" && value != "1")
-    throw std::invalid_argument("CPU schedule field " + key + "=" + value + " is not 0 or 1");
-  return value == "1";
+  return parseBoolField("CPU schedule", key, value);
 }
 
 Pass passOf(KernelKind kind) {

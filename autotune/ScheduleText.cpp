@@ -7,22 +7,11 @@ namespace slak::autotune {
 namespace {
 
 int toInt(const std::string &key, const std::string &value) {
-  size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(value, &used);
-  } catch (const std::exception &) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size())
-    throw std::invalid_argument("schedule field " + key + "=" + value + " is not an integer");
-  return v;
+  return parseIntField("schedule", key, value);
 }
 
 bool toBool(const std::string &key, const std::string &value) {
-  if (value != "0" && value != "1")
-    throw std::invalid_argument("schedule field " + key + "=" + value + " is not 0 or 1");
-  return value == "1";
+  return parseBoolField("schedule", key, value);
 }
 
 void toPair(const std::string &key, const std::string &value, int &a, int &b) {
@@ -74,6 +63,27 @@ codegen::Schedule parseSchedule(const std::string &text) {
   if (std::string err = s.validate(); !err.empty())
     throw std::invalid_argument("GPU schedule '" + text + "': " + err);
   return s;
+}
+
+int parseIntField(const char *what, const std::string &key, const std::string &value) {
+  size_t used = 0;
+  int v = 0;
+  try {
+    v = std::stoi(value, &used);
+  } catch (const std::exception &) {
+    used = 0;
+  }
+  if (used == 0 || used != value.size())
+    throw std::invalid_argument(std::string(what) + " field " + key + "=" + value +
+                                " is not an integer");
+  return v;
+}
+
+bool parseBoolField(const char *what, const std::string &key, const std::string &value) {
+  if (value != "0" && value != "1")
+    throw std::invalid_argument(std::string(what) + " field " + key + "=" + value +
+                                " is not 0 or 1");
+  return value == "1";
 }
 
 } // namespace slak::autotune

@@ -16,6 +16,11 @@ namespace slak::autotune {
 /// token without '=' or a repeated key.
 std::map<std::string, std::string> parseFields(const std::string &text);
 
+/// The integer / 0-or-1 value of field `key`; throws std::invalid_argument
+/// "<what> field key=value is not ..." (`what`: "schedule", "CPU schedule").
+int parseIntField(const char *what, const std::string &key, const std::string &value);
+bool parseBoolField(const char *what, const std::string &key, const std::string &value);
+
 /// Inverse of codegen::Schedule::str(). Throws std::invalid_argument naming
 /// the bad field; the result is validated (Schedule::validate()).
 codegen::Schedule parseSchedule(const std::string &text);
