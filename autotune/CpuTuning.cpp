@@ -6,7 +6,6 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "autotune/ScheduleText.h"
 #include "codegen/halide/CpuLkConv.h"
 #include "codegen/halide/TapPlan.h"
 
@@ -19,14 +18,6 @@ using codegen::cpu::TapPlan;
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
-
-int toInt(const std::string &key, const std::string &value) {
-  return parseIntField("CPU schedule", key, value);
-}
-
-bool toBool(const std::string &key, const std::string &value) {
-  return parseBoolField("CPU schedule", key, value);
-}
 
 Pass passOf(KernelKind kind) {
   switch (kind) {
@@ -58,37 +49,6 @@ constexpr double kTapOverheadInstructions = 6;
 constexpr double kFmaLatency = 4;
 
 } // namespace
-
-CpuSchedule parseCpuSchedule(const std::string &text) {
-  auto fields = parseFields(text);
-  auto take = [&](const char *key) {
-    auto it = fields.find(key);
-    if (it == fields.end())
-      throw std::invalid_argument("CPU schedule '" + text + "' has no field " + key);
-    std::string value = it->second;
-    fields.erase(it);
-    return value;
-  };
-  CpuSchedule s;
-  s.vectorWidth = toInt("vec", take("vec"));
-  const std::string tile = take("tile");
-  const size_t x = tile.find('x');
-  if (x == std::string::npos)
-    throw std::invalid_argument("CPU schedule field tile=" + tile + " is not RxV");
-  s.tileRows = toInt("tile", tile.substr(0, x));
-  s.tileVectors = toInt("tile", tile.substr(x + 1));
-  s.transposeWide = toBool("transposeWide", take("transposeWide"));
-  s.mergeTaps = toBool("mergeTaps", take("mergeTaps"));
-  s.alignLoads = toBool("alignLoads", take("alignLoads"));
-  s.weightTaps = toInt("wtaps", take("wtaps"));
-  s.weightVectors = toInt("wvec", take("wvec"));
-  if (!fields.empty())
-    throw std::invalid_argument("CPU schedule '" + text + "' has unknown field " +
-                                fields.begin()->first);
-  if (std::string err = s.validate(); !err.empty())
-    throw std::invalid_argument("CPU schedule '" + text + "': " + err);
-  return s;
-}
 
 std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload &w,
                                           const CpuDevice &cpu, SchedulePart part,
@@ -593,33 +553,6 @@ TuningResult tuneCpu(const KernelSpec &spec, const Workload &workload, const Cpu
   TuneOptions o = options;
   o.measure = timer != nullptr;
   return search(problem, o);
-}
-
-CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
-                                    const std::string &cpuDevice, int64_t height, int64_t width) {
-  CpuScheduleChoice c;
-  c.schedule = codegen::cpu::defaultCpuSchedule(spec, height, width);
-  if (!db) {
-    c.note = "no tuning database";
-    return c;
-  }
-  const auto stored =
-      db->findChoice({problemSignature(spec), cpuDevice, compilerVersion(Backend::Cpu)});
-  if (!stored) {
-    c.note = "no tuned CPU schedule for this layer on " + cpuDevice;
-    return c;
-  }
-  try {
-    c.schedule = parseCpuSchedule(stored->schedule);
-  } catch (const std::exception &e) {
-    c.note = std::string("stored CPU schedule is unusable (") + e.what() + ")";
-    c.schedule = codegen::cpu::defaultCpuSchedule(spec, height, width);
-    return c;
-  }
-  c.origin = stored->origin;
-  c.predictedMs = stored->predictedMs;
-  c.measuredMs = stored->measuredMs;
-  return c;
 }
 
 } // namespace slak::autotune

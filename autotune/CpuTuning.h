@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "autotune/CpuScheduleLookup.h"
 #include "autotune/Device.h"
 #include "autotune/Measure.h"
 #include "autotune/ScheduleSpace.h"
@@ -43,9 +44,6 @@
 namespace slak::autotune {
 
 using codegen::cpu::CpuSchedule;
-
-/// Inverse of CpuSchedule::str(); validated. Throws std::invalid_argument.
-CpuSchedule parseCpuSchedule(const std::string &text);
 
 /// The legal CPU schedules of `part` for `spec` on `cpu`, the other part's
 /// fields taken from `base`. Conv: vector width 8/16 (16 needs AVX-512),
@@ -109,18 +107,5 @@ private:
 /// The key's device is cpu.name (model name and thread count).
 TuningResult tuneCpu(const KernelSpec &spec, const Workload &workload, const CpuDevice &cpu,
                      const TuneOptions &options, CpuKernelTimer *timer = nullptr);
-
-struct CpuScheduleChoice {
-  CpuSchedule schedule;
-  ScheduleOrigin origin = ScheduleOrigin::Default;
-  std::optional<double> predictedMs, measuredMs;
-  std::string note;
-};
-
-/// The stored CPU schedule for `spec` on `cpuDevice` (CpuDevice::name),
-/// else defaultCpuSchedule(spec, height, width). `db` may be null.
-CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
-                                    const std::string &cpuDevice, int64_t height = 56,
-                                    int64_t width = 56);
 
 } // namespace slak::autotune

@@ -1,7 +1,9 @@
 #include "autotune/Report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <sstream>
 
 namespace slak::autotune {
@@ -106,6 +108,71 @@ void printReport(std::ostream &out, const TuningResult &r, int top) {
   std::snprintf(line, sizeof line, "  %-16s %s ms (default %s ms, %.2fx)\n", "total",
                 ms(chosenTotal).c_str(), ms(baseTotal).c_str(), baseTotal / chosenTotal);
   out << line;
+}
+
+std::vector<ModelVsMeasured> modelVsMeasured(const TuningResult &r, int top) {
+  std::vector<ModelVsMeasured> out;
+  for (KernelKind k : r.kinds) {
+    const int p = static_cast<int>(partOf(k)), i = kindIndex(k);
+    std::vector<const RankedCandidate *> list;
+    for (const RankedCandidate &c : r.ranked[p])
+      if (!std::isnan(c.measuredMs[i]) && !std::isnan(c.predictedMs[i]))
+        list.push_back(&c);
+    ModelVsMeasured m;
+    m.kind = k;
+    m.measured = static_cast<int>(list.size());
+    if (list.empty()) {
+      out.push_back(m);
+      continue;
+    }
+    std::stable_sort(list.begin(), list.end(),
+                     [&](const RankedCandidate *a, const RankedCandidate *b) {
+                       return a->predictedMs[i] < b->predictedMs[i];
+                     });
+    auto tau = [&](size_t n) {
+      std::vector<double> predicted, measured;
+      for (size_t j = 0; j < n; ++j) {
+        predicted.push_back(list[j]->predictedMs[i]);
+        measured.push_back(list[j]->measuredMs[i]);
+      }
+      return n >= 2 ? kendallTau(predicted, measured) : kNoTime;
+    };
+    m.top = static_cast<int>(std::min<size_t>(list.size(), std::max(top, 1)));
+    m.tauTop = tau(m.top);
+    m.tauAll = tau(list.size());
+    size_t best = 0;
+    for (size_t j = 1; j < list.size(); ++j)
+      if (list[j]->measuredMs[i] < list[best]->measuredMs[i])
+        best = j;
+    m.pickMs = list[0]->measuredMs[i];
+    m.bestMs = list[best]->measuredMs[i];
+    m.bestModelRank = static_cast<int>(best) + 1;
+    m.pick = partFields(list[0]->schedule, partOf(k));
+    m.best = partFields(list[best]->schedule, partOf(k));
+    out.push_back(m);
+  }
+  return out;
+}
+
+void printModelVsMeasured(std::ostream &out, const TuningResult &r, int top) {
+  out << "model vs measured on " << r.key.device << " (" << r.workload << "):\n";
+  for (const ModelVsMeasured &m : modelVsMeasured(r, top)) {
+    char line[320];
+    if (m.measured == 0) {
+      std::snprintf(line, sizeof line, "  %-16s nothing measured\n",
+                    codegen::kernelKindName(m.kind));
+      out << line;
+      continue;
+    }
+    std::snprintf(line, sizeof line,
+                  "  %-16s Kendall tau %s over the model's top %d, %s over all %d measured; "
+                  "model pick %s ms, measured best %s ms (pick is %.2fx the best; the best is "
+                  "the model's rank %d)\n",
+                  codegen::kernelKindName(m.kind), ms(m.tauTop).c_str(), m.top,
+                  ms(m.tauAll).c_str(), m.measured, ms(m.pickMs).c_str(), ms(m.bestMs).c_str(),
+                  m.pickMs / m.bestMs, m.bestModelRank);
+    out << line << "    pick: " << m.pick << "\n    best: " << m.best << "\n";
+  }
 }
 
 } // namespace slak::autotune

@@ -63,12 +63,16 @@ def SlakApplySchedules : Pass<"slak-apply-schedules"> {
     `~/.cache/slak/tuning.db`). On a miss for a named GPU the analytic cost
     model tunes the layer and the pick is recorded; `origin` in the attribute
     says `measured`, `model` or `default`. The workload is the op's batch
-    (8 when dynamic) and the density of its sparse branches.
+    (8 when dynamic) and the density of its sparse branches. With
+    `device=cpu` (this host) or `device=cpu:<model>:<threads>t` the stored
+    CPU (Halide) schedule is attached instead, as the discardable attribute
+    `slak.cpu_schedule = {device, origin, schedule}` (the default schedule,
+    origin `default`, on a miss).
   }];
   let options = [
     Option<"db", "db", "std::string", /*default=*/"\"\"", "tuning database file">,
     Option<"device", "device", "std::string", /*default=*/"\"a100\"",
-           "a named GPU (a100, h100, ...; see slak-autotune --list-gpus)">
+           "a named GPU (a100, h100, ...; see slak-autotune --list-gpus), or cpu">
   ];
   let dependentDialects = ["::mlir::slak::SlakDialect"];
 }

@@ -2,7 +2,9 @@
 // CpuBackend.cpp opens with RTLD_LOCAL, so that Halide's LLVM 14 stays out of
 // the global symbol scope (where it breaks the LLVM 15 inside PoCL). The
 // pipelines are codegen/halide's; they compute in f32, so f16/bf16 tensors
-// are widened on the way in and rounded once on the way out.
+// are widened on the way in and rounded once on the way out. The schedule
+// is the tuning database's CPU choice for the spec on this host, else the
+// per-spec default (per image size for specs with dynamic sizes).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -36,10 +38,15 @@ class HalideKernel final : public LkConvKernel {
 public:
   explicit HalideKernel(const KernelSpec &spec) : LkConvKernel(spec), f32Spec_(spec) {
     f32Spec_.elementType = codegen::ElementType::F32;
-    const int64_t h = spec.height > 0 ? spec.height : 56, w = spec.width > 0 ? spec.width : 56;
-    schedule_ = codegen::cpu::defaultCpuSchedule(f32Spec_, h, w);
+    std::string source;
+    schedule_ = tunedCpuSchedule(f32Spec_, at::get_num_threads(), &source);
+    if (!schedule_ && spec.height > 0 && spec.width > 0)
+      schedule_ = codegen::cpu::defaultCpuSchedule(f32Spec_, spec.height, spec.width);
+    description_ = schedule_ ? "cpu " + schedule_->str() + " (" + source + ")"
+                             : "cpu per-size default (" + source + ")";
   }
   BackendKind kind() const override { return BackendKind::Cpu; }
+  std::string scheduleDescription() const override { return description_; }
 
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
@@ -97,7 +104,8 @@ private:
   /// The pipelines with this layer's taps (one object per spec and taps).
   std::shared_ptr<codegen::cpu::CpuLkConv> pipelines(LayerTaps &taps) {
     std::shared_ptr<void> p = taps.upload("halide " + spec_.signature(), [&] {
-      auto conv = std::make_shared<codegen::cpu::CpuLkConv>(f32Spec_, schedule_);
+      auto conv = schedule_ ? std::make_shared<codegen::cpu::CpuLkConv>(f32Spec_, *schedule_)
+                            : std::make_shared<codegen::cpu::CpuLkConv>(f32Spec_);
       conv->setTaps(taps.table());
       return std::static_pointer_cast<void>(conv);
     });
@@ -105,7 +113,8 @@ private:
   }
 
   KernelSpec f32Spec_;
-  codegen::cpu::CpuSchedule schedule_;
+  std::optional<codegen::cpu::CpuSchedule> schedule_; // none: defaults per image size
+  std::string description_;
 };
 
 } // namespace

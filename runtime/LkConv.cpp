@@ -311,7 +311,8 @@ at::Tensor lk_conv(const at::Tensor &x, at::TensorList weights, at::TensorList m
   if (std::string err = spec.validate(); !err.empty())
     TORCH_CHECK(false, "slak::lk_conv: ", err, " (x has shape ", shapeText(x), ")");
   if (backend == BackendKind::Cuda || backend == BackendKind::OpenCL)
-    spec.schedule = runtime::chooseSchedule(spec, taps->sparseDensity());
+    spec.schedule = runtime::chooseSchedule(spec, taps->sparseDensity(),
+                                            runtime::scheduleDeviceKey(backend, x.device()));
 
   std::shared_ptr<runtime::LkConvKernel> kernel;
   try {

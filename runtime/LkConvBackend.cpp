@@ -79,64 +79,6 @@ BackendKind resolveBackend(BackendKind requested, const c10::Device &device) {
   return requested == BackendKind::Auto ? BackendKind::Cpu : requested;
 }
 
-namespace {
-
-struct ScheduleChoice {
-  std::mutex mutex;
-  ScheduleProvider provider;
-  std::map<std::string, codegen::Schedule> memo;
-};
-
-ScheduleChoice &scheduleChoice() {
-  static ScheduleChoice *choice = new ScheduleChoice();
-  return *choice;
-}
-
-} // namespace
-
-void setScheduleProvider(ScheduleProvider provider) {
-  ScheduleChoice &c = scheduleChoice();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  c.provider = std::move(provider);
-  c.memo.clear();
-}
-
-codegen::Schedule chooseSchedule(const codegen::KernelSpec &spec, double sparseDensity) {
-  ScheduleChoice &c = scheduleChoice();
-  std::mutex &mutex = c.mutex;
-  std::map<std::string, codegen::Schedule> &memo = c.memo;
-  codegen::KernelSpec plain = spec;
-  plain.schedule = codegen::Schedule{};
-  char density[32];
-  std::snprintf(density, sizeof density, "%.6f", sparseDensity);
-  const std::string key = plain.signature() + " density=" + density;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = memo.find(key);
-    if (it != memo.end())
-      return it->second;
-  }
-  ScheduleProvider provider;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    provider = c.provider;
-  }
-  codegen::Schedule schedule;
-  try {
-    schedule =
-        provider ? provider(plain, sparseDensity) : codegen::defaultSchedule(plain, sparseDensity);
-  } catch (const std::invalid_argument &e) {
-    TORCH_CHECK(false, "slak: no schedule fits this layer: ", e.what());
-  }
-  plain.schedule = schedule;
-  if (std::string err = plain.validate(); !err.empty())
-    TORCH_CHECK(false, "slak: the schedule provider gave an illegal schedule (", schedule.str(),
-                "): ", err);
-  std::lock_guard<std::mutex> lock(mutex);
-  memo.emplace(key, schedule);
-  return schedule;
-}
-
 std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelSpec &spec,
                                         const c10::Device &device) {
   TORCH_CHECK(kind != BackendKind::Auto, "slak: getKernel needs a resolved backend");

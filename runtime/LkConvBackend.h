@@ -21,6 +21,7 @@
 
 #include "codegen/KernelEmitter.h"
 #include "codegen/KernelSpec.h"
+#include "codegen/halide/CpuSchedule.h"
 #include "runtime/LayerTaps.h"
 
 namespace slak::runtime {
@@ -50,6 +51,10 @@ public:
   virtual ~LkConvKernel() = default;
   const codegen::KernelSpec &spec() const { return spec_; }
   virtual BackendKind kind() const = 0;
+  /// The schedule the kernel was built with and where it came from, e.g.
+  /// "cpu vec=16 tile=4x7 ... (measured, tuning.db)"; empty where the spec's
+  /// own GPU schedule says it all.
+  virtual std::string scheduleDescription() const { return {}; }
 
   /// y = the layer applied to x (plus bias when the spec has one).
   virtual void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
@@ -88,13 +93,28 @@ std::shared_ptr<LkConvKernel> makeCudaKernel(const GpuKernelSource &source, int 
 /// Which CPU implementation makeCpuKernel uses: "halide" or "reference".
 const char *cpuBackendName();
 
-/// The GPU schedule for a spec: the schedule provider's answer (by default
-/// codegen::defaultSchedule), memoised per spec and density.
-codegen::Schedule chooseSchedule(const codegen::KernelSpec &spec, double sparseDensity);
-/// Where GPU schedules come from: (spec without schedule, live density of
-/// its sparse branches or -1) -> schedule. The autotune database plugs in
-/// here (autotune::lookupSchedule). An empty function restores the default.
-/// Clears the memo; kernels already compiled stay.
+/// The GPU schedule for a spec: the schedule provider's answer when one is
+/// set, else the tuning database's choice for `deviceKey` ("a100", "h100":
+/// tuningDatabasePath(); see scheduleDeviceKey), else the default heuristic
+/// codegen::defaultSchedule. A missing database is silent, a corrupt or
+/// foreign one gives a warning once; never an error. Memoised per spec,
+/// density and device; SLAK_LOG=debug logs each choice.
+codegen::Schedule chooseSchedule(const codegen::KernelSpec &spec, double sparseDensity,
+                                 const std::string &deviceKey = "");
+/// The tuning database key of the device tensors on `device` run on with
+/// backend `kind`: the GPU's table name for CUDA ("h100"), "opencl", "cpu".
+std::string scheduleDeviceKey(BackendKind kind, const c10::Device &device);
+/// $SLAK_TUNING_DB, else autotune's default path (~/.cache/slak/tuning.db).
+std::string tuningDatabasePath();
+/// The Halide backend's schedule for `spec` (f32): the database's CPU
+/// choice for this host (autotune::hostCpuKeys(threads)), else nullopt (the
+/// per-size default). `description` gets "<origin> (<db>)" or why not.
+std::optional<codegen::cpu::CpuSchedule> tunedCpuSchedule(const codegen::KernelSpec &spec,
+                                                          int threads, std::string *description);
+/// Replaces the GPU schedule provider: (spec without schedule, live density
+/// of its sparse branches or -1) -> schedule. An empty function restores the
+/// database lookup. Clears the GPU and CPU memos; kernels already compiled
+/// stay (clearKernelRegistry drops them).
 using ScheduleProvider =
     std::function<codegen::Schedule(const codegen::KernelSpec &spec, double sparseDensity)>;
 void setScheduleProvider(ScheduleProvider provider);

@@ -15,6 +15,16 @@ void logMessage(const std::string &message) {
   std::fprintf(stderr, "[slak] %s\n", message.c_str());
 }
 
+bool debugLogging() {
+  const char *level = std::getenv("SLAK_LOG");
+  return level && (std::strcmp(level, "debug") == 0 || std::strcmp(level, "2") == 0);
+}
+
+void logDebug(const std::string &message) {
+  if (debugLogging())
+    std::fprintf(stderr, "[slak] debug: %s\n", message.c_str());
+}
+
 void logOnce(const std::string &key, const std::string &message) {
   static std::mutex mutex;
   static std::set<std::string> seen;

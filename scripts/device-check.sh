@@ -32,6 +32,9 @@ prepare_deps() {
   cp -r /usr/src/googletest "$deps/googletest"
   cp -r /usr/include/nlohmann "$deps/prefix/include/"
   cp -r /usr/share/cmake/nlohmann_json "$deps/prefix/share/cmake/"
+  # CLI11 (header-only) for slak-autotune.
+  [[ -d /usr/include/CLI ]] && cp -r /usr/include/CLI "$deps/prefix/include/"
+  [[ -d /usr/share/cmake/CLI11 ]] && cp -r /usr/share/cmake/CLI11 "$deps/prefix/share/cmake/"
   cp /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/zlib.h \
     /usr/include/zconf.h "$deps/prefix/include/" 2>/dev/null || true
   local lib=/usr/lib/x86_64-linux-gnu
@@ -148,7 +151,7 @@ run_step configure 200 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=
   -DTorch_DIR="$torch_prefix/Torch" -DCMAKE_PREFIX_PATH="$prefix_path" || exit 1
 
 run_step build 330 cmake --build "$build" -j"$jobs" --target slak_runtime slak_kernel_cache_test \
-  slak_cuda_compile_test slak_runtime_test slak_runtime_cuda_test || exit 1
+  slak_cuda_compile_test slak_runtime_test slak_runtime_cuda_test slak-autotune || exit 1
 
 tests="$build/tests"
 export SLAK_CACHE_DIR="$build/device-kernel-cache"
@@ -161,6 +164,14 @@ run_step cuda-runtime 240 "$tests/slak_runtime_cuda_test" --gtest_output="xml:$o
 # lk_conv and LKConv2d on CUDA tensors against LibTorch (the /cuda instances).
 run_step cuda-op 180 "$tests/slak_runtime_test" --gtest_filter='*/cuda' \
   --gtest_output="xml:$out/cuda_op.xml"
+# The GPU cost model against measurements on this GPU (SLaK-T layers, batch
+# 8, density 0.6): Kendall tau over the model's top 10 and the model pick's
+# distance from the measured best, per kernel ("model vs measured" blocks).
+run_step model-vs-measured 240 "$build/bin/slak-autotune" --gpu local --slak-t \
+  --report-model-vs-measured --measure-top 10 --exhaustive-limit 0 --repeats 5 --warmup 2 \
+  --top 10 --db "$out/tuning.db" --quiet
+grep -E "^device:|^layer:|model vs measured|Kendall tau over the model|pick:|best:" \
+  "$out/model-vs-measured.log" >>"$out/summary.txt" 2>/dev/null
 # Second run of the compile test: every image now comes from the disk cache.
 run_step cuda-cache-warm 60 "$tests/slak_cuda_compile_test" \
   --gtest_filter='NvrtcCompileTest.ImagesAreCachedInMemoryAndOnDisk'

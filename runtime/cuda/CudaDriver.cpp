@@ -137,6 +137,8 @@ void CudaDriver::check(int result, const std::string &what) const {
                   std::to_string(result) + ")" + (text ? std::string(": ") + text : ""));
 }
 
+void *CudaDriver::symbol(const char *name) const { return library_->symbol(name); }
+
 int CudaDriver::deviceCount() const {
   int count = 0;
   const CUresult status = api_->deviceGetCount(&count);

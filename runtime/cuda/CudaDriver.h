@@ -48,6 +48,9 @@ public:
 
   /// Throws CudaError("<what> failed: CUDA_ERROR_... (<code>): <text>").
   void check(int result, const std::string &what) const;
+  /// A driver entry point this class does not wrap (e.g. the event API for
+  /// the autotuner's timer), or nullptr when the driver lacks it.
+  void *symbol(const char *name) const;
 
   // Raw entry points (callers hold a ContextScope).
   CUmodule loadModule(const std::string &image, std::string *log) const;

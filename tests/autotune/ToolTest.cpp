@@ -69,7 +69,10 @@ TEST(ToolTest, HelpDocumentsEveryFlag) {
                            "--clock",
                            "--verify",
                            "--quiet",
-                           "--list-gpus"})
+                           "--list-gpus",
+                           "--mode",
+                           "--output",
+                           "--report-model-vs-measured"})
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag << " missing from --help";
   EXPECT_NE(r.output.find("a100"), std::string::npos);
 }
@@ -98,9 +101,20 @@ TEST(ToolTest, ClearErrors) {
   EXPECT_NE(r.output.find("unknown GPU 'gtx480'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("h100"), std::string::npos) << r.output;
 
+  // The runtime's CUDA timer is registered; this machine has no GPU.
   r = run("--gpu local --layer channels=8 --no-db");
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("local GPU"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no CUDA device"), std::string::npos) << r.output;
+
+  r = run("--gpu a100 --layer channels=8 --no-db --report-model-vs-measured");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--report-model-vs-measured compares with measurements"),
+            std::string::npos)
+      << r.output;
+
+  r = run("--gpu a100 --layer channels=8 --no-db -o tuned.mlir");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("-o is for the model form"), std::string::npos) << r.output;
 
   r = run("--gpu a100 --layer channels=8,colour=red --no-db");
   EXPECT_EQ(r.status, 1);
@@ -124,6 +138,22 @@ TEST(ToolTest, ListsTheGpuTable) {
   EXPECT_NE(r.output.find("rtx4090"), std::string::npos);
   EXPECT_NE(r.output.find("whitepaper"), std::string::npos);
 }
+
+#ifdef SLAK_AUTOTUNE_WITH_CPU
+TEST(ToolTest, ReportsModelAgainstMeasurementsOnTheCpu) {
+  const ToolRun r = run("--cpu --layer channels=4,size=12,branches=5x5 --kinds forward --no-db "
+                        "--threads 1 --report-model-vs-measured --exhaustive-limit 0 "
+                        "--repeats 1 --warmup 0 --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("model vs measured on cpu:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Kendall tau"), std::string::npos) << r.output;
+  // At least the model's top 10 were measured.
+  const size_t at = r.output.find("over the model's top ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(std::stoi(r.output.substr(at + 21)), 10) << r.output;
+  EXPECT_NE(r.output.find("pick is "), std::string::npos) << r.output;
+}
+#endif
 
 } // namespace
 } // namespace slak::autotune

@@ -26,3 +26,7 @@ config.environment["PATH"] = os.pathsep.join(
     [config.slak_tools_dir, config.llvm_tools_dir, os.environ.get("PATH", "")]
 )
 config.substitutions.append(("%slak_src", config.slak_source_dir))
+
+# Tests of the CPU (Halide) backend: `// REQUIRES: slak-halide`.
+if getattr(config, "slak_with_halide", "").upper() in ("ON", "TRUE", "1", "YES"):
+    config.available_features.add("slak-halide")

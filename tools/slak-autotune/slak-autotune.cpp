@@ -5,12 +5,17 @@
 //   slak-autotune --gpu local --layer ...      measure on this machine's GPU
 //   slak-autotune --cpu --layer ...            measure the CPU (Halide) backend
 //   slak-autotune --gpu h100 --slak-t          the four SLaK-T stage layers
+//   slak-autotune --gpu a100 model.mlir -o tuned.mlir --db tuning.db
+//                                              every slak.lk_conv of a model
 //
-// All logic lives in autotune/ (LayerTuner, Report, TuningDatabase); this
-// file only maps flags to it. Progress goes to stderr, reports to stdout.
+// All logic lives in autotune/ (LayerTuner, Report, TuningDatabase) and, for
+// the model form, in ModelFile (an MLIR target behind an MLIR-free header);
+// this file only maps flags to them. Progress goes to stderr, reports to
+// stdout (stderr when the tuned module goes to stdout).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -18,9 +23,15 @@
 #include "autotune/Device.h"
 #include "autotune/LayerTuner.h"
 #include "autotune/Lookup.h"
+#include "autotune/Progress.h"
 #include "autotune/Report.h"
 #include "autotune/TuningDatabase.h"
 #include "autotune/Workload.h"
+#include "runtime/cuda/CudaKernelTimer.h"
+
+#ifdef SLAK_AUTOTUNE_WITH_MLIR
+#include "tools/slak-autotune/ModelFile.h"
+#endif
 
 using namespace slak::autotune;
 
@@ -36,6 +47,19 @@ void listGpus() {
                 static_cast<long long>(d.sharedPerSm >> 10), d.maxThreadsPerSm, d.sources.c_str());
 }
 
+#ifndef SLAK_AUTOTUNE_WITH_MLIR
+/// Without MLIR the model form cannot read its input; say so and how to
+/// get it (or what works without it).
+[[noreturn]] void noModelForm(const std::string &model) {
+  std::cerr << "slak-autotune: tuning a model file (" << model
+            << ") needs MLIR, and this build has none (configured with SLAK_WITH_MLIR=OFF or "
+               "without libmlir-22-dev). Reconfigure with -DSLAK_WITH_MLIR=ON (apt-get install "
+               "libmlir-22-dev mlir-22-tools llvm-22-dev), or tune layers without a model: "
+               "--layer channels=...,size=... or --slak-t\n";
+  std::exit(2);
+}
+#endif
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -50,7 +74,7 @@ int main(int argc, char **argv) {
              "Reports go to stdout, progress to stderr. The runtime's JIT reads the same database "
              "($SLAK_TUNING_DB).");
 
-  std::string gpu, layer, kinds, dbPath;
+  std::string gpu, layer, kinds, dbPath, model, output, mode = "infer";
   bool cpu = false, slakT = false, noDb = false, modelOnly = false, replace = false;
   bool quiet = false, list = false;
   int top = 10, measureTop = 8, exhaustive = 16, evaluate = 0, threads = 0;
@@ -67,6 +91,25 @@ int main(int argc, char **argv) {
                               "Tune the CPU (Halide) backend of this machine, measuring the "
                               "model's best candidates for real");
   gpuOpt->excludes(cpuOpt);
+  auto *modelOpt = app.add_option(
+      "model", model,
+      "An MLIR model (slak dialect) to tune: every slak.lk_conv is tuned (forward only with "
+      "--mode infer, forward and both backwards with --mode train), the picks stored in the "
+      "database and attached to the ops (#slak.schedule for a GPU, slak.cpu_schedule for "
+      "--cpu) in the module written to -o. slak.dwconv2d / slak.batch_norm ops are fused and "
+      "specialised first (slak-pipeline mode=<--mode>)");
+  app.add_option("-o,--output", output,
+                 "Where the model form writes the tuned module (atomically; '-' = stdout)");
+  app.add_option("--mode", mode,
+                 "Model form: how unfused models are fused and which kernels are tuned: infer "
+                 "(default; BN folded, forward) or train (per-branch BN, all three kernels)")
+      ->check(CLI::IsMember({"train", "infer"}));
+  bool modelVsMeasured = false;
+  app.add_flag("--report-model-vs-measured", modelVsMeasured,
+               "With a measuring target (--gpu local, --cpu): measure at least the model's top "
+               "10 per part (plus the anchors; --evaluate-model N adds N spread over the "
+               "ranking) and print per kernel the model's Kendall tau over its top 10 and over "
+               "all measured, and how far its pick is from the measured best");
   auto *layerOpt = app.add_option(
       "--layer", layer,
       "One layer: channels=C[,size=S | height=H,width=W][,branches=51x5+5x51+5x5]"
@@ -78,6 +121,8 @@ int main(int argc, char **argv) {
                                "Tune the four SLaK-T stage layers (C=124/249/499/998 at "
                                "56/28/14/7, M=51/49/47/13, N=5) with --density and --batch");
   layerOpt->excludes(slakOpt);
+  modelOpt->excludes(layerOpt);
+  modelOpt->excludes(slakOpt);
   app.add_option("--density", density, "Mask density of the --slak-t layers (default 0.6)")
       ->check(CLI::Range(0.01, 1.0));
   app.add_option("--batch", batch, "Batch of the --slak-t layers (default 8)")
@@ -128,6 +173,7 @@ int main(int argc, char **argv) {
                "Print the GPU table (with the sources of its numbers) and exit");
 
   CLI11_PARSE(app, argc, argv);
+  slak::runtime::registerCudaKernelTimer();
   if (list) {
     listGpus();
     return 0;
@@ -137,17 +183,85 @@ int main(int argc, char **argv) {
               << "|local> or --cpu (see --help)\n";
     return 2;
   }
-  if (layer.empty() && !slakT) {
-    std::cerr << "slak-autotune: say which layer: --layer channels=...,size=... or --slak-t "
-                 "(see --help)\n";
+  if (layer.empty() && !slakT && model.empty()) {
+    std::cerr << "slak-autotune: say what to tune: a model file (model.mlir -o tuned.mlir), "
+                 "--layer channels=...,size=... or --slak-t (see --help)\n";
     return 2;
   }
+  if (!model.empty()) {
+#ifndef SLAK_AUTOTUNE_WITH_MLIR
+    noModelForm(model);
+#endif
+    if (output.empty()) {
+      std::cerr << "slak-autotune: the model form writes the tuned module: add -o tuned.mlir "
+                   "(or -o - for stdout)\n";
+      return 2;
+    }
+    if (noDb) {
+      std::cerr << "slak-autotune: the model form attaches its picks through the tuning "
+                   "database: drop --no-db (and name a file with --db FILE if the default "
+                   "should stay untouched)\n";
+      return 2;
+    }
+  } else if (!output.empty()) {
+    std::cerr << "slak-autotune: -o is for the model form (a model file to tune); --layer and "
+                 "--slak-t store their picks in the database only\n";
+    return 2;
+  }
+  if (modelVsMeasured && !cpu && gpu != "local") {
+    std::cerr << "slak-autotune: --report-model-vs-measured compares with measurements: use it "
+                 "with --gpu local or --cpu, not the model-only --gpu "
+              << gpu << "\n";
+    return 2;
+  }
+  std::ostream &report = output == "-" ? std::cerr : std::cout;
 
   try {
     std::vector<LayerDescription> layers;
+#ifdef SLAK_AUTOTUNE_WITH_MLIR
+    std::unique_ptr<ModelFile> modelFile;
+    if (!model.empty()) {
+      std::string error;
+      modelFile = ModelFile::load(model, &error);
+      if (!modelFile) {
+        std::cerr << "slak-autotune: " << error << "\n";
+        return 1;
+      }
+      if (const int unfused = modelFile->unfusedOps(); unfused > 0) {
+        if (!quiet)
+          std::cerr << "slak-autotune: " << model << " still holds " << unfused
+                    << " slak.dwconv2d / slak.batch_norm op(s): running slak-pipeline mode=" << mode
+                    << " (fuse, canonicalise, specialise sparsity) first\n";
+        if (!modelFile->prepare(mode, &error)) {
+          std::cerr << "slak-autotune: fusing " << model << " failed:\n" << error;
+          return 1;
+        }
+      }
+      std::vector<ModelLayer> found;
+      if (!modelFile->layers(found, &error)) {
+        std::cerr << "slak-autotune: " << error;
+        return 1;
+      }
+      if (found.empty()) {
+        std::cerr << "slak-autotune: " << model
+                  << " has no slak.lk_conv to tune (and no slak.dwconv2d branches to fuse into "
+                     "one)\n";
+        return 1;
+      }
+      for (ModelLayer &m : found) {
+        LayerDescription l;
+        l.spec = m.spec;
+        l.workload = m.workload;
+        l.kinds = mode == "train" ? std::vector<KernelKind>(kTunedKinds.begin(), kTunedKinds.end())
+                                  : std::vector<KernelKind>{KernelKind::Forward};
+        l.text = m.name + " (" + m.description + ")";
+        layers.push_back(std::move(l));
+      }
+    }
+#endif
     if (slakT)
       layers = slakTinyLayers(density, true, batch);
-    else
+    else if (!layer.empty())
       layers.push_back(parseLayer(layer));
 
     const TuneTarget target =
@@ -166,6 +280,10 @@ int main(int argc, char **argv) {
     options.exhaustiveLimit = exhaustive;
     options.evaluateModel = evaluate;
     options.keepRanked = std::max(top, 1);
+    if (modelVsMeasured) {
+      options.measureTop = std::max(options.measureTop, 10);
+      options.keepRanked = std::max(options.keepRanked, 10);
+    }
     options.measureOptions.repeats = repeats;
     options.measureOptions.warmup = warmup;
     options.measureOptions.threads = threads;
@@ -173,32 +291,68 @@ int main(int argc, char **argv) {
         clock == "cpu" ? MeasureOptions::Clock::ProcessCpu : MeasureOptions::Clock::Wall;
     options.progress = quiet ? nullptr : &std::cerr;
 
+    // Several layers: one bar over them (with an ETA) besides each search's own.
+    std::unique_ptr<ProgressBar> layerBar;
+    if (options.progress && layers.size() > 1)
+      layerBar = std::make_unique<ProgressBar>(options.progress, "layers", layers.size());
     for (size_t i = 0; i < layers.size(); ++i) {
       const LayerDescription &l = layers[i];
       options.kinds = kinds.empty() ? l.kinds : parseKernelKinds(kinds);
+      if (layerBar)
+        layerBar->update(i, l.text);
       if (options.progress)
         std::cerr << "tuning " << l.text << " for " << tuner.device() << "\n";
       const TuningResult result = tuner.tune(l.spec, l.workload, options);
       if (i > 0)
-        std::cout << "\n";
-      printReport(std::cout, result, top);
+        report << "\n";
+      if (!model.empty())
+        report << "op:       " << l.text << "\n";
+      printReport(report, result, top);
+      if (modelVsMeasured)
+        printModelVsMeasured(report, result, 10);
       if (verify > 0 && result.origin == ScheduleOrigin::Measured) {
         const auto v = tuner.verify(l.spec, l.workload, result, verify, options.measureOptions);
-        std::cout << "verify (" << v.rounds << " alternating runs, medians):\n";
+        report << "verify (" << v.rounds << " alternating runs, medians):\n";
         for (KernelKind k : result.kinds) {
           const int i = kindIndex(k);
-          std::printf("  %-16s default %.3f ms, chosen %.3f ms (%.2fx)\n",
-                      slak::codegen::kernelKindName(k), v.defaultMs[i], v.chosenMs[i],
-                      v.defaultMs[i] / v.chosenMs[i]);
+          char line[160];
+          std::snprintf(line, sizeof line, "  %-16s default %.3f ms, chosen %.3f ms (%.2fx)\n",
+                        slak::codegen::kernelKindName(k), v.defaultMs[i], v.chosenMs[i],
+                        v.defaultMs[i] / v.chosenMs[i]);
+          report << line;
         }
-        std::fflush(stdout);
+        report.flush();
       }
       if (db) {
         const bool stored = recordResult(*db, result, replace);
-        std::cout << (stored ? "stored in " : "kept the measured schedule already in ")
-                  << db->path() << " (" << result.measurements.size() << " records)\n";
+        report << (stored ? "stored in " : "kept the measured schedule already in ") << db->path()
+               << " (" << result.measurements.size() << " records)\n";
       }
     }
+    if (layerBar)
+      layerBar->finish();
+
+#ifdef SLAK_AUTOTUNE_WITH_MLIR
+    if (modelFile) {
+      // The same pass slak-opt runs attaches what the database now holds.
+      std::string error;
+      db.reset(); // the pass opens the file itself
+      if (!modelFile->applySchedules(tuner.device(), dbPath, &error)) {
+        std::cerr << "slak-autotune: attaching the schedules failed:\n" << error;
+        return 1;
+      }
+      if (!modelFile->write(output, &error)) {
+        std::cerr << "slak-autotune: " << error << "\n";
+        return 1;
+      }
+      const std::vector<std::string> attached = modelFile->attachedSchedules();
+      report << "\nwrote " << (output == "-" ? std::string("the tuned module to stdout") : output)
+             << ": " << attached.size() << " slak.lk_conv op(s) scheduled for " << tuner.device()
+             << "\n";
+      for (size_t i = 0; i < attached.size(); ++i)
+        report << "  " << (i < layers.size() ? layers[i].text : "?") << ": " << attached[i] << "\n";
+    }
+#endif
   } catch (const std::exception &e) {
     std::cerr << "slak-autotune: " << e.what() << "\n";
     return 1;

@@ -1,0 +1,131 @@
+#include "autotune/CpuScheduleLookup.h"
+
+#include <stdexcept>
+#include <sys/stat.h>
+#include <thread>
+
+#include "autotune/Device.h"
+#include "autotune/ScheduleText.h"
+#include "autotune/Tuner.h"
+#include "autotune/Workload.h"
+
+namespace slak::autotune {
+
+CpuSchedule parseCpuSchedule(const std::string &text) {
+  auto fields = parseFields(text);
+  auto take = [&](const char *key) {
+    auto it = fields.find(key);
+    if (it == fields.end())
+      throw std::invalid_argument("CPU schedule '" + text + "' has no field " + key);
+    std::string value = it->second;
+    fields.erase(it);
+    return value;
+  };
+  auto toInt = [](const char *key, const std::string &value) {
+    return parseIntField("CPU schedule", key, value);
+  };
+  auto toBool = [](const char *key, const std::string &value) {
+    return parseBoolField("CPU schedule", key, value);
+  };
+  CpuSchedule s;
+  s.vectorWidth = toInt("vec", take("vec"));
+  const std::string tile = take("tile");
+  const size_t x = tile.find('x');
+  if (x == std::string::npos)
+    throw std::invalid_argument("CPU schedule field tile=" + tile + " is not RxV");
+  s.tileRows = toInt("tile", tile.substr(0, x));
+  s.tileVectors = toInt("tile", tile.substr(x + 1));
+  s.transposeWide = toBool("transposeWide", take("transposeWide"));
+  s.mergeTaps = toBool("mergeTaps", take("mergeTaps"));
+  s.alignLoads = toBool("alignLoads", take("alignLoads"));
+  s.weightTaps = toInt("wtaps", take("wtaps"));
+  s.weightVectors = toInt("wvec", take("wvec"));
+  if (!fields.empty())
+    throw std::invalid_argument("CPU schedule '" + text + "' has unknown field " +
+                                fields.begin()->first);
+  if (std::string err = s.validate(); !err.empty())
+    throw std::invalid_argument("CPU schedule '" + text + "': " + err);
+  return s;
+}
+
+std::vector<std::string> hostCpuKeys(int threads) {
+  const CpuDevice host = hostCpu(threads);
+  std::vector<std::string> keys = {host.name};
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int t = 1; t <= cores; ++t)
+    if (t != host.threads)
+      keys.push_back(hostCpu(t).name);
+  return keys;
+}
+
+CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
+                                    const std::vector<std::string> &cpuDevices, int64_t height,
+                                    int64_t width) {
+  CpuScheduleChoice c;
+  c.schedule = codegen::cpu::defaultCpuSchedule(spec, height, width);
+  if (!db) {
+    c.note = "no tuning database";
+    return c;
+  }
+  const std::string signature = problemSignature(spec);
+  const std::string compiler = compilerVersion(Backend::Cpu);
+  c.note = "no tuned CPU schedule for this layer on " +
+           (cpuDevices.empty() ? std::string("this CPU") : cpuDevices.front());
+  for (const std::string &device : cpuDevices) {
+    const auto stored = db->findChoice({signature, device, compiler});
+    if (!stored)
+      continue;
+    try {
+      c.schedule = parseCpuSchedule(stored->schedule);
+    } catch (const std::exception &e) {
+      c.note = "stored CPU schedule for " + device + " is unusable (" + e.what() + ")";
+      c.schedule = codegen::cpu::defaultCpuSchedule(spec, height, width);
+      continue;
+    }
+    c.origin = stored->origin;
+    c.predictedMs = stored->predictedMs;
+    c.measuredMs = stored->measuredMs;
+    c.device = device;
+    c.note.clear();
+    return c;
+  }
+  return c;
+}
+
+CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
+                                    const std::string &cpuDevice, int64_t height, int64_t width) {
+  return lookupCpuSchedule(db, spec, std::vector<std::string>{cpuDevice}, height, width);
+}
+
+CpuScheduleChoice lookupCpuScheduleNoThrow(const std::string &dbPath, const KernelSpec &spec,
+                                           const std::vector<std::string> &cpuDevices,
+                                           int64_t height, int64_t width,
+                                           std::string *error) noexcept {
+  auto fallback = [&](const std::string &what) {
+    if (error)
+      *error = what;
+    CpuScheduleChoice c;
+    try {
+      c.schedule = codegen::cpu::defaultCpuSchedule(spec, height, width);
+    } catch (...) {
+    }
+    c.note = what;
+    return c;
+  };
+  try {
+    struct stat st;
+    if (dbPath.empty() || stat(dbPath.c_str(), &st) != 0) {
+      CpuScheduleChoice c = lookupCpuSchedule(nullptr, spec, cpuDevices, height, width);
+      c.note = "no tuning database at " + (dbPath.empty() ? std::string("(none)") : dbPath);
+      return c;
+    }
+    TuningDatabase db(dbPath, TuningDatabase::Access::ReadOnly);
+    return lookupCpuSchedule(&db, spec, cpuDevices, height, width);
+  } catch (const std::exception &e) {
+    return fallback(e.what());
+  } catch (...) {
+    return fallback("unknown error while reading the tuning database " + dbPath);
+  }
+}
+
+} // namespace slak::autotune
