@@ -1,5 +1,7 @@
 // slak-train: trains a registry model (SLaK, ConvNeXt, RepLKNet, slak_nano)
 // with SLaK's dynamic-sparsity recipe, or prints its parameter counts.
+#include "models/deploy/Checkpoint.h"
+#include "models/deploy/Deploy.h"
 #include "models/train/Trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -41,6 +43,47 @@ int printParams(const std::string &model, const models::ModelOverrides &override
   return 0;
 }
 
+/// --eval-only: the test split through a checkpoint's model, its large-kernel
+/// layers served by a kernel package when `kernels` is given.
+int evaluateCheckpoint(const train::TrainOptions &o, const std::string &kernels, bool ema) {
+  if (o.checkpointPath.empty())
+    throw std::invalid_argument("--eval-only needs --checkpoint CKPT (a slak-train checkpoint)");
+  data::Dataset test;
+  if (o.dataset == "fashion-mnist") {
+    test = data::loadFashionMnist(o.dataDir, false);
+  } else {
+    auto synth = o.synthetic;
+    synth.size = o.syntheticTestSize;
+    test = data::makeSynthetic(synth, 1);
+  }
+  if (o.testLimit > 0 && o.testLimit < test.size()) {
+    test.images = test.images.slice(0, 0, o.testLimit);
+    test.labels = test.labels.slice(0, 0, o.testLimit);
+  }
+  auto overrides = o.overrides;
+  if (!overrides.inChannels)
+    overrides.inChannels = test.channels();
+  if (!overrides.numClasses)
+    overrides.numClasses = test.numClasses;
+  auto config = models::modelConfig(o.model, overrides);
+  auto sourced = models::loadModel(config, o.checkpointPath, ema, o.seed);
+  sourced.model->to(torch::Device(o.device));
+  std::string served = "the JIT";
+  if (!kernels.empty()) {
+    models::DeployOptions d;
+    d.imageSize = test.height();
+    auto report = models::attachKernelPackage(*sourced.model, kernels, d);
+    served = "kernel package " + kernels + " (" + std::to_string(report.layers.size()) +
+             " layers, checked against the model)";
+  }
+  auto e = train::evaluate(*sourced.model, test, o.evalBatchSize, o.device);
+  std::printf("%s from %s: test loss %.4f, test acc %.2f%% on %lld images; large-kernel layers "
+              "served by %s\n",
+              config.name.c_str(), sourced.source.c_str(), e.loss, 100 * e.accuracy,
+              (long long)test.size(), served.c_str());
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -50,6 +93,8 @@ int main(int argc, char **argv) {
 
   train::TrainOptions o;
   bool printParamsOnly = false, listModels = false, noProgress = false, finalEvalOnly = false;
+  bool evalOnly = false, evalEma = false;
+  std::string kernels;
   std::string lkBackend = "auto", sparseInit = "snip", growth = "random", moments = "reset";
   double widthFactor = 0, sparsity = -1, dropPath = -1;
   std::vector<int> kernelSizes;
@@ -197,6 +242,12 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   run->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   run->add_flag("--no-progress", noProgress, "No progress bar on stderr");
+  run->add_flag("--eval-only", evalOnly,
+                "Evaluate --checkpoint on the test split only (no training) and exit");
+  run->add_flag("--eval-ema", evalEma, "With --eval-only: evaluate the checkpoint's EMA weights");
+  run->add_option("--kernels", kernels,
+                  "With --eval-only: serve the large-kernel layers from this kernel package "
+                  "(slak-translate --emit-kernel-package), checked against the checkpoint");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -235,6 +286,10 @@ int main(int argc, char **argv) {
 
     if (printParamsOnly)
       return printParams(o.model, ov, o.sparse, o.seed);
+    if (evalOnly)
+      return evaluateCheckpoint(o, kernels, evalEma);
+    if (!kernels.empty() || evalEma)
+      throw std::invalid_argument("--kernels and --eval-ema need --eval-only");
 
     train::Trainer trainer(o);
     auto r = trainer.run();
