@@ -280,14 +280,18 @@ public:
     initWeights();
   }
 
-  torch::Tensor forward(const torch::Tensor &input) override {
+  torch::Tensor forwardFeatures(const torch::Tensor &input) override {
     auto x = input;
     for (size_t i = 0; i < blocks_.size(); ++i) {
       x = downsampleLayers_[i]->forward(x);
       for (auto &block : blocks_[i])
         x = block->forward(x);
     }
-    return head_(norm_(x.mean({-2, -1})));
+    return x;
+  }
+
+  torch::Tensor forward(const torch::Tensor &input) override {
+    return head_(norm_(forwardFeatures(input).mean({-2, -1})));
   }
 
 private:
@@ -410,14 +414,18 @@ public:
     head_ = register_module("head", torch::nn::Linear(dims.back(), config_.numClasses));
   }
 
-  torch::Tensor forward(const torch::Tensor &input) override {
+  torch::Tensor forwardFeatures(const torch::Tensor &input) override {
     auto x = stem_->forward(input);
     for (size_t i = 0; i < stages_.size(); ++i) {
       x = stages_[i]->forward(x);
       if (i < transitions_.size())
         x = transitions_[i]->forward(x);
     }
-    return head_(norm_(x).mean({-2, -1}));
+    return x;
+  }
+
+  torch::Tensor forward(const torch::Tensor &input) override {
+    return head_(norm_(forwardFeatures(input)).mean({-2, -1}));
   }
 
 private:

@@ -77,6 +77,9 @@ class Classifier : public torch::nn::Module {
 public:
   explicit Classifier(ModelConfig config) : config_(std::move(config)) {}
   virtual torch::Tensor forward(const torch::Tensor &x) = 0;
+  /// The last stage's feature map [N, C, h, w], before the final norm,
+  /// pooling and head (what the effective-receptive-field analysis probes).
+  virtual torch::Tensor forwardFeatures(const torch::Tensor &x) = 0;
   const ModelConfig &config() const { return config_; }
 
 protected:
