@@ -10,7 +10,7 @@ packages=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   pocl-opencl-icd ocl-icd-opencl-dev opencl-headers
   libhalide14-0-dev
-  libsqlite3-dev sqlite3 libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  libsqlite3-dev sqlite3 libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev libgloo-dev
   libpng-dev zlib1g-dev libzstd-dev libedit-dev libxml2-dev libcurl4-openssl-dev
   dataset-fashion-mnist python3-venv
 )

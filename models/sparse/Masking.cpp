@@ -299,6 +299,47 @@ double Masking::overallDensity() const {
   return 1.0 - static_cast<double>(dead) / static_cast<double>(maskable_);
 }
 
+void Masking::synchronize(const std::function<void(torch::Tensor &)> &broadcast) {
+  // Which candidates rank 0 masks, then their masks and the generator state.
+  auto masked = torch::zeros({static_cast<int64_t>(candidates_.size())}, torch::kInt64);
+  for (const auto &l : layers_)
+    for (size_t i = 0; i < candidates_.size(); ++i)
+      if (candidates_[i].first == l.name)
+        masked[static_cast<int64_t>(i)] = 1;
+  broadcast(masked);
+  std::vector<LayerMask> layers;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    if (masked[static_cast<int64_t>(i)].item<int64_t>() == 0)
+      continue;
+    const auto &[name, weight] = candidates_[i];
+    auto it = std::find_if(layers_.begin(), layers_.end(),
+                           [&](const LayerMask &l) { return l.name == name; });
+    LayerMask layer;
+    layer.name = name;
+    layer.weight = weight;
+    layer.mask = it != layers_.end() ? it->mask.clone() : torch::zeros_like(weight.detach());
+    broadcast(layer.mask);
+    layer.live = layer.mask.gt(0.5).sum().item<int64_t>();
+    layers.push_back(std::move(layer));
+  }
+  layers_ = std::move(layers);
+  auto state = generator_.get_state();
+  broadcast(state);
+  generator_.set_state(state);
+  applyToWeights();
+}
+
+torch::Tensor Masking::checksums() const {
+  auto out = torch::zeros({static_cast<int64_t>(layers_.size())}, torch::kFloat64);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto flat = layers_[i].mask.detach().to(torch::kCPU, torch::kFloat64).flatten();
+    // Position weights in [1, 2): a mask moved to other positions changes the sum.
+    auto w = torch::arange(flat.numel(), torch::kFloat64).remainder(1021.0).div(1021.0).add(1.0);
+    out[static_cast<int64_t>(i)] = flat.dot(w).item<double>();
+  }
+  return out;
+}
+
 void Masking::save(torch::serialize::OutputArchive &archive) const {
   archive.write("count", torch::tensor(static_cast<int64_t>(layers_.size())));
   for (size_t i = 0; i < layers_.size(); ++i) {

@@ -125,6 +125,15 @@ public:
   int64_t maskableCount() const { return maskable_; }
   const Options &options() const { return options_; }
 
+  /// Multi-process training: makes this Masking equal to rank 0's (which
+  /// layers are masked, the masks, live counts, the generator) and zeroes the
+  /// dead weights. `broadcast` replaces a tensor by rank 0's tensor of the
+  /// same shape and dtype (a collective: every rank calls this together).
+  void synchronize(const std::function<void(torch::Tensor &)> &broadcast);
+  /// One float64 checksum per masked layer (position-weighted sum of the
+  /// mask), names in `layers()` order: equal on every rank or the masks differ.
+  torch::Tensor checksums() const;
+
   void save(torch::serialize::OutputArchive &archive) const;
   void load(torch::serialize::InputArchive &archive);
 

@@ -116,14 +116,17 @@ void fsyncFile(const std::string &path) {
 // ------------------------------------------------------------- evaluation
 
 Evaluation evaluate(models::Classifier &model, const data::Dataset &d, int64_t batchSize,
-                    const std::string &device) {
+                    const std::string &device, ProcessGroup *group) {
   torch::NoGradGuard noGrad;
   bool wasTraining = model.is_training();
   model.eval();
   double lossSum = 0;
   int64_t correct = 0;
-  for (int64_t start = 0; start < d.size(); start += batchSize) {
-    int64_t n = std::min(batchSize, d.size() - start);
+  // This rank's contiguous shard of the test split.
+  const int64_t ranks = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  const int64_t first = d.size() * rank / ranks, last = d.size() * (rank + 1) / ranks;
+  for (int64_t start = first; start < last; start += batchSize) {
+    int64_t n = std::min(batchSize, last - start);
     auto x = d.images.slice(0, start, start + n).to(device);
     auto y = d.labels.slice(0, start, start + n).to(device);
     auto logits = model.forward(x);
@@ -134,6 +137,11 @@ Evaluation evaluate(models::Classifier &model, const data::Dataset &d, int64_t b
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
   }
   model.train(wasTraining);
+  if (ranks > 1) {
+    auto sums = group->sum({lossSum, static_cast<double>(correct)});
+    lossSum = sums[0];
+    correct = std::llround(sums[1]);
+  }
   double n = static_cast<double>(std::max<int64_t>(d.size(), 1));
   return {lossSum / n, static_cast<double>(correct) / n};
 }
@@ -147,6 +155,8 @@ struct Trainer::State {
   std::shared_ptr<models::Classifier> model, ema;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<sparse::Masking> masking;
+  std::unique_ptr<ProcessGroup> group; // a one-rank group when not distributed
+  std::unique_ptr<GradientBucket> bucket;
   torch::Device device{torch::kCPU};
   int64_t step = 0;
   int64_t stepsPerEpoch = 0, totalSteps = 0, warmupSteps = 0;
@@ -155,7 +165,12 @@ struct Trainer::State {
   int64_t epochCorrect = 0, epochSeen = 0;
   std::string logPath, checkpointPath;
 
+  bool root() const { return group->isRoot(); }
+  bool distributed() const { return group->size() > 1; }
+
   void log(const json &record) const {
+    if (!root())
+      return;
     std::ofstream out(logPath, std::ios::app);
     out << record.dump() << '\n';
   }
@@ -167,6 +182,52 @@ struct Trainer::State {
     double span = static_cast<double>(std::max<int64_t>(totalSteps - warmupSteps, 1));
     double t = std::min(1.0, static_cast<double>(s - warmupSteps) / span);
     return o.minLr + 0.5 * (o.lr - o.minLr) * (1.0 + std::cos(M_PI * t));
+  }
+
+  /// Rank 0's parameters and buffers on every rank (start of training).
+  void broadcastModel(models::Classifier &m) {
+    torch::NoGradGuard noGrad;
+    for (auto &p : m.parameters())
+      group->broadcast(p);
+    syncBuffers(m);
+  }
+
+  /// Buffers (BatchNorm running statistics) are updated per rank from its own
+  /// batches; before evaluation and checkpoints every rank takes rank 0's, as
+  /// DDP broadcasts them (train-mode BN normalises with batch statistics, so
+  /// doing this only here gives the same rank-0 trajectory as every step).
+  void syncBuffers(models::Classifier &m) {
+    if (!distributed())
+      return;
+    torch::NoGradGuard noGrad;
+    for (auto &b : m.buffers())
+      group->broadcast(b);
+  }
+
+  /// Fails loudly when the ranks' masks differ.
+  void checkMasks(const std::string &when) {
+    if (!distributed() || !masking)
+      return;
+    std::vector<std::string> names;
+    for (const auto &l : masking->layers())
+      names.push_back("the mask of " + l.name);
+    group->requireIdentical(masking->checksums(), names, when);
+  }
+
+  /// Fails loudly when the ranks' weights differ (epoch ends).
+  void checkParameters(const std::string &when) {
+    if (!distributed())
+      return;
+    torch::NoGradGuard noGrad;
+    std::vector<std::string> names;
+    std::vector<double> sums;
+    for (const auto &p : model->named_parameters()) {
+      auto flat = p.value().detach().to(torch::kCPU, torch::kFloat64).flatten();
+      auto w = torch::arange(flat.numel(), torch::kFloat64).remainder(1021.0).div(1021.0).add(1.0);
+      names.push_back("parameter " + p.key());
+      sums.push_back(flat.dot(w).item<double>());
+    }
+    group->requireIdentical(torch::tensor(sums, torch::kFloat64), names, when);
   }
 
   void setDenseWeightGrads(bool dense) {
@@ -254,7 +315,24 @@ struct Trainer::State {
     }
   }
 
-  void save(const std::string &path) const {
+  /// A collective in distributed runs: buffers are synchronised and the
+  /// ranks' generator states gathered; rank 0 writes `path` (with
+  /// checkpointAllRanks every rank r > 0 also writes path.rank<r>).
+  void save(const std::string &path) {
+    syncBuffers(*model);
+    if (ema)
+      syncBuffers(*ema);
+    std::vector<torch::Tensor> cpuStates =
+        group->allgather(at::detail::getDefaultCPUGenerator().get_state());
+    std::vector<torch::Tensor> cudaStates;
+    if (device.is_cuda())
+      cudaStates = group->allgather(at::globalContext().defaultGenerator(device).get_state());
+    std::string target = path;
+    if (!group->isRoot()) {
+      if (!options.checkpointAllRanks)
+        return;
+      target = path + ".rank" + std::to_string(group->rank());
+    }
     torch::serialize::OutputArchive root;
     torch::serialize::OutputArchive modelArchive(root.compilation_unit());
     model->save(modelArchive);
@@ -273,13 +351,16 @@ struct Trainer::State {
       root.write("masks", maskArchive);
     }
     torch::serialize::OutputArchive rng(root.compilation_unit());
-    rng.write("cpu", at::detail::getDefaultCPUGenerator().get_state());
-    if (device.is_cuda())
-      rng.write("cuda", at::globalContext().defaultGenerator(device).get_state());
+    rng.write("cpu", cpuStates[0]);
+    for (size_t r = 1; r < cpuStates.size(); ++r)
+      rng.write("cpu_rank" + std::to_string(r), cpuStates[r]);
+    for (size_t r = 0; r < cudaStates.size(); ++r)
+      rng.write(r == 0 ? std::string("cuda") : "cuda_rank" + std::to_string(r), cudaStates[r]);
     root.write("rng", rng);
     torch::serialize::OutputArchive meta(root.compilation_unit());
     meta.write("format", torch::tensor(kCheckpointFormat));
     meta.write("step", torch::tensor(step));
+    meta.write("world_size", torch::tensor(static_cast<int64_t>(group->size())));
     meta.write("epoch_loss_sum", torch::tensor(epochLossSum, torch::kFloat64));
     meta.write("epoch_train_seconds", torch::tensor(epochTrainSeconds, torch::kFloat64));
     meta.write("epoch_correct", torch::tensor(epochCorrect));
@@ -287,12 +368,18 @@ struct Trainer::State {
     meta.write("config", c10::IValue(configJson(config).dump()));
     root.write("meta", meta);
 
-    if (auto dir = fs::path(path).parent_path(); !dir.empty())
+    if (auto dir = fs::path(target).parent_path(); !dir.empty())
       fs::create_directories(dir);
-    const std::string tmp = path + ".tmp";
-    root.save_to(tmp);
+    const std::string tmp = target + ".tmp";
+    try {
+      root.save_to(tmp);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error("cannot write the checkpoint " + tmp + " (" +
+                               e.what_without_backtrace() +
+                               "): make --out-dir / --checkpoint a writable file path");
+    }
     fsyncFile(tmp);
-    fs::rename(tmp, path); // atomic: a reader sees the old or the new file
+    fs::rename(tmp, target); // atomic: a reader sees the old or the new file
   }
 
   void load(const std::string &path) {
@@ -315,6 +402,16 @@ struct Trainer::State {
       throw std::runtime_error(path + " was written for model " + savedConfig.toStringRef() +
                                ", but this run builds " + current +
                                ": resume with the same --model and overrides");
+    torch::Tensor savedWorld;
+    const int64_t writtenBy =
+        meta.try_read("world_size", savedWorld) ? savedWorld.item<int64_t>() : 1;
+    if (writtenBy != group->size())
+      throw std::runtime_error(
+          path + " was written by a run of " + std::to_string(writtenBy) +
+          " rank(s), this run has " + std::to_string(group->size()) + ": resume with " +
+          (writtenBy == 1 ? std::string("one process (no --nproc)")
+                          : "--nproc " + std::to_string(writtenBy)) +
+          " so that the data shards and random streams continue where they stopped");
     meta.read("step", savedStep);
     meta.read("epoch_loss_sum", lossSum);
     meta.read("epoch_train_seconds", seconds);
@@ -345,14 +442,18 @@ struct Trainer::State {
     torch::serialize::InputArchive rng;
     root.read("rng", rng);
     torch::Tensor cpuState;
-    rng.read("cpu", cpuState);
+    rng.read(group->rank() == 0 ? std::string("cpu") : "cpu_rank" + std::to_string(group->rank()),
+             cpuState);
     {
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(cpuState.cpu());
     }
     torch::Tensor cudaState;
-    if (device.is_cuda() && rng.try_read("cuda", cudaState)) {
+    if (device.is_cuda() &&
+        rng.try_read(group->rank() == 0 ? std::string("cuda")
+                                        : "cuda_rank" + std::to_string(group->rank()),
+                     cudaState)) {
       auto gen = at::globalContext().defaultGenerator(device);
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(cudaState.cpu());
@@ -394,6 +495,11 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
   s.device = torch::Device(o.device);
   if (s.device.is_cuda() && !torch::cuda::is_available())
     throw std::runtime_error("--device " + o.device + ": no CUDA device is available");
+  // One GPU per local rank unless the device names one.
+  if (s.device.is_cuda() && !s.device.has_index() && o.distributed.enabled())
+    s.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(o.distributed.localRank));
+  s.group = std::make_unique<ProcessGroup>(o.distributed, s.device);
+  const int64_t ranks = s.group->size();
   if (o.batchSize <= 0 || o.accumSteps <= 0 || o.epochs <= 0)
     throw std::invalid_argument("--batch-size, --accum-steps and --epochs must be positive");
 
@@ -427,14 +533,15 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
     s.ema->eval();
   }
 
-  // Schedule.
-  int64_t batchesPerEpoch = s.train.size() / o.batchSize;
+  // Schedule: an optimizer step takes batchSize x accumSteps images per rank.
+  int64_t batchesPerEpoch = s.train.size() / (o.batchSize * ranks);
   s.stepsPerEpoch = batchesPerEpoch / o.accumSteps;
   if (s.stepsPerEpoch == 0)
     throw std::invalid_argument("the training set has " + std::to_string(s.train.size()) +
                                 " images, fewer than one optimizer step of --batch-size " +
                                 std::to_string(o.batchSize) + " x --accum-steps " +
-                                std::to_string(o.accumSteps));
+                                std::to_string(o.accumSteps) + " x " + std::to_string(ranks) +
+                                " rank(s)");
   s.totalSteps = o.epochs * s.stepsPerEpoch;
   s.warmupSteps = o.warmupSteps >= 0
                       ? o.warmupSteps
@@ -451,6 +558,11 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
                                    torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
   s.optimizer = std::make_unique<torch::optim::AdamW>(
       std::move(groups), torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay));
+  // Gradients of every parameter plus the step's loss and correct counts.
+  s.bucket = std::make_unique<GradientBucket>(s.model->parameters(), 2);
+  // Every rank starts from rank 0's weights (equal anyway: same seed).
+  if (s.distributed())
+    s.broadcastModel(*s.model);
 
   s.logPath = o.logPath.empty() ? (fs::path(o.outDir) / "log.jsonl").string() : o.logPath;
   s.checkpointPath =
@@ -469,19 +581,29 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
 
   if (!o.resume.empty()) {
     s.load(o.resume);
+    s.checkMasks("after loading " + o.resume);
     s.log({{"event", "resume"}, {"step", s.step}, {"checkpoint", o.resume}});
     return;
   }
   if (s.masking) {
-    // SNIP scores one batch drawn from the data with its own order.
-    auto order = epochOrder(s.train.size(), o.seed, -1).slice(0, 0, o.batchSize);
+    // SNIP scores one global batch drawn from the data with its own order
+    // (every rank scores the same images, so one and many ranks agree).
+    auto order = epochOrder(s.train.size(), o.seed, -1)
+                     .slice(0, 0, std::min(s.train.size(), o.batchSize * ranks));
     auto batch = data::gather(s.train, order);
     auto x = batch.images.to(s.device), y = batch.labels.to(s.device);
     s.masking->initialize(
         [&] { return torch::nn::functional::cross_entropy(s.model->forward(x), y); });
+    if (s.distributed()) {
+      s.masking->synchronize([&](torch::Tensor &t) { s.group->broadcast(t); });
+      s.checkMasks("after the mask initialisation");
+    }
     models::pushMasksToLargeKernels(*s.model, s.masking->maskMap());
     s.logMasks("mask_init", 0, 0, nullptr);
   }
+  // Drop path draws from LibTorch's default generator: a stream per rank.
+  if (s.distributed())
+    torch::manual_seed(o.seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(s.group->rank()));
   if (s.ema) {
     torch::NoGradGuard noGrad;
     auto source = s.model->named_parameters();
@@ -511,6 +633,9 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
        {"label_smoothing", o.labelSmoothing},
        {"ema_decay", o.emaDecay},
        {"threads", at::get_num_threads()},
+       {"ranks", ranks},
+       {"process_group", s.group->backendName()},
+       {"global_batch", o.batchSize * o.accumSteps * ranks},
        {"seed", o.seed}});
 }
 
@@ -521,6 +646,7 @@ models::Classifier *Trainer::ema() { return s_->ema.get(); }
 sparse::Masking *Trainer::masking() { return s_->masking.get(); }
 int64_t Trainer::step() const { return s_->step; }
 int64_t Trainer::stepsPerEpoch() const { return s_->stepsPerEpoch; }
+ProcessGroup &Trainer::processGroup() { return *s_->group; }
 void Trainer::saveCheckpoint(const std::string &path) { s_->save(path); }
 
 TrainResult Trainer::run() {
@@ -529,7 +655,10 @@ TrainResult Trainer::run() {
   TrainResult result;
   auto lossOptions =
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.labelSmoothing);
-  const int64_t imagesPerStep = o.batchSize * o.accumSteps;
+  const int64_t ranks = s.group->size(), rank = s.group->rank();
+  const int64_t imagesPerStep = o.batchSize * o.accumSteps * ranks;
+  result.rank = static_cast<int>(rank);
+  result.worldSize = static_cast<int>(ranks);
 
   while (s.step < s.totalSteps) {
     const int64_t epoch = s.step / s.stepsPerEpoch;
@@ -539,7 +668,7 @@ TrainResult Trainer::run() {
       s.epochCorrect = s.epochSeen = 0;
     }
     auto order = epochOrder(s.train.size(), o.seed, epoch);
-    ProgressBar bar(o.progress, epoch, o.epochs, s.stepsPerEpoch);
+    ProgressBar bar(o.progress && s.root(), epoch, o.epochs, s.stepsPerEpoch);
     s.model->train();
 
     for (int64_t i = firstStep; i < s.stepsPerEpoch; ++i) {
@@ -553,23 +682,33 @@ TrainResult Trainer::run() {
                               s.masking->isUpdateStep(s.step + 1);
       if (denseGrads)
         s.setDenseWeightGrads(true);
+      double stepLoss = 0, stepCorrect = 0;
       for (int64_t a = 0; a < o.accumSteps; ++a) {
-        int64_t start = (i * o.accumSteps + a) * o.batchSize;
+        // Global micro-batch g is order[g*B*ranks, (g+1)*B*ranks); rank r
+        // takes its r-th slice of B, so one process with batch B*ranks sees
+        // the same images per step.
+        int64_t start = ((i * o.accumSteps + a) * ranks + rank) * o.batchSize;
         auto batch = data::gather(s.train, order.slice(0, start, start + o.batchSize));
         auto x = batch.images.to(s.device), y = batch.labels.to(s.device);
         auto logits = s.model->forward(x);
         auto loss = torch::nn::functional::cross_entropy(logits, y, lossOptions);
         (loss / static_cast<double>(o.accumSteps)).backward();
-        s.epochLossSum += loss.item<double>() * o.batchSize;
-        s.epochCorrect += logits.argmax(1).eq(y).sum().item<int64_t>();
-        s.epochSeen += o.batchSize;
+        stepLoss += loss.item<double>() * o.batchSize;
+        stepCorrect += static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
       }
+      // Average the gradients over the ranks (one flat allreduce) and sum the
+      // step's metrics in the same message.
+      auto sums = s.bucket->allreduce(*s.group, {stepLoss, stepCorrect});
+      s.epochLossSum += sums[0];
+      s.epochCorrect += std::llround(sums[1]);
+      s.epochSeen += o.batchSize * o.accumSteps * ranks;
       s.optimizer->step();
       if (s.masking)
         s.masking->applyToWeights();
       ++s.step;
       if (s.masking && s.masking->isUpdateStep(s.step)) {
         auto report = s.masking->update(s.step, s.optimizer.get());
+        s.checkMasks("after the mask update at step " + std::to_string(s.step));
         models::pushMasksToLargeKernels(*s.model, s.masking->maskMap());
         if (s.ema)
           models::pushMasksToLargeKernels(*s.ema, s.masking->maskMap());
@@ -613,21 +752,24 @@ TrainResult Trainer::run() {
                 {"train_acc", result.trainAccuracy},
                 {"images_per_s", result.imagesPerSecond},
                 {"train_seconds", s.epochTrainSeconds}};
+    s.checkParameters("at the end of epoch " + std::to_string(epoch + 1));
     if (o.evalEachEpoch || s.step == s.totalSteps) {
       auto t0 = Clock::now();
-      auto e = evaluate(*s.model, s.test, o.evalBatchSize, o.device);
+      s.syncBuffers(*s.model);
+      auto e = evaluate(*s.model, s.test, o.evalBatchSize, s.device.str(), s.group.get());
       result.testLoss = e.loss;
       result.testAccuracy = e.accuracy;
       record["test_loss"] = e.loss;
       record["test_acc"] = e.accuracy;
       if (s.ema) {
-        auto ee = evaluate(*s.ema, s.test, o.evalBatchSize, o.device);
+        s.syncBuffers(*s.ema);
+        auto ee = evaluate(*s.ema, s.test, o.evalBatchSize, s.device.str(), s.group.get());
         result.testAccuracyEma = ee.accuracy;
         record["test_loss_ema"] = ee.loss;
         record["test_acc_ema"] = ee.accuracy;
       }
       record["eval_seconds"] = secondsSince(t0);
-      if (o.progress) {
+      if (o.progress && s.root()) {
         std::cerr << "epoch " << epoch + 1 << ": test acc " << 100.0 * e.accuracy << "%";
         if (s.ema)
           std::cerr << " (EMA " << 100.0 * result.testAccuracyEma << "%)";

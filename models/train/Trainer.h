@@ -10,13 +10,26 @@
 //   optimizer/  per parameter (by name): step, exp_avg, exp_avg_sq
 //   masks/      the Masking (names, 0/1 masks, its generator state)
 //   rng/        LibTorch's default CPU (and CUDA) generator states
-//   meta/       format, step, the partial sums of the current epoch, and the
-//               model configuration (checked on --resume)
+//   meta/       format, step, the partial sums of the current epoch, the
+//               world size and the model configuration (checked on --resume)
+//
+// Several ranks (options.distributed, models/train/Distributed.h) train one
+// model data-parallel: every rank takes a disjoint shard of each epoch's
+// shuffled order (the same permutation everywhere; global batch = batchSize x
+// ranks), gradients are averaged in one flat allreduce before each optimizer
+// step, BatchNorm normalises with each rank's own batch statistics (as DDP
+// without SyncBatchNorm; running statistics are rank 0's), masks stay
+// identical on every rank (updated from the averaged gradients with the same
+// seeded generator, checked by a checksum allreduce after every update) and
+// metrics and the sharded test evaluation are global. Only rank 0 prints,
+// logs and writes checkpoints; each rank's CPU generator state (drop path) is
+// gathered into the checkpoint so --resume continues exactly.
 #pragma once
 
 #include "models/Models.h"
 #include "models/data/Datasets.h"
 #include "models/sparse/Masking.h"
+#include "models/train/Distributed.h"
 
 #include <cstdint>
 #include <memory>
@@ -62,6 +75,9 @@ struct TrainOptions {
   int threads = 0; // 0 = LibTorch's default
   std::string device = "cpu";
   bool progress = true;
+  // Multi-process data parallel (worldSize 1 = one process).
+  DistributedOptions distributed;
+  bool checkpointAllRanks = false; // ranks > 0 also write <checkpoint>.rank<r>
 };
 
 struct TrainResult {
@@ -73,15 +89,18 @@ struct TrainResult {
   double imagesPerSecond = 0; // training images / training seconds, last epoch
   double trainSeconds = 0;    // all epochs of this process
   double density = 1.0;       // live fraction of the maskable weights
+  int rank = 0, worldSize = 1;
 };
 
 struct Evaluation {
   double loss = 0;
   double accuracy = 0;
 };
-/// Mean cross-entropy (no smoothing) and top-1 accuracy over `d`.
+/// Mean cross-entropy (no smoothing) and top-1 accuracy over `d`. With a
+/// process group of several ranks each rank evaluates its contiguous shard
+/// and the sums are allreduced: every rank returns the global figures.
 Evaluation evaluate(models::Classifier &model, const data::Dataset &d, int64_t batchSize,
-                    const std::string &device = "cpu");
+                    const std::string &device = "cpu", ProcessGroup *group = nullptr);
 
 class Trainer {
 public:
@@ -101,6 +120,8 @@ public:
   sparse::Masking *masking();
   int64_t step() const;
   int64_t stepsPerEpoch() const;
+  /// This process's place in the rank set (a one-rank group when not distributed).
+  ProcessGroup &processGroup();
   /// Writes the checkpoint atomically (temp file + rename).
   void saveCheckpoint(const std::string &path);
 

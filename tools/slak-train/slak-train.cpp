@@ -249,6 +249,35 @@ int main(int argc, char **argv) {
                   "With --eval-only: serve the large-kernel layers from this kernel package "
                   "(slak-translate --emit-kernel-package), checked against the checkpoint");
 
+  int nproc = 0, rankFlag = -1, worldFlag = -1, portFlag = -1;
+  std::string addrFlag;
+  auto *dist = app.add_option_group(
+      "Distributed",
+      "Data parallel over PyTorch c10d (Gloo on CPU, NCCL on CUDA). Each rank trains on a "
+      "disjoint shard of every epoch's shuffled order with --batch-size images per step "
+      "(global batch = ranks x --batch-size); gradients are averaged before each step; "
+      "BatchNorm uses per-rank batch statistics (DDP without SyncBN); masks stay identical "
+      "on all ranks (checked after every update); loss, accuracy, images/s and the test "
+      "evaluation are global; rank 0 alone prints, logs and checkpoints. Ranks also come "
+      "from torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT");
+  dist->add_option("--nproc", nproc,
+                   "Launch N ranks of this command on this machine over loopback and wait; "
+                   "exit code = the first failing rank's, which stops the others (each rank "
+                   "uses --threads threads)");
+  dist->add_option("--rank", rankFlag, "This process's rank (default $RANK, else 0)");
+  dist->add_option("--world-size", worldFlag, "Number of ranks (default $WORLD_SIZE, else 1)");
+  dist->add_option("--master-addr", addrFlag,
+                   "Rank 0's host for the TCPStore rendezvous (default $MASTER_ADDR, else "
+                   "127.0.0.1)");
+  dist->add_option("--master-port", portFlag,
+                   "Rendezvous port (default $MASTER_PORT, else 29500; --nproc picks a free "
+                   "one)");
+  dist->add_option("--dist-timeout", o.distributed.timeoutSeconds,
+                   "Seconds the rendezvous or a collective may wait before failing")
+      ->capture_default_str();
+  dist->add_flag("--checkpoint-all-ranks", o.checkpointAllRanks,
+                 "Ranks > 0 also write <checkpoint>.rank<r> (to compare ranks)");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -291,8 +320,22 @@ int main(int argc, char **argv) {
     if (!kernels.empty() || evalEma)
       throw std::invalid_argument("--kernels and --eval-ema need --eval-only");
 
+    if (nproc > 1)
+      return train::launchLocalRanks(argc, argv, nproc, std::max(portFlag, 0));
+    o.distributed = train::distributedFromEnvironment(o.distributed);
+    if (rankFlag >= 0)
+      o.distributed.rank = rankFlag;
+    if (worldFlag >= 0)
+      o.distributed.worldSize = worldFlag;
+    if (!addrFlag.empty())
+      o.distributed.masterAddr = addrFlag;
+    if (portFlag >= 0)
+      o.distributed.masterPort = portFlag;
+
     train::Trainer trainer(o);
     auto r = trainer.run();
+    if (r.rank != 0)
+      return 0;
     std::printf("%s: %lld steps, %lld epochs%s, train loss %.4f acc %.2f%%, test acc %.2f%%",
                 o.model.c_str(), (long long)r.steps, (long long)r.epochsCompleted,
                 r.stoppedEarly ? " (stopped at --max-steps)" : "", r.trainLoss,
@@ -303,7 +346,9 @@ int main(int argc, char **argv) {
                 r.trainSeconds, r.density);
     return 0;
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "slak-train: error: %s\n", e.what());
+    std::string who =
+        o.distributed.enabled() ? " (rank " + std::to_string(o.distributed.rank) + ")" : "";
+    std::fprintf(stderr, "slak-train%s: error: %s\n", who.c_str(), e.what());
     return 1;
   }
 }
