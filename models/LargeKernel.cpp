@@ -129,6 +129,8 @@ public:
   }
 
   torch::Tensor forward(const torch::Tensor &x) override {
+    if (auto served = servedForward(x); served.defined())
+      return served;
     torch::Tensor sum;
     for (size_t b = 0; b < branches_.size(); ++b) {
       const auto &shape = options_.branches[b];
@@ -147,9 +149,11 @@ public:
     return "branch" + std::to_string(branch) + ".weight";
   }
   torch::Tensor branchWeight(size_t branch) override { return branches_.at(branch)->weight; }
+  torch::nn::BatchNorm2d branchNorm(size_t branch) override { return branches_.at(branch)->bn; }
+  torch::Tensor sumBias() override { return bias_; }
   // The trainer zeroes masked weights after every step, so dense conv2d over
-  // them computes the sparse layer exactly; nothing to record.
-  void setBranchMasks(const std::vector<torch::Tensor> &) override {}
+  // them computes the sparse layer exactly; the masks are only kept (export).
+  void setBranchMasks(const std::vector<torch::Tensor> &masks) override { branchMasks_ = masks; }
   const char *backendName() const override { return "torch"; }
 
 protected:
@@ -191,6 +195,8 @@ public:
   }
 
   torch::Tensor forward(const torch::Tensor &x) override {
+    if (auto served = servedForward(x); served.defined())
+      return served;
     if (!denseWeightGrad_ || !is_training())
       return lk_->forward(x);
     // LKConv2d's training path with dense weight gradients (mask updates
@@ -219,7 +225,15 @@ public:
     return names[branch];
   }
   torch::Tensor branchWeight(size_t branch) override { return lk_->branch_weights().at(branch); }
+  torch::nn::BatchNorm2d branchNorm(size_t branch) override {
+    return options_.batchNorm ? lk_->branch_norms().at(branch) : torch::nn::BatchNorm2d(nullptr);
+  }
+  torch::Tensor sumBias() override {
+    auto *bias = lk_->named_parameters(false).find("bias");
+    return bias ? *bias : torch::Tensor();
+  }
   void setBranchMasks(const std::vector<torch::Tensor> &masks) override {
+    branchMasks_ = masks;
     masks_ = byteMasks(masks);
     lk_->set_masks(masks_);
   }
@@ -239,6 +253,8 @@ public:
   using TorchLargeKernel::TorchLargeKernel;
 
   torch::Tensor forward(const torch::Tensor &x) override {
+    if (auto served = servedForward(x); served.defined())
+      return served;
     std::vector<torch::Tensor> weights;
     for (auto &b : branches_)
       weights.push_back(b->weight);
@@ -259,6 +275,7 @@ public:
     return bias_.defined() ? out + bias_.view({1, -1, 1, 1}) : out;
   }
   void setBranchMasks(const std::vector<torch::Tensor> &masks) override {
+    branchMasks_ = masks;
     masks_ = byteMasks(masks);
     taps_.reset(); // rebuilt from the new masks on the next forward
   }

@@ -14,8 +14,10 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,8 +79,37 @@ public:
   const LargeKernelOptions &options() const { return options_; }
   size_t numBranches() const { return options_.branches.size(); }
 
+  /// The branch's BatchNorm; an empty holder when the layer has none.
+  virtual torch::nn::BatchNorm2d branchNorm(size_t branch) = 0;
+  /// The bias on the sum; undefined when the layer has none.
+  virtual torch::Tensor sumBias() = 0;
+  /// The masks last given to setBranchMasks (empty when none were given).
+  const std::vector<torch::Tensor> &branchMasks() const { return branchMasks_; }
+  /// The shape of the last input seen (export and deployment read each
+  /// layer's spatial size from one forward pass).
+  const std::vector<int64_t> &lastInputShape() const { return lastInputShape_; }
+  /// In eval mode, forward returns `serve(x)` (a kernel package attached by
+  /// models/deploy) instead of running the layer's own kernels; nullptr
+  /// restores them. Training always runs the layer itself.
+  void setEvalForward(std::function<torch::Tensor(const torch::Tensor &)> serve) {
+    evalForward_ = std::move(serve);
+  }
+  bool servedFromPackage() const { return static_cast<bool>(evalForward_); }
+
 protected:
+  /// Every forward starts here: records x's shape and returns the served
+  /// output when a package serves this layer in eval mode (else undefined).
+  torch::Tensor servedForward(const torch::Tensor &x) {
+    lastInputShape_ = x.sizes().vec();
+    return evalForward_ && !is_training() ? evalForward_(x) : torch::Tensor();
+  }
+
   LargeKernelOptions options_;
+  std::vector<torch::Tensor> branchMasks_;
+
+private:
+  std::vector<int64_t> lastInputShape_;
+  std::function<torch::Tensor(const torch::Tensor &)> evalForward_;
 };
 
 /// Makes the layer on the requested backend (Auto: Runtime where built, else

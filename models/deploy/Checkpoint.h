@@ -1,0 +1,40 @@
+// Checkpoint: reads the weights and masks of a slak-train checkpoint
+// (models/train/Trainer.h: model/, ema/, masks/, meta/) into a model built
+// from the same registry entry and overrides, for evaluation, export and
+// deployment. Every tensor is checked by name and shape before it is used,
+// so a checkpoint of another model or backend is refused, never half-loaded.
+#pragma once
+
+#include "models/Models.h"
+
+#include <map>
+#include <string>
+
+namespace slak::models {
+
+struct LoadedCheckpoint {
+  /// Masks by full parameter name (masked layers only; empty when dense).
+  std::map<std::string, torch::Tensor> masks;
+  /// The model configuration the checkpoint records (JSON text).
+  std::string config;
+  int64_t step = 0;
+  bool ema = false; // the weights came from ema/
+};
+
+/// Loads `path` into `model` (its ema/ weights with `ema`), hands the masks
+/// to the large-kernel layers (pushMasksToLargeKernels) and zeroes masked
+/// weights. Throws std::runtime_error naming the file, the tensor and the fix
+/// (same --model and overrides, same --lk-backend, --ema only with an EMA).
+LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema = false);
+
+/// A model of `config` for the tools: the checkpoint's weights and masks,
+/// or (empty `checkpoint`) random weights from `seed` and, when the config is
+/// sparse, uniform random masks from `seed`, the same on every call.
+struct SourcedModel {
+  std::shared_ptr<Classifier> model;
+  std::string source; // "CKPT, step S" or "random weights (seed S)..."
+};
+SourcedModel loadModel(const ModelConfig &config, const std::string &checkpoint, bool ema,
+                       uint64_t seed);
+
+} // namespace slak::models
