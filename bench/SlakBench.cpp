@@ -9,6 +9,9 @@
 //   slak-bench [--stages 1,2,3,4] [--batch 8,1] [--threads N] [--repeats R]
 //              [--quick] [--markdown FILE] [--json FILE]
 #include "codegen/halide/CpuLkConv.h"
+#ifdef SLAK_BENCH_WITH_TRAIN
+#include "bench/TrainBench.h"
+#endif
 
 #include <torch/torch.h>
 
@@ -55,7 +58,9 @@ struct Options {
                "  --quiet F: before each timed run, wait (at most --max-wait seconds, default 3)\n"
                "             until a short FMA probe on all threads reaches F (default 0.85) of\n"
                "             the best rate seen, i.e. until other jobs leave the cores free;\n"
-               "             0 disables. Runs that had to go ahead anyway are counted.\n";
+               "             0 disables. Runs that had to go ahead anyway are counted.\n"
+               "       slak-bench --train [...]: training images/s, runtime vs LibTorch\n"
+               "             branches (slak-bench --train --help)\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -520,6 +525,12 @@ std::string formatJson(const std::vector<Row> &rows, const Machine &machine, con
 } // namespace
 
 int main(int argc, char **argv) {
+#ifdef SLAK_BENCH_WITH_TRAIN
+  // --train: training throughput, runtime vs LibTorch branches (TrainBench.cpp).
+  for (int a = 1; a < argc; ++a)
+    if (std::string(argv[a]) == "--train")
+      return slak::bench::runTrainBench(argc, argv);
+#endif
   const Options opt = parseOptions(argc, argv);
   torch::set_num_threads(opt.threads);
   std::cerr << "slak-bench: " << opt.threads << " threads, measuring the FMA peak...\n";
