@@ -145,6 +145,15 @@ void removeTree(const std::filesystem::path &dir) {
       FTW_DEPTH | FTW_PHYS);
 }
 
+/// The 1-minute load average: the cores are shared, so the table says how
+/// busy they were.
+double loadAverage() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  in >> load;
+  return load;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -160,6 +169,7 @@ int runTrainBench(int argc, char **argv) {
       std::filesystem::temp_directory_path() / ("slak-train-bench-" + std::to_string(::getpid()));
   const std::vector<std::string> backends = {"runtime", "torch"};
   std::vector<Run> runs;
+  const double loadBefore = loadAverage();
   try {
     for (int r = 0; r < b.repeats; ++r)
       for (size_t k = 0; k < backends.size(); ++k) {
@@ -177,14 +187,16 @@ int runTrainBench(int argc, char **argv) {
     return 1;
   }
   removeTree(dir);
+  const double loadAfter = loadAverage();
 
   std::ostringstream table;
   char line[256];
   std::snprintf(line, sizeof(line),
                 "Training throughput, %s on %s: batch %lld, %lld steps per run, %d threads, "
-                "%d runs per backend (alternating), medians\n\n",
+                "%d runs per backend (alternating), medians; %u cores, load average %.1f "
+                "before, %.1f after\n\n",
                 b.model.c_str(), b.dataset.c_str(), (long long)b.batch, (long long)b.steps,
-                b.threads, b.repeats);
+                b.threads, b.repeats, std::thread::hardware_concurrency(), loadBefore, loadAfter);
   table << line;
   table << "| large-kernel backend | images/s (median) | min | max | runs | train loss "
            "(first run) | vs torch |\n";

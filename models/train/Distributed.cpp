@@ -48,6 +48,13 @@ int parseEnvInt(const char *name, int fallback) {
   return static_cast<int>(v);
 }
 
+/// c10 errors without their C++ backtrace.
+std::string message(const std::exception &e) {
+  if (const auto *c10 = dynamic_cast<const c10::Error *>(&e))
+    return c10->what_without_backtrace();
+  return e.what();
+}
+
 bool isLoopback(const std::string &addr) {
   return addr == "127.0.0.1" || addr == "localhost" || addr == "::1";
 }
@@ -131,7 +138,7 @@ ProcessGroup::ProcessGroup(const DistributedOptions &options, const torch::Devic
   } catch (const std::exception &e) {
     throw std::runtime_error(
         "rank " + std::to_string(options_.rank) + " of " + std::to_string(options_.worldSize) +
-        ": the rendezvous at " + where + " failed (" + e.what() +
+        ": the rendezvous at " + where + " failed (" + message(e) +
         "); check that every rank has the same --master-addr/--master-port (MASTER_ADDR/"
         "MASTER_PORT), that rank 0 runs and the port is free, or raise --dist-timeout");
   }
@@ -162,7 +169,7 @@ ProcessGroup::ProcessGroup(const DistributedOptions &options, const torch::Devic
     } catch (const std::exception &e) {
       throw std::runtime_error("rank " + std::to_string(options_.rank) +
                                ": connecting the Gloo process group (store at " + where +
-                               ") failed: " + e.what());
+                               ") failed: " + message(e));
     }
     backendName_ = "gloo";
 #else
@@ -178,9 +185,7 @@ ProcessGroup::~ProcessGroup() = default;
 namespace {
 /// A failed collective says which rank and operation, and where to look.
 [[noreturn]] void collectiveFailed(int rank, const char *op, const std::exception &e) {
-  const auto *c10 = dynamic_cast<const c10::Error *>(&e);
-  throw std::runtime_error("rank " + std::to_string(rank) + ": " + op + " failed (" +
-                           (c10 ? c10->what_without_backtrace() : e.what()) +
+  throw std::runtime_error("rank " + std::to_string(rank) + ": " + op + " failed (" + message(e) +
                            "); another rank has probably failed or been stopped: see its "
                            "error, or raise --dist-timeout if it is only slow");
 }
