@@ -40,6 +40,8 @@ CpuSchedule parseCpuSchedule(const std::string &text) {
   s.alignLoads = toBool("alignLoads", take("alignLoads"));
   s.weightTaps = toInt("wtaps", take("wtaps"));
   s.weightVectors = toInt("wvec", take("wvec"));
+  if (fields.count("tapBlock")) // optional: written only when not 1
+    s.tapBlock = toInt("tapBlock", take("tapBlock"));
   if (!fields.empty())
     throw std::invalid_argument("CPU schedule '" + text + "' has unknown field " +
                                 fields.begin()->first);

@@ -44,6 +44,11 @@ double lineSplitFraction(int lanes, const CpuDevice &d) {
   return (piece - 1.0) / 16.0;
 }
 
+// Tile heights of the conv space: every height up to 8, then tall tiles of
+// one or two vectors (e.g. 28x1 on a 56-wide image: seven exact 8-wide
+// columns, each input vector reused by the tap rows of 28 outputs in L1).
+constexpr int kTileRows[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28};
+
 // Cycles of loop control around each tap and each tile / strip.
 constexpr double kTapOverheadInstructions = 6;
 constexpr double kFmaLatency = 4;
@@ -78,20 +83,26 @@ std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload
           const std::vector<bool> merges = spec.perBranchOutputs ? std::vector<bool>{base.mergeTaps}
                                                                  : std::vector<bool>{true, false};
           for (bool merge : merges)
-            for (int tv = 1; tv <= 8; ++tv)
-              for (int r = 1; r <= 8; ++r) {
-                if (r * tv > registers - 4)
-                  continue;
-                if (tv > 1 && tv * v > 2 * span)
-                  continue;
-                s.mergeTaps = merge;
-                s.tileRows = r;
-                s.tileVectors = tv;
-                if (s.validate().empty())
-                  out.push_back(s);
-              }
+            for (int block : {1, 2, 3, 4})
+              for (int tv = 1; tv <= 8; ++tv)
+                for (int r : kTileRows) {
+                  // A tap block keeps up to min(P, R) loaded rows per vector live.
+                  const int live = block > 1 ? tv * std::min(block, r) : 0;
+                  if (r * tv + live > registers - 4)
+                    continue;
+                  if (tv > 1 && tv * v > 2 * span)
+                    continue;
+                  if (block > 1 && r > 8)
+                    continue;
+                  s.mergeTaps = merge;
+                  s.tapBlock = block;
+                  s.tileRows = r;
+                  s.tileVectors = tv;
+                  if (s.validate().empty())
+                    out.push_back(s);
+                }
         } else {
-          for (int k : {1, 2, 4, 6, 8, 12, 16, 24})
+          for (int k : {1, 2, 4, 6, 8, 12, 16, 20, 24, 28})
             for (int sv = 1; sv <= 8; ++sv) {
               if (k + sv + 2 > registers)
                 continue;
@@ -117,7 +128,7 @@ std::string CpuPrediction::str() const {
 }
 
 struct CpuCostModel::Plans {
-  std::map<std::tuple<int, bool, bool>, TapPlan> plans;
+  std::map<std::tuple<int, bool, bool, int>, TapPlan> plans;
 };
 
 CpuCostModel::CpuCostModel(const KernelSpec &spec, const Workload &workload, const CpuDevice &cpu)
@@ -131,7 +142,8 @@ CpuCostModel::~CpuCostModel() = default;
 
 CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
   const Pass pass = passOf(kind);
-  const auto key = std::make_tuple(static_cast<int>(pass), s.transposeWide, s.mergeTaps);
+  const auto key = std::make_tuple(static_cast<int>(pass), s.transposeWide, s.mergeTaps,
+                                   pass == Pass::BackwardWeight ? 1 : s.tapBlock);
   auto it = plans_->plans.find(key);
   if (it == plans_->plans.end())
     it = plans_->plans
@@ -167,13 +179,21 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
 
   if (pass != Pass::BackwardWeight) {
     const int R = s.tileRows, TV = s.tileVectors, CW = s.tileWidth();
+    const int P = plan.groups.empty() ? 1 : plan.groups.front().tapBlock;
     const int vec = R * TV;
-    const int spilled = std::max(0, vec + 3 - d.vectorRegisters);
-    // Cycles per tap and register tile, with `loadRate` lanes loaded per clock.
+    // A block of P taps keeps the R + P - 1 input rows it loads (per tile
+    // vector) live while they feed its taps.
+    const int spilled =
+        std::max(0, vec + 3 + (P > 1 ? TV * std::min(P, R) : 0) - d.vectorRegisters);
+    // Cycles per tap block (P taps) and register tile, with `loadRate`
+    // lanes loaded per clock.
     auto tapCycles = [&](double loadRate, const char *&bound) {
-      const double fma = vec * V / d.fmaLanesPerCycle;
-      const double loads = (vec * V * (1 + split) + V + 2.0 * spilled * V) / loadRate;
-      const double issue = (vec + kTapOverheadInstructions + 2.0 * spilled) / d.issuePerCycle;
+      const double fma = P * vec * V / d.fmaLanesPerCycle;
+      const double loaded = (R + P - 1) * TV;
+      const double loads = (loaded * V * (1 + split) + P * V + 2.0 * spilled * V) / loadRate;
+      const double issue =
+          (P * vec + (P > 1 ? loaded : 0) + kTapOverheadInstructions + 2.0 * spilled) /
+          d.issuePerCycle;
       double tap = fma;
       bound = "fma";
       if (loads > tap)
@@ -219,14 +239,17 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
         }
         const int64_t bands = rows / R, tileCols = cols / CW;
         const int64_t planeH = g.transposed ? readW : readH;
+        // Tap blocks that reach each band (blocks sorted by first row).
         double tapBands = 0;
+        std::vector<int32_t> du0;
         for (int64_t c = 0; c < C; ++c) {
-          const int32_t *begin = g.du.data() + g.channelBegin[c];
-          const int32_t *end = g.du.data() + g.channelBegin[c + 1];
+          du0.clear();
+          for (int64_t t = g.channelBegin[c]; t < g.channelBegin[c + 1]; t += P)
+            du0.push_back(g.du[t]);
           for (int64_t t = 0; t < bands; ++t) {
-            const int64_t lo = -(t * R + R - 1), hi = planeH - 1 - t * R;
-            const int32_t *first = std::lower_bound(begin, end, lo);
-            const int32_t *last = std::upper_bound(first, end, hi);
+            const int64_t lo = -(t * R + R - 1) - (P - 1), hi = planeH - 1 - t * R;
+            const auto first = std::lower_bound(du0.begin(), du0.end(), lo);
+            const auto last = std::upper_bound(first, du0.end(), hi);
             tapBands += static_cast<double>(last - first);
           }
         }
@@ -245,7 +268,7 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
           p.bound = bound;
         }
         inner += tapBands * tileCols * tap * N;
-        work += tapBands * tileCols * vec * N;
+        work += tapBands * tileCols * vec * P * N;
         // Per tile: initialise (from the previous group's plane unless it is
         // the first) and store the accumulators.
         const bool chained = m > 0;

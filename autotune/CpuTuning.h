@@ -47,9 +47,10 @@ using codegen::cpu::CpuSchedule;
 
 /// The legal CPU schedules of `part` for `spec` on `cpu`, the other part's
 /// fields taken from `base`. Conv: vector width 8/16 (16 needs AVX-512),
-/// tile rows 1..8 x tile vectors 1..8 within the vector registers,
-/// transposeWide where a branch is wider than tall, alignLoads, mergeTaps
-/// for summed outputs. Weight: weightTaps 1..24 x weightVectors 1..8 (and
+/// tile rows 1..8 and tall tiles of 10..28 rows x tile vectors 1..8 within
+/// the vector registers, vertical tap blocks of 1..4 rows (tapBlock),
+/// transposeWide where a branch is wider than tall, alignLoads, mergeTaps for
+/// summed outputs. Weight: weightTaps 1..28 x weightVectors 1..8 (and
 /// the coupled fields: vector width, transposeWide, alignLoads). Tiles
 /// wider than twice the image are skipped.
 std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload &workload,

@@ -3,6 +3,8 @@
 #include "autotune/Device.h"
 #include "autotune/Measure.h"
 #include "autotune/ScheduleText.h"
+#include "codegen/DefaultSchedule.h"
+#include "codegen/halide/CpuSchedule.h"
 
 #ifdef SLAK_AUTOTUNE_WITH_CPU
 #include "autotune/CpuTuning.h"
@@ -104,11 +106,31 @@ LayerTuner::Verification LayerTuner::verify(const KernelSpec &spec, const Worklo
   v.rounds = rounds;
   if (rounds <= 0)
     return v;
+  const std::vector<KindTimes> times = compare(
+      spec, workload, result.kinds, {result.defaultSchedule, result.schedule}, rounds, options);
+  v.defaultMs = times[0];
+  v.chosenMs = times[1];
+  return v;
+}
+
+std::string LayerTuner::defaultSchedule(const KernelSpec &spec, const Workload &workload) const {
+  if (impl_->target.kind == TuneTarget::Kind::Cpu)
+    return codegen::cpu::defaultCpuSchedule(spec, workload.height, workload.width).str();
+  return codegen::defaultSchedule(spec, spec.anySparse() ? workload.density : -1.0).str();
+}
+
+std::vector<KindTimes> LayerTuner::compare(const KernelSpec &spec, const Workload &workload,
+                                           const std::vector<KernelKind> &kinds,
+                                           const std::vector<std::string> &schedules, int rounds,
+                                           MeasureOptions options) {
+  std::vector<KindTimes> out(schedules.size(), KindTimes{kNoTime, kNoTime, kNoTime});
+  if (rounds <= 0)
+    return out;
   options.repeats = 1;
   std::function<Timing(const std::string &, KernelKind)> time;
   switch (impl_->target.kind) {
   case TuneTarget::Kind::NamedGpu:
-    throw MeasurementUnavailable("cannot verify on " + impl_->gpu.name +
+    throw MeasurementUnavailable("cannot time schedules on " + impl_->gpu.name +
                                  ": it is not here (model-only target)");
   case TuneTarget::Kind::LocalGpu:
     time = [&](const std::string &text, KernelKind kind) {
@@ -120,7 +142,8 @@ LayerTuner::Verification LayerTuner::verify(const KernelSpec &spec, const Worklo
   case TuneTarget::Kind::Cpu:
 #ifdef SLAK_AUTOTUNE_WITH_CPU
     if (!impl_->cpuTimer)
-      throw MeasurementUnavailable("cannot verify a model-only CPU tuning (--model-only)");
+      throw MeasurementUnavailable("cannot time schedules with a model-only CPU target "
+                                   "(--model-only)");
     time = [&](const std::string &text, KernelKind kind) {
       return impl_->cpuTimer->time(spec, parseCpuSchedule(text), workload, kind, options);
     };
@@ -129,16 +152,15 @@ LayerTuner::Verification LayerTuner::verify(const KernelSpec &spec, const Worklo
   }
   if (!time)
     throw MeasurementUnavailable("this build has no CPU backend");
-  for (KernelKind k : result.kinds) {
-    std::vector<double> base, chosen;
-    for (int r = 0; r < rounds; ++r) {
-      base.push_back(time(result.defaultSchedule, k).medianMs);
-      chosen.push_back(time(result.schedule, k).medianMs);
-    }
-    v.defaultMs[kindIndex(k)] = median(base);
-    v.chosenMs[kindIndex(k)] = median(chosen);
+  for (KernelKind k : kinds) {
+    std::vector<std::vector<double>> samples(schedules.size());
+    for (int r = 0; r < rounds; ++r)
+      for (size_t i = 0; i < schedules.size(); ++i)
+        samples[i].push_back(time(schedules[i], k).medianMs);
+    for (size_t i = 0; i < schedules.size(); ++i)
+      out[i][kindIndex(k)] = median(samples[i]);
   }
-  return v;
+  return out;
 }
 
 } // namespace slak::autotune

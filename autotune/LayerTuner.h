@@ -50,6 +50,17 @@ public:
   Verification verify(const KernelSpec &spec, const Workload &workload, const TuningResult &result,
                       int rounds, MeasureOptions options);
 
+  /// The default schedule's text for `spec` on this target's backend.
+  std::string defaultSchedule(const KernelSpec &spec, const Workload &workload) const;
+
+  /// Times each of `schedules` (schedule text of this target's backend)
+  /// for each of `kinds`, round-robin `rounds` times (one repeat each), so
+  /// that load from other jobs hits all alike; medians per schedule and kind.
+  std::vector<KindTimes> compare(const KernelSpec &spec, const Workload &workload,
+                                 const std::vector<KernelKind> &kinds,
+                                 const std::vector<std::string> &schedules, int rounds,
+                                 MeasureOptions options);
+
 private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -167,8 +167,11 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
       // Padded layout of each input plane: every tile row / column the
       // pipeline may compute, shifted by every offset of its groups, must
       // land inside one padded row. Rows need only tileRows - 1 of padding:
-      // taps that cannot reach a band of tile rows do not run for it.
-      const int R = sched.tileRows, A = pipe.alignment();
+      // taps that cannot reach a band of tile rows do not run for it (a block
+      // of P taps reaches P - 1 rows further).
+      const int A = pipe.alignment();
+      const int P = plan.groups.empty() ? 1 : plan.groups.front().tapBlock;
+      const int R = sched.tileRows, reachRows = R - 1 + P - 1;
       for (const ConvGroupShape &q : pipe.planes()) {
         Reach reach;
         for (size_t m = 0; m < members.size(); ++m)
@@ -178,12 +181,12 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
         const int64_t planeH = q.transposed ? sz.readW : sz.readH;
         const int64_t cols = pipe.computedCols(q.transposed, sz.writeH, sz.writeW);
         ConvCall::Plane layout;
-        layout.padTop = R - 1;
+        layout.padTop = reachRows;
         layout.padLeft = std::max(0, -reach.dvMin);
         layout.stride =
             toInt(roundUp(layout.padLeft + std::max(planeW, cols + std::max(0, reach.dvMax)), A),
                   "padded plane width");
-        layout.rows = toInt(planeH + 2 * (R - 1), "padded plane height");
+        layout.rows = toInt(planeH + 2 * reachRows, "padded plane height");
         layout.copyStride =
             toInt(layout.rows * int64_t{layout.stride} + 2 * A, "padded plane size");
         run.call.planes.push_back(layout);
@@ -223,20 +226,24 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
         }
         data.offsetMin = toInt(offMin, "tap offset");
         data.offsetMax = toInt(offMax, "tap offset");
-        // Taps that reach the rows of each band of tiles: a contiguous range.
+        // Taps (blocks of P taps: indices in blocks) that reach the rows of
+        // each band of tiles: a contiguous range, blocks being sorted by du0.
         const int tiles = pipe.tilesFor(g.transposed, sz.writeH, sz.writeW);
         const int64_t planeH = g.transposed ? sz.readW : sz.readH;
         data.ranges = Buffer<int32_t>(2, tiles, toInt(C, "channels"));
+        std::vector<int32_t> du0;
         for (int64_t c = 0; c < C; ++c) {
-          const int32_t *begin = g.du.data() + g.channelBegin[c];
-          const int32_t *end = g.du.data() + g.channelBegin[c + 1];
+          du0.clear();
+          for (int64_t t = g.channelBegin[c]; t < g.channelBegin[c + 1]; t += P)
+            du0.push_back(g.du[t]);
+          const int32_t base = g.channelBegin[c] / P;
           for (int t = 0; t < tiles; ++t) {
-            const int64_t lo = -(static_cast<int64_t>(t) * R + R - 1);
+            const int64_t lo = -(static_cast<int64_t>(t) * R + R - 1) - (P - 1);
             const int64_t hi = planeH - 1 - static_cast<int64_t>(t) * R;
-            const int32_t *first = std::lower_bound(begin, end, lo);
-            const int32_t *last = std::upper_bound(first, end, hi);
-            data.ranges(0, t, c) = static_cast<int32_t>(first - g.du.data());
-            data.ranges(1, t, c) = static_cast<int32_t>(last - g.du.data());
+            const auto first = std::lower_bound(du0.begin(), du0.end(), lo);
+            const auto last = std::upper_bound(first, du0.end(), hi);
+            data.ranges(0, t, c) = base + static_cast<int32_t>(first - du0.begin());
+            data.ranges(1, t, c) = base + static_cast<int32_t>(last - du0.begin());
           }
         }
         run.call.groups.push_back(std::move(data));

@@ -16,7 +16,8 @@ std::string CpuSchedule::validate() const {
     return "cpu schedule vectorWidth is " + std::to_string(vectorWidth) + ", expected 4, 8 or 16";
   for (const std::string &err :
        {positive("tileRows", tileRows, 64), positive("tileVectors", tileVectors, 16),
-        positive("weightTaps", weightTaps, 32), positive("weightVectors", weightVectors, 16)})
+        positive("weightTaps", weightTaps, 32), positive("weightVectors", weightVectors, 16),
+        positive("tapBlock", tapBlock, 8)})
     if (!err.empty())
       return err;
   // Past the register file the tile spills to the stack: still correct, but
@@ -33,6 +34,8 @@ std::string CpuSchedule::str() const {
   os << "vec=" << vectorWidth << " tile=" << tileRows << "x" << tileVectors
      << " transposeWide=" << transposeWide << " mergeTaps=" << mergeTaps
      << " alignLoads=" << alignLoads << " wtaps=" << weightTaps << " wvec=" << weightVectors;
+  if (tapBlock != 1)
+    os << " tapBlock=" << tapBlock;
   return os.str();
 }
 

@@ -25,6 +25,13 @@ struct CpuSchedule {
   /// planes, so that their long axis runs along rows like the tall ones and
   /// the per-tile tap range trims out-of-image taps.
   bool transposeWide = true;
+  /// Forward / backward-data: walk each channel's taps in vertical blocks of
+  /// this many rows of one column (dead rows of a block get weight 0). A
+  /// block loads tileRows + tapBlock - 1 input rows per tile vector and
+  /// feeds each to up to tapBlock taps, instead of one load per tap and
+  /// row: fewer loads for more FMAs, a trade that pays where the tap loop is
+  /// bound by loads (split cache lines) rather than FMAs. 1: one tap at a time.
+  int tapBlock = 1;
   /// Summed outputs: fold taps of different branches that land on the same
   /// window offset into one (the 5x5 branch inside 51x5), one FMA instead of two.
   bool mergeTaps = true;
@@ -42,7 +49,8 @@ struct CpuSchedule {
   int weightStripWidth() const { return weightVectors * vectorWidth; }
   /// Empty when legal, otherwise a message naming the bad field and value.
   std::string validate() const;
-  /// "vec=8 tile=4x7 transposeWide=1 mergeTaps=1 wtaps=8 wvec=4": logs and cache keys.
+  /// "vec=8 tile=4x7 transposeWide=1 mergeTaps=1 alignLoads=1 wtaps=8 wvec=4"
+  /// (plus " tapBlock=P" when P > 1): logs, cache keys, the tuning database.
   std::string str() const;
   bool operator==(const CpuSchedule &other) const { return str() == other.str(); }
 };

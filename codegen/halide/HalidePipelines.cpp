@@ -195,7 +195,8 @@ std::shared_ptr<ConvPipeline> ConvPipeline::get(const std::vector<ConvGroupShape
   // Only what the generated code depends on (the rest of the schedule acts
   // on the host side).
   key << "conv slots=" << numSlots << " bias=" << bias << " vec=" << schedule.vectorWidth
-      << " tile=" << schedule.tileRows << "x" << schedule.tileVectors << " groups=";
+      << " tile=" << schedule.tileRows << "x" << schedule.tileVectors
+      << " tapBlock=" << schedule.tapBlock << " groups=";
   for (const ConvGroupShape &g : groups)
     key << g.slot << (g.transposed ? "T" : "N") << ",";
   static std::mutex mutex;
@@ -217,6 +218,7 @@ ConvPipeline::ConvPipeline(const std::vector<ConvGroupShape> &groups, int numSlo
   if (groups.empty())
     throw std::invalid_argument("ConvPipeline: no tap group to compute");
   const int V = schedule.vectorWidth, R = schedule.tileRows, CW = schedule.tileWidth();
+  const int P = schedule.tapBlock;
   Impl &im = *impl_;
   Var j("j"), i("i"), c("c"), n("n"), p("p");
   Var ji("ji"), ii("ii"), jo("jo"), io("io"), cn("cn"), jv("jv"), jl("jl"), jt("jt"), it("it");
@@ -303,16 +305,18 @@ ConvPipeline::ConvPipeline(const std::vector<ConvGroupShape> &groups, int numSlo
     const Impl::PlaneParams &pp = im.planes[planeOf[g]];
     Func acc("acc" + tag);
     acc(ji, ii, jo, io, c, n) = init(jo * CW + ji, io * R + ii);
-    RDom k(0, gp.offsets.dim(0).extent(), "tap" + tag);
-    k.where(k >= gp.ranges(0, io, c) && k < gp.ranges(1, io, c));
-    Expr offset = unsafe_promise_clamped(gp.offsets(k), gp.offsetMin, gp.offsetMax);
+    // k.x: row within a block of P taps of one column, k.y: the block.
+    RDom k(0, P, 0, gp.offsets.dim(0).extent() / P, "tap" + tag);
+    k.where(k.y >= gp.ranges(0, io, c) && k.y < gp.ranges(1, io, c));
+    Expr offset = unsafe_promise_clamped(gp.offsets(k.y * P), gp.offsetMin, gp.offsetMax);
     // Only taps that reach the tile's rows run, so reads stay within
-    // tileRows - 1 rows of the image: say so, or bounds inference would pad
-    // the plane by the whole kernel.
-    Expr at = unsafe_promise_clamped((io * R + ii + pp.padTop) * pp.stride + pp.padLeft + jo * CW +
-                                         offset,
+    // tileRows + P - 2 rows of the image: say so, or bounds inference would
+    // pad the plane by the whole kernel. Row ii of tap k.x reads input row
+    // ii + k.x of the block: equal for equal sums, so one load serves them.
+    Expr at = unsafe_promise_clamped((io * R + ii + k.x + pp.padTop) * pp.stride + pp.padLeft +
+                                         jo * CW + offset,
                                      0, pp.numCopies * pp.copyStride - CW);
-    acc(ji, ii, jo, io, c, n) += gp.weights(k) * copies[planeOf[g]](at + ji, c, n);
+    acc(ji, ii, jo, io, c, n) += gp.weights(k.y * P + k.x) * copies[planeOf[g]](at + ji, c, n);
     im.groups.push_back(gp);
     accs[g] = acc;
     tapDomains[g] = k;
@@ -388,10 +392,11 @@ ConvPipeline::ConvPipeline(const std::vector<ConvGroupShape> &groups, int numSlo
     acc.split(ji, jv, jl, V).vectorize(jl).unroll(jv).unroll(ii);
     acc.update(0)
         .split(ji, jv, jl, V)
-        .reorder(jl, jv, ii, k, jo, io, c, n)
+        .reorder(jl, jv, ii, k.x, k.y, jo, io, c, n)
         .vectorize(jl)
         .unroll(jv)
-        .unroll(ii);
+        .unroll(ii)
+        .unroll(k.x);
   };
   if (lastAcc.defined()) {
     y.split(j, jo, ji, CW, TailStrategy::GuardWithIf)

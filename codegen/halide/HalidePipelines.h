@@ -16,7 +16,9 @@
 //      of the du-sorted tap list: masked taps are absent, out-of-image ones
 //      are skipped) and add w * (input vector at the tap's offset) to every
 //      vector of the tile; one broadcast weight feeds tileRows x tileVectors
-//      FMAs and the tile stays in registers;
+//      FMAs and the tile stays in registers. With tapBlock P > 1 the walk is
+//      over vertical blocks of P taps of one column: each input row vector
+//      loaded for the block feeds up to P taps (dead ones at weight 0);
 //   3. transposed groups are summed into a transposed plane, turned back with
 //      8x8 block transposes and used as the start value of the other groups.
 // Backward-weight pipeline, per channel: for each block of weightTaps taps,
@@ -60,8 +62,10 @@ struct ConvCall {
     // [taps]: copy * copyStride + du * stride + dv - shift: where the tap's
     // aligned loads start in the plane's shifted copies.
     Halide::Buffer<int32_t> offsets;
-    Halide::Buffer<float> weights;  // [taps]
-    Halide::Buffer<int32_t> ranges; // [2, tiles, C]: tap range per band of tile rows
+    Halide::Buffer<float> weights; // [taps]
+    // [2, tiles, C]: per band of tile rows, the range of tap blocks (of
+    // CpuSchedule::tapBlock taps each; single taps when it is 1) that reach it.
+    Halide::Buffer<int32_t> ranges;
     int offsetMin = 0, offsetMax = 0;
   };
   std::vector<Halide::Buffer<float>> inputs; // per slot, [W, H, C, N]

@@ -136,9 +136,14 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
       (spec.perBranchOutputs && pass != Pass::Forward) ? static_cast<int>(spec.branches.size()) : 1;
   const bool merge = schedule.mergeTaps && pass != Pass::BackwardWeight && !plan.outputPerGroup;
 
+  // Vertical tap blocks for the conv passes (backward-weight walks single taps).
+  const bool blocked = schedule.tapBlock > 1 && pass != Pass::BackwardWeight;
+  const int P = blocked ? schedule.tapBlock : 1;
+
   std::vector<Candidate> candidates;
   for (const GroupRecipe &recipe : groupRecipes) {
     TapGroup g;
+    g.tapBlock = P;
     g.slot = recipe.slot;
     g.transposed = recipe.transposed;
     g.branches = recipe.branches;
@@ -183,21 +188,68 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
       };
       if (!std::is_sorted(candidates.begin(), candidates.end(), before))
         std::stable_sort(candidates.begin(), candidates.end(), before);
-      const int64_t first = g.numTaps();
+      // This channel's planned taps (merged where asked) and their sources.
+      std::vector<int32_t> tdu, tdv, sTap, sIndex;
+      std::vector<int16_t> sBranch;
       for (const Candidate &cand : candidates) {
-        const bool same =
-            merge && g.numTaps() > first && g.du.back() == cand.du && g.dv.back() == cand.dv;
+        const bool same = merge && !tdu.empty() && tdu.back() == cand.du && tdv.back() == cand.dv;
         if (!same) {
-          g.du.push_back(cand.du);
-          g.dv.push_back(cand.dv);
-          duMin = std::min(duMin, cand.du);
-          duMax = std::max(duMax, cand.du);
-          dvMin = std::min(dvMin, cand.dv);
-          dvMax = std::max(dvMax, cand.dv);
+          tdu.push_back(cand.du);
+          tdv.push_back(cand.dv);
         }
-        g.sourceTap.push_back(static_cast<int32_t>(g.numTaps() - 1));
-        g.sourceIndex.push_back(cand.sourceIndex);
-        g.sourceBranch.push_back(cand.sourceBranch);
+        sTap.push_back(static_cast<int32_t>(tdu.size() - 1));
+        sIndex.push_back(cand.sourceIndex);
+        sBranch.push_back(cand.sourceBranch);
+      }
+      if (blocked && !tdu.empty()) {
+        // Greedy vertical blocks per column: a block starts at the first
+        // live row not yet covered and spans P rows; blocks sorted by (du0, dv).
+        std::vector<int32_t> order(tdu.size());
+        for (size_t t = 0; t < order.size(); ++t)
+          order[t] = static_cast<int32_t>(t);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+          return tdv[a] != tdv[b] ? tdv[a] < tdv[b] : tdu[a] < tdu[b];
+        });
+        struct Block {
+          int32_t du0, dv;
+          std::vector<int32_t> member; // P entries: old tap index or -1
+        };
+        std::vector<Block> blocks;
+        for (int32_t t : order) {
+          if (blocks.empty() || blocks.back().dv != tdv[t] || tdu[t] >= blocks.back().du0 + P)
+            blocks.push_back({tdu[t], tdv[t], std::vector<int32_t>(P, -1)});
+          blocks.back().member[tdu[t] - blocks.back().du0] = t;
+        }
+        std::stable_sort(blocks.begin(), blocks.end(), [](const Block &a, const Block &b) {
+          return a.du0 != b.du0 ? a.du0 < b.du0 : a.dv < b.dv;
+        });
+        std::vector<int32_t> newIndex(tdu.size());
+        std::vector<int32_t> bdu, bdv;
+        for (const Block &b : blocks)
+          for (int p = 0; p < P; ++p) {
+            if (b.member[p] >= 0)
+              newIndex[b.member[p]] = static_cast<int32_t>(bdu.size());
+            bdu.push_back(b.du0 + p);
+            bdv.push_back(b.dv);
+          }
+        for (int32_t &t : sTap)
+          t = newIndex[t];
+        tdu = std::move(bdu);
+        tdv = std::move(bdv);
+      }
+      const int64_t first = g.numTaps();
+      for (size_t t = 0; t < tdu.size(); ++t) {
+        g.du.push_back(tdu[t]);
+        g.dv.push_back(tdv[t]);
+        duMin = std::min(duMin, tdu[t]);
+        duMax = std::max(duMax, tdu[t]);
+        dvMin = std::min(dvMin, tdv[t]);
+        dvMax = std::max(dvMax, tdv[t]);
+      }
+      for (size_t k = 0; k < sTap.size(); ++k) {
+        g.sourceTap.push_back(static_cast<int32_t>(first + sTap[k]));
+        g.sourceIndex.push_back(sIndex[k]);
+        g.sourceBranch.push_back(sBranch[k]);
       }
       g.maxPerChannel = std::max(g.maxPerChannel, g.numTaps() - first);
       g.channelBegin.push_back(static_cast<int32_t>(g.numTaps()));

@@ -29,7 +29,12 @@ struct TapGroup {
   int slot = 0;
   bool transposed = false;
   std::vector<int> branches;
-  /// Taps of channel c are [channelBegin[c], channelBegin[c + 1]), sorted by (du, dv).
+  /// Taps of channel c are [channelBegin[c], channelBegin[c + 1]), sorted by
+  /// (du, dv). With tapBlock P > 1 (forward / backward-data) they come in
+  /// blocks of P taps (du0 + p, dv), p = 0..P-1, of one column (taps
+  /// without a source are dead: weight 0); blocks are sorted by (du0, dv)
+  /// and every channel holds a multiple of P taps.
+  int tapBlock = 1;
   std::vector<int32_t> channelBegin;
   std::vector<int32_t> du, dv;
   // Weight sources: planned tap sourceTap[s] gets W_b[sourceIndex[s]] added,

@@ -255,6 +255,22 @@ TEST(HalideBackend, ScheduleSweepGivesTheSameResults) {
     checkSizes(layer, s, {{3, 3, 17, 23, 0.6}, {1, 124, 7, 7, 1.0}}, 900);
 }
 
+TEST(HalideBackend, TapBlocksGiveTheSameResults) {
+  // Vertical tap blocks (dead rows of a block at weight 0): summed and per
+  // branch, transposed and not, aligned and not, blocks taller than the tile.
+  for (int block : {2, 3, 4}) {
+    CpuSchedule a = schedule(8, 4, 2);
+    a.tapBlock = block;
+    CpuSchedule b = schedule(16, 2, 1, /*transposeWide=*/false, /*merge=*/false, 4, 2);
+    b.tapBlock = block;
+    b.alignLoads = false;
+    checkSizes({kSlak51, false, true}, a, {{1, 3, 17, 23, 0.6}, {2, 5, 14, 14, 1.0}}, 1300 + block);
+    checkSizes({kSlak13, true, false}, b,
+               {{1, 3, 17, 23, 0.3}, {3, 2, 7, 7, 1.0}, {1, 1, 1, 1, 0.6}}, 1310 + block);
+    checkSizes({kRepLk31, false, true}, a, {{1, 4, 14, 14, 0.1}}, 1320 + block);
+  }
+}
+
 TEST(HalideBackend, DefaultScheduleOnSlakStages) {
   // The default schedule picks the tile from the image: run the SLaK-T stage
   // 3 and 4 geometries (C reduced to keep the oracle quick), once with the

@@ -168,6 +168,12 @@ int main(int argc, char **argv) {
                  "alternately N more times per kernel and print the medians (a check that "
                  "holds up under load from other jobs)")
       ->check(CLI::NonNegativeNumber);
+  std::vector<std::string> compareSchedules;
+  app.add_option("--compare", compareSchedules,
+                 "Instead of tuning: time the default schedule and each given one (schedule "
+                 "text as the reports print it, quoted; repeatable) round-robin --verify N "
+                 "times (default 7) per kernel on a measuring target, and print the medians")
+      ->take_all();
   app.add_flag("--quiet", quiet, "No progress bar on stderr");
   app.add_flag("--list-gpus", list,
                "Print the GPU table (with the sources of its numbers) and exit");
@@ -295,6 +301,34 @@ int main(int argc, char **argv) {
     std::unique_ptr<ProgressBar> layerBar;
     if (options.progress && layers.size() > 1)
       layerBar = std::make_unique<ProgressBar>(options.progress, "layers", layers.size());
+    for (size_t i = 0; i < layers.size() && !compareSchedules.empty(); ++i) {
+      const LayerDescription &l = layers[i];
+      const std::vector<KernelKind> ks = kinds.empty() ? l.kinds : parseKernelKinds(kinds);
+      std::vector<std::string> texts = {tuner.defaultSchedule(l.spec, l.workload)};
+      texts.insert(texts.end(), compareSchedules.begin(), compareSchedules.end());
+      const int rounds = verify > 0 ? verify : 7;
+      const std::vector<KindTimes> t =
+          tuner.compare(l.spec, l.workload, ks, texts, rounds, options.measureOptions);
+      report << "compare on " << tuner.device() << ", " << l.text << " (" << rounds
+             << " round-robin runs, medians, ms):\n";
+      for (size_t s = 0; s < texts.size(); ++s) {
+        double total = 0, base = 0;
+        report << (s == 0 ? "  default " : "  ") << texts[s] << "\n   ";
+        for (KernelKind k : ks) {
+          char line[96];
+          std::snprintf(line, sizeof line, " %s %.3f (%.2fx)", slak::codegen::kernelKindName(k),
+                        t[s][kindIndex(k)], t[0][kindIndex(k)] / t[s][kindIndex(k)]);
+          report << line;
+          total += t[s][kindIndex(k)];
+          base += t[0][kindIndex(k)];
+        }
+        char line[64];
+        std::snprintf(line, sizeof line, "; total %.3f (%.2fx)\n", total, base / total);
+        report << line;
+      }
+    }
+    if (!compareSchedules.empty())
+      return 0;
     for (size_t i = 0; i < layers.size(); ++i) {
       const LayerDescription &l = layers[i];
       options.kinds = kinds.empty() ? l.kinds : parseKernelKinds(kinds);
