@@ -89,6 +89,27 @@ void expectRefused(models::Classifier &model, const std::string &pkg,
   EXPECT_FALSE(anyServed(model));
 }
 
+TEST(Deploy, TableFormPackageMatchesAndRefusesOtherMasks) {
+  // At 20% density specialize-sparsity picks the tap-table form: the package's
+  // masks are then its tables, not zeroed weights.
+  models::ModelOverrides o;
+  o.sparsity = 0.8;
+  auto model = testing::nanoModel(31, o);
+  const std::string dir = testing::scratchDir("table");
+  const std::string pkg = buildPackage(*model, dir);
+  std::ifstream manifest(pkg + "/manifest.json");
+  std::stringstream text;
+  text << manifest.rdbuf();
+  EXPECT_NE(text.str().find("\"form\": \"table\""), std::string::npos);
+  expectDeployedLogitsMatch(*model, pkg, torch::randn({4, 1, 28, 28}));
+  auto moved = testing::nanoModel(31, o);
+  testing::drawMasks(*moved, 32);
+  // (Its newly live taps hold 0, as regrown weights do: not reported.)
+  expectRefused(*moved, pkg,
+                {"built for other masks", "of its taps are dead in the layer's masks"});
+  testing::removeTree(dir);
+}
+
 TEST(Deploy, RefusesPackagesForOtherMasksShapesAndWeights) {
   auto model = testing::nanoModel(21);
   const std::string dir = testing::scratchDir("refuse");
