@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <functional>
+#include <list>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -134,6 +135,36 @@ const Target &hostTarget() {
 
 int compiledPipelineCount() { return compiledCount.load(); }
 
+namespace {
+
+/// The compiled pipelines, most recently used first, at most kCachedPipelines
+/// per kind: each JIT-compiled pipeline holds tens of MB, and a tuning run
+/// compiles hundreds. Objects that hold a pipeline keep it alive; an evicted
+/// one is compiled again when asked for.
+constexpr size_t kCachedPipelines = 16;
+
+template <typename T> class PipelineCache {
+public:
+  template <typename Make> std::shared_ptr<T> get(const std::string &key, Make make) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->first == key) {
+        entries_.splice(entries_.begin(), entries_, it);
+        return entries_.front().second;
+      }
+    entries_.emplace_front(key, make());
+    if (entries_.size() > kCachedPipelines)
+      entries_.pop_back();
+    return entries_.front().second;
+  }
+
+private:
+  std::mutex mutex_;
+  std::list<std::pair<std::string, std::shared_ptr<T>>> entries_;
+};
+
+} // namespace
+
 void setHalideThreads(int threads) {
   static std::mutex mutex;
   static int current = -1;
@@ -199,13 +230,9 @@ std::shared_ptr<ConvPipeline> ConvPipeline::get(const std::vector<ConvGroupShape
       << " tapBlock=" << schedule.tapBlock << " groups=";
   for (const ConvGroupShape &g : groups)
     key << g.slot << (g.transposed ? "T" : "N") << ",";
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<ConvPipeline>> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  std::shared_ptr<ConvPipeline> &entry = cache[key.str()];
-  if (!entry)
-    entry = std::make_shared<ConvPipeline>(groups, numSlots, bias, schedule);
-  return entry;
+  static auto *cache = new PipelineCache<ConvPipeline>();
+  return cache->get(
+      key.str(), [&] { return std::make_shared<ConvPipeline>(groups, numSlots, bias, schedule); });
 }
 
 ConvPipeline::~ConvPipeline() = default;
@@ -523,13 +550,9 @@ std::shared_ptr<WeightGradPipeline> WeightGradPipeline::get(bool transposed,
                           " vec=" + std::to_string(schedule.vectorWidth) +
                           " taps=" + std::to_string(schedule.weightTaps) +
                           " strip=" + std::to_string(schedule.weightVectors);
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<WeightGradPipeline>> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  std::shared_ptr<WeightGradPipeline> &entry = cache[key];
-  if (!entry)
-    entry = std::make_shared<WeightGradPipeline>(transposed, schedule);
-  return entry;
+  static auto *cache = new PipelineCache<WeightGradPipeline>();
+  return cache->get(key,
+                    [&] { return std::make_shared<WeightGradPipeline>(transposed, schedule); });
 }
 
 WeightGradPipeline::~WeightGradPipeline() = default;
