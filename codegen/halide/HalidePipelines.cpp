@@ -138,10 +138,11 @@ int compiledPipelineCount() { return compiledCount.load(); }
 namespace {
 
 /// The compiled pipelines, most recently used first, at most kCachedPipelines
-/// per kind: each JIT-compiled pipeline holds tens of MB, and a tuning run
-/// compiles hundreds. Objects that hold a pipeline keep it alive; an evicted
-/// one is compiled again when asked for.
-constexpr size_t kCachedPipelines = 16;
+/// per kind: a compiled pipeline holds megabytes (more after running on large
+/// layers), and a tuning run compiles hundreds. Objects that hold a pipeline
+/// (CpuLkConv, so every runtime kernel) keep it alive; an evicted one is
+/// compiled again only when a new object asks for it.
+constexpr size_t kCachedPipelines = 8;
 
 template <typename T> class PipelineCache {
 public:
