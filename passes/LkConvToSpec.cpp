@@ -2,6 +2,8 @@
 
 #include "dialect/ConstantData.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
 using namespace mlir;
 namespace codegen = ::slak::codegen;
 
@@ -93,6 +95,23 @@ FailureOr<LkConvKernel> convertLkConv(LkConvOp op) {
       kernel.bias = std::move(*values);
   }
   return kernel;
+}
+
+std::string lkConvName(LkConvOp op, unsigned index) {
+  Location loc = op.getLoc();
+  if (auto fused = dyn_cast<FusedLoc>(loc))
+    for (Location inner : fused.getLocations())
+      if (auto name = dyn_cast<NameLoc>(inner))
+        return name.getName().str();
+  if (auto name = dyn_cast<NameLoc>(loc))
+    return name.getName().str();
+  if (auto func = op->getParentOfType<func::FuncOp>()) {
+    unsigned count = 0;
+    func.walk([&](LkConvOp) { ++count; });
+    if (count == 1)
+      return func.getSymName().str();
+  }
+  return "lk_conv_" + std::to_string(index);
 }
 
 } // namespace mlir::slak

@@ -31,4 +31,12 @@ struct LkConvKernel {
 /// Fails with a message on `op` for what cannot be converted.
 FailureOr<LkConvKernel> convertLkConv(LkConvOp op);
 
+/// The op's name in a kernel package and a tuning report: the model's layer
+/// path. Taken from the op's NameLoc (slak-export puts loc("<layer path>") on
+/// every op; fusion keeps it), else from the enclosing function when it holds
+/// this one slak.lk_conv (slak-export names each function after its layer,
+/// and text printed without debug info keeps function names but not
+/// locations), else "lk_conv_<index>".
+std::string lkConvName(LkConvOp op, unsigned index);
+
 } // namespace mlir::slak

@@ -234,8 +234,9 @@ DeployReport attachKernelPackage(Classifier &model, const std::string &dir,
         names += (names.empty() ? "" : ", ") + o.name;
       errors.push_back("kernel package " + dir + " has no op for layer " + layer.path +
                        " (its ops: " + (names.empty() ? "none" : names) +
-                       "; ops named lk_conv_<i> lost their layer names: keep locations with "
-                       "slak-opt --mlir-print-debuginfo or --emit-bytecode)" +
+                       "; ops are named after their slak-export function or location: a module "
+                       "not written by slak-export, or whose functions were renamed, gives "
+                       "lk_conv_<i>)" +
                        kFix);
       continue;
     }

@@ -111,18 +111,6 @@ bool ModelFile::prepare(const std::string &mode, std::string *error) {
 
 namespace {
 
-/// The op's NameLoc (the model's layer path), else lk_conv_<index>.
-std::string opName(mlir::slak::LkConvOp op, unsigned index) {
-  Location loc = op.getLoc();
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    for (Location inner : fused.getLocations())
-      if (auto name = dyn_cast<NameLoc>(inner))
-        return name.getName().str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
-  return "lk_conv_" + std::to_string(index);
-}
-
 std::string describe(const codegen::KernelSpec &spec, const Workload &w) {
   std::ostringstream os;
   os << "C=" << spec.channels << " " << w.height << "x" << w.width << " ";
@@ -151,7 +139,7 @@ bool ModelFile::layers(std::vector<ModelLayer> &out, std::string *error) {
       return WalkResult::interrupt();
     }
     ModelLayer layer;
-    layer.name = opName(op, index++);
+    layer.name = mlir::slak::lkConvName(op, index++);
     layer.spec = kernel->spec;
     layer.workload = mlir::slak::lkConvWorkload(op, kernel->spec);
     layer.perBranch = kernel->spec.perBranchOutputs;

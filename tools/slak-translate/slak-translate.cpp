@@ -40,18 +40,6 @@ llvm::cl::opt<bool> emitKernelPackage(
 llvm::cl::opt<std::string> outputDir("o", llvm::cl::desc("Output folder of the package"),
                                      llvm::cl::value_desc("dir"));
 
-/// The op's name in the package: its NameLoc ("stage1.block0.lk") if any.
-std::string opName(mlir::slak::LkConvOp op, unsigned index) {
-  Location loc = op.getLoc();
-  if (auto fused = dyn_cast<FusedLoc>(loc))
-    for (Location inner : fused.getLocations())
-      if (auto name = dyn_cast<NameLoc>(inner))
-        return name.getName().str();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
-  return "lk_conv_" + std::to_string(index);
-}
-
 std::vector<float> toFloats(const std::vector<double> &values) {
   return std::vector<float>(values.begin(), values.end());
 }
@@ -92,7 +80,7 @@ int run() {
       return;
     }
     codegen::PackagedOp packaged;
-    packaged.name = opName(op, index++);
+    packaged.name = mlir::slak::lkConvName(op, index++);
     try {
       if (kernel->defaultSchedule) {
         kernel->spec.schedule = codegen::defaultSchedule(kernel->spec);

@@ -26,12 +26,12 @@
 // RUN: not ls %t.bad.mlir
 
 // REPORT: still holds 6 slak.dwconv2d / slak.batch_norm op(s): running slak-pipeline mode=infer
-// REPORT: op:       lk_conv_0 (C=124 56x56 51x5+5x51 density=
+// REPORT: op:       stage1_block0_lk (C=124 56x56 51x5+5x51 density=
 // REPORT: device:   a100 (cuda, model only)
 // REPORT: chosen (model): tile=
 // REPORT: forward {{.*}} ms predicted
 // REPORT: wrote {{.*}}.a100.mlir: 1 slak.lk_conv op(s) scheduled for a100
-// REPORT-NEXT: lk_conv_0 {{.*}}: model #slak.schedule<tile = [
+// REPORT-NEXT: stage1_block0_lk {{.*}}: model #slak.schedule<tile = [
 
 // H100-REPORT: device:   h100 (cuda, model only)
 // H100-REPORT: scheduled for h100

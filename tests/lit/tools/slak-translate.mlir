@@ -12,7 +12,7 @@
 // LOG: slak-translate: wrote 1 op(s) to
 
 // MANIFEST: "format": "slak-kernel-package"
-// MANIFEST: "name": "lk_conv_0"
+// MANIFEST: "name": "stage1_block0_lk"
 // MANIFEST: "origin": "default"
 // MANIFEST: "signature": "lk_conv.v1 C=124 H=56 W=56 T=f32 out=sum bias=1
 // MANIFEST: "branches": [
