@@ -1,5 +1,5 @@
-// ModelFlags: the model-selection flags shared by slak-export and slak-infer
-// (the same names and meaning as slak-train's), so that a checkpoint is read
+// ModelFlags: the model-selection flags of slak-train, slak-export, slak-infer
+// and slak-erf (one set of names and meanings), so that a checkpoint is read
 // back into the model it was trained as.
 #pragma once
 
@@ -14,33 +14,52 @@ namespace slak::tools {
 
 struct ModelFlags {
   std::string model = "slak_nano";
-  double widthFactor = 0, sparsity = -1;
+  double widthFactor = 0, sparsity = -1, dropPath = -1;
   std::vector<int> kernelSizes;
   int smallKernel = -1;
   int64_t classes = 0, inChannels = 0;
   std::string branchBn, decomposed, lkBackend = "auto";
 
-  void add(CLI::App &app) {
-    auto *g = app.add_option_group("Model (as in slak-train)");
-    g->add_option("--model", model,
-                  "Registry model: slak_tiny, slak_small, slak_base, slak_nano, convnext_tiny, "
-                  "replknet_31b")
-        ->capture_default_str();
-    g->add_option("--width-factor", widthFactor, "Channel multiplier (SLaK: 1.3)");
-    g->add_option("--kernel-sizes", kernelSizes, "Large kernel per stage, e.g. 51,49,47,13")
+  /// Adds the flags to a group `title` of `app` and returns the group (for a
+  /// tool's own model flags). `modelHelp` replaces the --model text.
+  CLI::Option_group *add(CLI::App &app, const std::string &title = "Model (as in slak-train)",
+                         const std::string &modelHelp = "") {
+    auto *g = app.add_option_group(title);
+    auto *m = g->add_option("--model", model,
+                            modelHelp.empty()
+                                ? "Registry model: slak_tiny, slak_small, slak_base, slak_nano, "
+                                  "convnext_tiny, replknet_31b"
+                                : modelHelp);
+    if (!model.empty())
+      m->capture_default_str();
+    g->add_option("--width-factor", widthFactor,
+                  "Channel multiplier; stage dims are int(d * factor) (SLaK: 1.3)");
+    g->add_option("--kernel-sizes", kernelSizes,
+                  "Large kernel per stage, e.g. 51,49,47,13 (SLaK's M, RepLKNet's K)")
         ->delimiter(',');
-    g->add_option("--small-kernel", smallKernel, "SLaK's N; RepLKNet's small kernel");
-    g->add_option("--sparsity", sparsity, "Sparsity of the model (only its masks' default)");
-    g->add_option("--classes", classes, "Number of classes");
-    g->add_option("--in-channels", inChannels, "Input channels");
-    g->add_option("--branch-bn", branchBn, "true/false: a BatchNorm after each branch")
+    g->add_option("--small-kernel", smallKernel,
+                  "SLaK's N (thin side and small N x N branch); RepLKNet's small kernel");
+    g->add_option("--sparsity", sparsity,
+                  "Fraction of zero weights in rank-2/4 parameters (SLaK default 0.4; 0 = "
+                  "dense)");
+    g->add_option("--classes", classes, "Number of classes (default: the data set's)");
+    g->add_option("--in-channels", inChannels, "Input channels (default: the data set's)");
+    g->add_option("--drop-path", dropPath,
+                  "Stochastic-depth rate of the last block (grows linearly from 0; no effect "
+                  "in eval mode); default the model's (SLaK-T 0.1, S 0.4, B 0.5)");
+    g->add_option("--branch-bn", branchBn,
+                  "true/false: a BatchNorm after each large-kernel branch (SLaK's bn)")
         ->check(CLI::IsMember({"true", "false"}));
-    g->add_option("--decomposed", decomposed, "true/false: M x N + N x M + N x N or M x M + N x N")
+    g->add_option("--decomposed", decomposed,
+                  "true/false: SLaK's M x N + N x M + N x N (true) or M x M + N x N")
         ->check(CLI::IsMember({"true", "false"}));
     g->add_option("--lk-backend", lkBackend,
-                  "Large-kernel layers: runtime, torch or auto (as the checkpoint was trained)")
+                  "Large-kernel layers: runtime (generated kernels), torch (LibTorch conv2d "
+                  "branches) or auto (runtime where built and fast: Halide CPU backend or a "
+                  "CUDA device); a checkpoint needs the backend it was trained with")
         ->check(CLI::IsMember({"auto", "runtime", "torch"}))
         ->capture_default_str();
+    return g;
   }
 
   models::ModelOverrides overrides() const {
@@ -57,6 +76,8 @@ struct ModelFlags {
       o.numClasses = classes;
     if (inChannels > 0)
       o.inChannels = inChannels;
+    if (dropPath >= 0)
+      o.dropPath = dropPath;
     if (!branchBn.empty())
       o.branchBatchNorm = branchBn == "true";
     if (!decomposed.empty())

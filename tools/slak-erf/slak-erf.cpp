@@ -7,6 +7,7 @@
 #include "models/analysis/ErfReport.h"
 #include "models/analysis/Figure.h"
 #include "models/analysis/Png.h"
+#include "tools/common/ModelFlags.h"
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
@@ -39,43 +40,24 @@ int main(int argc, char **argv) {
                "model with random weights or of slak-train checkpoints, as a PNG heatmap and "
                "the sides of the centred squares holding 20/30/50/99% of it."};
 
-  std::string model, output, jsonPath, dataSource = "fashion-mnist", title;
+  std::string output, jsonPath, dataSource = "fashion-mnist", title;
   std::string dataDir = "/usr/share/datasets/fashion-mnist";
   std::vector<std::string> checkpoints, labels;
   bool ema = false;
   int64_t size = 1024, images = 50, batchSize = 1;
   int panelSize = 384, threads = 0;
   uint64_t seed = 0;
-  std::string lkBackend = "auto", branchBn, decomposed;
-  double widthFactor = 0, sparsity = -1, dropPath = -1;
-  std::vector<int> kernelSizes;
-  int smallKernel = -1;
-  int64_t classes = 0, inChannels = 0;
+  tools::ModelFlags flags;
+  flags.model.clear(); // default: the checkpoint's
 
-  auto *what = app.add_option_group("What to analyse");
-  what->add_option("--model", model,
-                   "Registry model (slak_nano, slak_tiny, ..., convnext_tiny, replknet_31b); "
-                   "default: the checkpoint's");
+  auto *what = flags.add(app, "What to analyse",
+                         "Registry model (slak_nano, slak_tiny, ..., convnext_tiny, "
+                         "replknet_31b); default: the checkpoint's");
   what->add_option("--checkpoint", checkpoints,
                    "slak-train checkpoint; repeat for side-by-side panels (one per "
                    "checkpoint); none: random weights");
   what->add_option("--label", labels, "Caption of each panel, in --checkpoint order");
   what->add_flag("--ema", ema, "Use the checkpoints' EMA weights");
-  what->add_option("--width-factor", widthFactor, "Channel multiplier (SLaK: 1.3)");
-  what->add_option("--kernel-sizes", kernelSizes, "Large kernel per stage, e.g. 51,49,47,13")
-      ->delimiter(',');
-  what->add_option("--small-kernel", smallKernel, "SLaK's N; RepLKNet's small kernel");
-  what->add_option("--sparsity", sparsity, "The model's sparsity (as trained)");
-  what->add_option("--classes", classes, "Number of classes");
-  what->add_option("--in-channels", inChannels, "Input channels");
-  what->add_option("--drop-path", dropPath, "Stochastic depth (no effect in eval mode)");
-  what->add_option("--branch-bn", branchBn, "true/false: BatchNorm after each branch")
-      ->check(CLI::IsMember({"true", "false"}));
-  what->add_option("--decomposed", decomposed, "true/false: M x N + N x M + N x N or M x M + N x N")
-      ->check(CLI::IsMember({"true", "false"}));
-  what->add_option("--lk-backend", lkBackend, "auto, runtime or torch (as trained)")
-      ->check(CLI::IsMember({"auto", "runtime", "torch"}))
-      ->capture_default_str();
 
   auto *input = app.add_option_group("Inputs");
   input->add_option("--size", size, "Input side in pixels (a multiple of the total stride)")
@@ -104,6 +86,7 @@ int main(int argc, char **argv) {
 
   CLI11_PARSE(app, argc, argv);
 
+  const std::string &model = flags.model;
   try {
     if (threads > 0)
       torch::set_num_threads(threads);
@@ -120,26 +103,7 @@ int main(int argc, char **argv) {
       throw std::invalid_argument("--panel-size " + std::to_string(panelSize) +
                                   " is outside [64, 4096]");
 
-    models::ModelOverrides ov;
-    if (widthFactor > 0)
-      ov.widthFactor = widthFactor;
-    if (!kernelSizes.empty())
-      ov.kernelSizes = kernelSizes;
-    if (smallKernel >= 0)
-      ov.smallKernel = smallKernel;
-    if (sparsity >= 0)
-      ov.sparsity = sparsity;
-    if (classes > 0)
-      ov.numClasses = classes;
-    if (inChannels > 0)
-      ov.inChannels = inChannels;
-    if (dropPath >= 0)
-      ov.dropPath = dropPath;
-    if (!branchBn.empty())
-      ov.branchBatchNorm = branchBn == "true";
-    if (!decomposed.empty())
-      ov.decomposed = decomposed == "true";
-    ov.backend = models::parseLkBackend(lkBackend);
+    const models::ModelOverrides ov = flags.overrides();
 
     // Every panel's configuration first, so bad arguments fail before any work.
     std::vector<analysis::ErfPanel> panels;

@@ -3,6 +3,7 @@
 #include "models/deploy/Checkpoint.h"
 #include "models/deploy/Deploy.h"
 #include "models/train/Trainer.h"
+#include "tools/common/ModelFlags.h"
 
 #include <CLI/CLI.hpp>
 
@@ -95,54 +96,14 @@ int main(int argc, char **argv) {
   bool printParamsOnly = false, listModels = false, noProgress = false, finalEvalOnly = false;
   bool evalOnly = false, evalEma = false;
   std::string kernels;
-  std::string lkBackend = "auto", sparseInit = "snip", growth = "random", moments = "reset";
-  double widthFactor = 0, sparsity = -1, dropPath = -1;
-  std::vector<int> kernelSizes;
-  int smallKernel = -1;
-  int64_t classes = 0, inChannels = 0;
-  std::string branchBn, decomposed;
+  std::string sparseInit = "snip", growth = "random", moments = "reset";
+  tools::ModelFlags flags;
 
-  auto *model = app.add_option_group("Model");
-  model
-      ->add_option("--model", o.model,
-                   "Registry model: slak_tiny, slak_small, slak_base, slak_nano, convnext_tiny, "
-                   "replknet_31b")
-      ->capture_default_str();
+  auto *model = flags.add(app, "Model");
   model->add_flag("--list-models", listModels, "List the registry's models and exit");
   model->add_flag("--print-params", printParamsOnly,
                   "Print dense and non-zero parameter counts (masks initialised as training "
                   "would, SNIP on one random batch) and exit");
-  model->add_option("--width-factor", widthFactor,
-                    "Channel multiplier; stage dims are int(d * factor) (SLaK: 1.3)");
-  model
-      ->add_option("--kernel-sizes", kernelSizes,
-                   "Large kernel per stage, e.g. 51,49,47,13 (SLaK's M, RepLKNet's K)")
-      ->delimiter(',');
-  model->add_option("--small-kernel", smallKernel,
-                    "SLaK's N (thin side and small N x N branch); RepLKNet's small kernel");
-  model->add_option("--sparsity", sparsity,
-                    "Fraction of zero weights in rank-2/4 parameters (SLaK default 0.4; 0 = "
-                    "dense training)");
-  model->add_option("--classes", classes, "Number of classes (default: the data set's)");
-  model->add_option("--in-channels", inChannels, "Input channels (default: the data set's)");
-  model->add_option("--drop-path", dropPath,
-                    "Stochastic-depth rate of the last block (grows linearly from 0); default "
-                    "the model's (SLaK-T 0.1, S 0.4, B 0.5)");
-  model
-      ->add_option("--branch-bn", branchBn,
-                   "true/false: a BatchNorm after each large-kernel branch (SLaK's bn)")
-      ->check(CLI::IsMember({"true", "false"}));
-  model
-      ->add_option("--decomposed", decomposed,
-                   "true/false: SLaK's M x N + N x M + N x N (true) or M x M + N x N")
-      ->check(CLI::IsMember({"true", "false"}));
-  model
-      ->add_option("--lk-backend", lkBackend,
-                   "Large-kernel layers: runtime (generated kernels), torch (LibTorch conv2d "
-                   "branches) or auto (runtime where built and fast: Halide CPU backend or a "
-                   "CUDA device)")
-      ->check(CLI::IsMember({"auto", "runtime", "torch"}))
-      ->capture_default_str();
 
   auto *dataGroup = app.add_option_group("Data");
   dataGroup->add_option("--dataset", o.dataset, "fashion-mnist or synthetic")
@@ -286,26 +247,9 @@ int main(int argc, char **argv) {
         std::printf("%s\n", name.c_str());
       return 0;
     }
+    o.model = flags.model;
+    o.overrides = flags.overrides();
     auto &ov = o.overrides;
-    if (widthFactor > 0)
-      ov.widthFactor = widthFactor;
-    if (!kernelSizes.empty())
-      ov.kernelSizes = kernelSizes;
-    if (smallKernel >= 0)
-      ov.smallKernel = smallKernel;
-    if (sparsity >= 0)
-      ov.sparsity = sparsity;
-    if (classes > 0)
-      ov.numClasses = classes;
-    if (inChannels > 0)
-      ov.inChannels = inChannels;
-    if (dropPath >= 0)
-      ov.dropPath = dropPath;
-    if (!branchBn.empty())
-      ov.branchBatchNorm = branchBn == "true";
-    if (!decomposed.empty())
-      ov.decomposed = decomposed == "true";
-    ov.backend = models::parseLkBackend(lkBackend);
     o.synthetic.width = o.synthetic.height;
     o.sparse.init = sparse::parseInit(sparseInit);
     o.sparse.growth = sparse::parseGrowth(growth);
