@@ -1,10 +1,9 @@
 #include "models/analysis/CheckpointModel.h"
 
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include "models/deploy/Checkpoint.h"
 
-#include <filesystem>
-#include <map>
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
 
 namespace slak::analysis {
@@ -12,28 +11,6 @@ namespace slak::analysis {
 using json = nlohmann::json;
 
 namespace {
-
-torch::serialize::InputArchive openCheckpoint(const std::string &path) {
-  if (!std::filesystem::is_regular_file(path))
-    throw std::runtime_error("checkpoint " + path +
-                             " does not exist: pass a checkpoint.pt written by slak-train");
-  torch::serialize::InputArchive root;
-  try {
-    root.load_from(path, torch::kCPU);
-  } catch (const c10::Error &e) {
-    throw std::runtime_error("cannot read checkpoint " + path +
-                             " (not a slak-train checkpoint?): " + e.what_without_backtrace());
-  }
-  return root;
-}
-
-json savedConfig(torch::serialize::InputArchive &root, const std::string &path) {
-  torch::serialize::InputArchive meta;
-  c10::IValue config;
-  if (!root.try_read("meta", meta) || !meta.try_read("config", config) || !config.isString())
-    throw std::runtime_error(path + " has no meta/config: not a slak-train checkpoint");
-  return json::parse(config.toStringRef());
-}
 
 /// The width factor (on a 0.01 grid) that reproduces `dims` from `base`, or 0.
 double inferWidthFactor(const std::vector<int64_t> &base, const std::vector<int64_t> &dims) {
@@ -66,8 +43,7 @@ json comparable(const models::ModelConfig &c) {
 
 models::ModelConfig checkpointModelConfig(const std::string &path, const std::string &model,
                                           const models::ModelOverrides &overrides) {
-  auto root = openCheckpoint(path);
-  const json saved = savedConfig(root, path);
+  const json saved = json::parse(models::checkpointConfig(path));
   const std::string name = model.empty() ? saved.value("name", std::string()) : model;
   models::ModelOverrides o = overrides;
   if (!o.kernelSizes && saved.contains("kernel_sizes"))
@@ -102,21 +78,14 @@ models::ModelConfig checkpointModelConfig(const std::string &path, const std::st
 
 std::shared_ptr<models::Classifier> loadCheckpointModel(const std::string &path,
                                                         models::ModelConfig config, bool ema) {
-  auto root = openCheckpoint(path);
-  const char *section = ema ? "ema" : "model";
-  torch::serialize::InputArchive weights;
-  if (!root.try_read(section, weights))
-    throw std::runtime_error(path + " has no " + section + "/ weights" +
-                             (ema ? ": it was trained without --ema-decay; drop --ema" : ""));
-
   auto tryLoad = [&](models::LkBackend backend, std::string &error) {
     models::ModelConfig c = config;
     c.backend = backend;
     auto model = models::createModel(c);
     try {
-      model->load(weights);
-    } catch (const c10::Error &e) {
-      error = e.what_without_backtrace();
+      models::loadCheckpoint(path, *model, ema); // weights, masks, pushed to the layers
+    } catch (const std::runtime_error &e) {
+      error = e.what();
       return std::shared_ptr<models::Classifier>();
     }
     return model;
@@ -133,27 +102,11 @@ std::shared_ptr<models::Classifier> loadCheckpointModel(const std::string &path,
       model = tryLoad(other, otherError);
   }
   if (!model)
-    throw std::runtime_error("cannot load the " + std::string(section) + " weights of " + path +
-                             " into " + config.name + " (large-kernel backend " +
-                             models::lkBackendName(config.backend) +
+    throw std::runtime_error("cannot load " + path + " into " + config.name +
+                             " (large-kernel backend " + models::lkBackendName(config.backend) +
                              "; a checkpoint loads only into the backend it was trained with, "
                              "see --lk-backend): " +
                              error);
-
-  torch::serialize::InputArchive masks;
-  if (root.try_read("masks", masks)) {
-    torch::Tensor count;
-    masks.read("count", count);
-    std::map<std::string, torch::Tensor> byName;
-    for (int64_t i = 0; i < count.item<int64_t>(); ++i) {
-      c10::IValue name;
-      torch::Tensor mask;
-      masks.read("name/" + std::to_string(i), name);
-      masks.read("mask/" + std::to_string(i), mask);
-      byName[name.toStringRef()] = mask;
-    }
-    models::pushMasksToLargeKernels(*model, byName);
-  }
   return model;
 }
 

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 namespace slak::models {
 namespace {
@@ -55,9 +57,7 @@ private:
   std::string path_, config_;
 };
 
-} // namespace
-
-LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema) {
+torch::serialize::InputArchive openCheckpoint(const std::string &path) {
   if (!std::filesystem::is_regular_file(path))
     throw std::runtime_error("checkpoint " + path +
                              ": no such file (slak-train writes <out-dir>/checkpoint.pt)");
@@ -66,19 +66,44 @@ LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool
     root.load_from(path, torch::kCPU);
   } catch (const c10::Error &e) {
     throw std::runtime_error("checkpoint " + path +
-                             " cannot be read: " + e.what_without_backtrace());
+                             " cannot be read (not a slak-train "
+                             "checkpoint?): " +
+                             e.what_without_backtrace());
   }
-  LoadedCheckpoint out;
-  out.ema = ema;
+  return root;
+}
+
+/// meta/config (JSON text, empty when absent) and meta/step of `root`.
+std::pair<std::string, int64_t> readMeta(torch::serialize::InputArchive &root) {
+  std::pair<std::string, int64_t> out{"", 0};
   torch::serialize::InputArchive meta;
   if (root.try_read("meta", meta)) {
     c10::IValue config;
     if (meta.try_read("config", config) && config.isString())
-      out.config = config.toStringRef();
+      out.first = config.toStringRef();
     torch::Tensor step;
     if (meta.try_read("step", step) && step.defined())
-      out.step = step.item<int64_t>();
+      out.second = step.item<int64_t>();
   }
+  return out;
+}
+
+} // namespace
+
+std::string checkpointConfig(const std::string &path) {
+  auto root = openCheckpoint(path);
+  std::string config = readMeta(root).first;
+  if (config.empty())
+    throw std::runtime_error("checkpoint " + path +
+                             " has no meta/config: not a slak-train checkpoint");
+  return config;
+}
+
+LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema) {
+  auto root = openCheckpoint(path);
+  LoadedCheckpoint out;
+  out.ema = ema;
+  std::tie(out.config, out.step) = readMeta(root);
   Reader reader(path, out.config);
 
   torch::serialize::InputArchive weights;

@@ -27,6 +27,11 @@ struct LoadedCheckpoint {
 /// (same --model and overrides, same --lk-backend, --ema only with an EMA).
 LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema = false);
 
+/// The model configuration (JSON text of meta/config) a checkpoint was
+/// written for. Throws std::runtime_error for a missing or unreadable file or
+/// one without meta/config.
+std::string checkpointConfig(const std::string &path);
+
 /// A model of `config` for the tools: the checkpoint's weights and masks,
 /// or (empty `checkpoint`) random weights from `seed` and, when the config is
 /// sparse, uniform random masks from `seed`, the same on every call.
