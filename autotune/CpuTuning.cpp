@@ -394,11 +394,15 @@ CpuKernelTimer::~CpuKernelTimer() = default;
 
 CpuKernelTimer::Buffers &CpuKernelTimer::buffers(const KernelSpec &spec, const Workload &w) {
   const std::string key = problemSignature(spec) + " | " + w.str();
-  auto &slot = buffers_[key];
-  if (slot)
-    return *slot;
-  // One set of data at a time keeps memory flat across layers.
-  buffers_.clear();
+  if (buffers_ && buffersKey_ == key)
+    return *buffers_;
+  // One set of data at a time keeps memory flat across layers. (This used to
+  // be a map whose slot reference was taken before clear(): every call then
+  // made a new set and leaked the old one, a layer's worth of data per
+  // measured candidate.)
+  buffers_.reset();
+  buffersKey_ = key;
+  ++dataSetsCreated_;
   auto b = std::make_unique<Buffers>();
   b->shape = {w.batch, spec.channels, w.height, w.width};
   b->sparse = spec.anySparse();
@@ -426,8 +430,8 @@ CpuKernelTimer::Buffers &CpuKernelTimer::buffers(const KernelSpec &spec, const W
     b->dy.emplace_back();
     fill(b->dy.back(), out);
   }
-  slot = std::move(b);
-  return *slot;
+  buffers_ = std::move(b);
+  return *buffers_;
 }
 
 Timing CpuKernelTimer::time(const KernelSpec &specIn, const CpuSchedule &schedule,

@@ -96,12 +96,18 @@ public:
   /// schedule compiles the pipelines (not timed: warm-up).
   Timing time(const KernelSpec &spec, const CpuSchedule &schedule, const Workload &workload,
               KernelKind kind, const MeasureOptions &options);
+  /// Sets of random input / output data made so far: one per (problem,
+  /// workload) in a row; every call on the same one reuses it (only the last
+  /// set is kept, so memory stays flat across layers).
+  int dataSetsCreated() const { return dataSetsCreated_; }
 
 private:
   struct Buffers;
   Buffers &buffers(const KernelSpec &spec, const Workload &workload);
   CpuDevice cpu_;
-  std::map<std::string, std::unique_ptr<Buffers>> buffers_;
+  std::string buffersKey_;
+  std::unique_ptr<Buffers> buffers_;
+  int dataSetsCreated_ = 0;
 };
 
 /// CPU tuning on the host: model only without a timer, measured with one.

@@ -333,6 +333,8 @@ TEST(CpuTunerTest, MeasuresTheCpuBackendForReal) {
   }
   EXPECT_LE(r.total(r.measuredMs), r.total(r.defaultMeasuredMs));
   EXPECT_GE(r.measurements.size(), 6u);
+  // Every measurement ran on one set of data (each used to make, and leak, its own).
+  EXPECT_EQ(timer.dataSetsCreated(), 1);
   for (const MeasurementRecord &m : r.measurements) {
     ASSERT_TRUE(m.measuredMs);
     EXPECT_EQ(m.samplesMs.size(), 3u);
@@ -345,6 +347,31 @@ TEST(CpuTunerTest, MeasuresTheCpuBackendForReal) {
   EXPECT_EQ(c.schedule.str(), r.schedule);
   EXPECT_EQ(lookupCpuSchedule(&db, layer.spec, "cpu:other:2t", 12, 12).origin,
             ScheduleOrigin::Default);
+}
+
+TEST(CpuTunerTest, TimerKeepsOneDataSetPerWorkload) {
+  // Regression: the timer made (and leaked) a full set of layer data per
+  // measurement, ~100 MB per candidate on a SLaK-T stage-1 layer.
+  const LayerDescription layer = parseLayer("channels=4,size=8,branches=5x5,batch=1");
+  const codegen::cpu::CpuSchedule schedule =
+      codegen::cpu::defaultCpuSchedule(layer.spec, layer.workload.height, layer.workload.width);
+  codegen::cpu::CpuSchedule other = schedule;
+  other.alignLoads = !schedule.alignLoads;
+  CpuKernelTimer timer(1);
+  MeasureOptions options;
+  options.repeats = 1;
+  options.warmup = 0;
+  options.threads = 1;
+  for (int round = 0; round < 3; ++round)
+    for (const codegen::cpu::CpuSchedule &s : {schedule, other})
+      EXPECT_GT(timer.time(layer.spec, s, layer.workload, KernelKind::Forward, options).medianMs,
+                0);
+  EXPECT_EQ(timer.dataSetsCreated(), 1);
+  Workload bigger = layer.workload;
+  bigger.batch = 2;
+  timer.time(layer.spec, schedule, bigger, KernelKind::Forward, options);
+  timer.time(layer.spec, schedule, bigger, KernelKind::Forward, options);
+  EXPECT_EQ(timer.dataSetsCreated(), 2);
 }
 
 TEST(CpuTunerTest, VerifiesAChoiceByAlternatingRuns) {
