@@ -396,10 +396,7 @@ CpuKernelTimer::Buffers &CpuKernelTimer::buffers(const KernelSpec &spec, const W
   const std::string key = problemSignature(spec) + " | " + w.str();
   if (buffers_ && buffersKey_ == key)
     return *buffers_;
-  // One set of data at a time keeps memory flat across layers. (This used to
-  // be a map whose slot reference was taken before clear(): every call then
-  // made a new set and leaked the old one, a layer's worth of data per
-  // measured candidate.)
+  // One set of data at a time keeps memory flat across layers.
   buffers_.reset();
   buffersKey_ = key;
   ++dataSetsCreated_;

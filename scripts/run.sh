@@ -27,9 +27,12 @@ step "slak-opt examples/slak_t_stage1.mlir --slak-pipeline=mode=infer"
   --mlir-elide-resource-strings-if-larger=64 --mlir-elide-elementsattrs-if-larger=16
 
 mkdir -p "$out"
-limit_args=()
-[[ "$train_limit" != 0 ]] && limit_args=(--train-limit "$train_limit")
-step "slak-train slak_nano on Fashion-MNIST (${train_limit/#0/60000} images, $epochs epoch(s), $threads threads) -> $out"
+limit_args=() images="all 60000"
+if [[ "$train_limit" != 0 ]]; then
+  limit_args=(--train-limit "$train_limit")
+  images="$train_limit"
+fi
+step "slak-train slak_nano on Fashion-MNIST ($images images, $epochs epoch(s), $threads threads) -> $out"
 "$bin/slak-train" --model slak_nano "${limit_args[@]}" --epochs "$epochs" --batch-size 64 \
   --lr 3e-3 --threads "$threads" --out-dir "$out"
 

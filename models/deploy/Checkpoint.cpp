@@ -65,10 +65,9 @@ torch::serialize::InputArchive openCheckpoint(const std::string &path) {
   try {
     root.load_from(path, torch::kCPU);
   } catch (const c10::Error &e) {
-    throw std::runtime_error("checkpoint " + path +
-                             " cannot be read (not a slak-train "
-                             "checkpoint?): " +
-                             e.what_without_backtrace());
+    throw std::runtime_error(
+        "checkpoint " + path +
+        " cannot be read (not a slak-train checkpoint?): " + e.what_without_backtrace());
   }
   return root;
 }
