@@ -46,6 +46,7 @@ ModelConfig registryEntry(const std::string &name) {
     ModelConfig c = slakConfig(name, {2, 2, 2}, {32, 64, 128}, 0.0);
     c.kernelSizes = {13, 13, 7};
     c.stemKernel = 2;
+    c.stemStride = 2;
     c.inChannels = 1;
     c.numClasses = 10;
     c.imageSize = 28;
@@ -103,6 +104,12 @@ ModelConfig modelConfig(const std::string &name, const ModelOverrides &o) {
     c.inChannels = *o.inChannels;
   if (o.dropPath)
     c.dropPath = *o.dropPath;
+  if (o.stemKernel)
+    c.stemKernel = *o.stemKernel;
+  if (o.stemStride)
+    c.stemStride = *o.stemStride;
+  if (o.layerScale)
+    c.layerScale = *o.layerScale;
   if (o.branchBatchNorm)
     c.branchBatchNorm = *o.branchBatchNorm;
   if (o.decomposed)
@@ -130,6 +137,14 @@ ModelConfig modelConfig(const std::string &name, const ModelOverrides &o) {
     if (d <= 0)
       throw std::invalid_argument(where + "width factor " + std::to_string(c.widthFactor) +
                                   " gives a stage with no channels");
+  if (c.family != Family::RepLKNet && (c.stemStride <= 0 || c.stemKernel < c.stemStride))
+    throw std::invalid_argument(where + "stem kernel " + std::to_string(c.stemKernel) +
+                                " with stride " + std::to_string(c.stemStride) +
+                                ": the stride must be positive and the kernel at least the "
+                                "stride");
+  if (c.layerScale <= 0)
+    throw std::invalid_argument(where + "layer scale " + std::to_string(c.layerScale) +
+                                " is not positive");
   if (c.sparsity < 0 || c.sparsity >= 1)
     throw std::invalid_argument(where + "sparsity " + std::to_string(c.sparsity) +
                                 " is outside [0, 1)");
@@ -248,7 +263,8 @@ public:
     auto downsample = register_module("downsample_layers", torch::nn::ModuleList());
     auto stem = torch::nn::Sequential(
         torch::nn::Conv2d(torch::nn::Conv2dOptions(config_.inChannels, dims[0], config_.stemKernel)
-                              .stride(config_.stemKernel)),
+                              .stride(config_.stemStride)
+                              .padding(stemPadding(config_))),
         ChannelsFirstLayerNorm(dims[0], 1e-6));
     downsample->push_back(stem);
     downsampleLayers_.push_back(stem);

@@ -38,9 +38,13 @@ struct ModelConfig {
   bool branchBatchNorm = true;
   int64_t inChannels = 3;
   int64_t numClasses = 1000;
-  /// Patchify stem kernel = stride (4 for ImageNet models, 2 for slak_nano).
+  /// Stem conv (SLaK/ConvNeXt): kernel and stride, padding stemPadding() so
+  /// that H / stride comes out for H divisible by the stride; kernel = stride
+  /// is the patchify stem (4 for ImageNet models).
   int stemKernel = 4;
+  int stemStride = 4;
   double dropPath = 0.0;
+  /// Initial value of each block's layer scale gamma (ConvNeXt/SLaK: 1e-6).
   double layerScale = 1e-6;
   double headInitScale = 1.0;
   /// Default sparsity for training (0 = dense).
@@ -61,10 +65,16 @@ struct ModelOverrides {
   std::optional<int64_t> numClasses;
   std::optional<int64_t> inChannels;
   std::optional<double> dropPath;
+  std::optional<int> stemKernel;
+  std::optional<int> stemStride;
+  std::optional<double> layerScale;
   std::optional<bool> branchBatchNorm;
   std::optional<bool> decomposed;
   std::optional<LkBackend> backend;
 };
+
+/// ceil((stemKernel - stemStride) / 2): 0 for a patchify stem, 1 for 4/2 or 3/2.
+inline int stemPadding(const ModelConfig &c) { return (c.stemKernel - c.stemStride + 1) / 2; }
 
 /// slak_tiny, slak_small, slak_base, slak_nano, convnext_tiny, replknet_31b.
 std::vector<std::string> modelNames();

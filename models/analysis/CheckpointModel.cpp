@@ -36,14 +36,17 @@ json comparable(const models::ModelConfig &c) {
               {"branch_bn", c.branchBatchNorm},
               {"in_channels", c.inChannels},
               {"num_classes", c.numClasses},
-              {"stem_kernel", c.stemKernel}};
+              {"stem_kernel", c.stemKernel},
+              {"stem_stride", c.stemStride}};
 }
 
 } // namespace
 
 models::ModelConfig checkpointModelConfig(const std::string &path, const std::string &model,
                                           const models::ModelOverrides &overrides) {
-  const json saved = json::parse(models::checkpointConfig(path));
+  json saved = json::parse(models::checkpointConfig(path));
+  if (!saved.contains("stem_stride") && saved.contains("stem_kernel"))
+    saved["stem_stride"] = saved["stem_kernel"]; // written before the stride was its own
   const std::string name = model.empty() ? saved.value("name", std::string()) : model;
   models::ModelOverrides o = overrides;
   if (!o.kernelSizes && saved.contains("kernel_sizes"))
@@ -58,6 +61,10 @@ models::ModelConfig checkpointModelConfig(const std::string &path, const std::st
     o.inChannels = saved["in_channels"].get<int64_t>();
   if (!o.numClasses && saved.contains("num_classes"))
     o.numClasses = saved["num_classes"].get<int64_t>();
+  if (!o.stemKernel && saved.contains("stem_kernel"))
+    o.stemKernel = saved["stem_kernel"].get<int>();
+  if (!o.stemStride && saved.contains("stem_stride"))
+    o.stemStride = saved["stem_stride"].get<int>();
   if (!o.sparsity && saved.contains("sparsity"))
     o.sparsity = saved["sparsity"].get<double>();
   if (!o.widthFactor && saved.contains("dims")) {

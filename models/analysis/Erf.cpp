@@ -35,7 +35,7 @@ std::vector<AxisLayer> featureGeometry(const models::ModelConfig &c) {
   // SLaK / ConvNeXt: patchify stem, then per stage (downsampling 2x2/2 after
   // the first) blocks with one "same" large kernel each. SLaK's M x N + N x M
   // + N x N spans M along both axes, as does M x M (+ N x N with N < M).
-  layers.push_back({c.stemKernel, c.stemKernel, 0});
+  layers.push_back({c.stemKernel, c.stemStride, models::stemPadding(c)});
   for (size_t i = 0; i < stages; ++i) {
     if (i > 0)
       layers.push_back({2, 2, 0});

@@ -41,6 +41,7 @@ json configJson(const models::ModelConfig &c) {
               {"in_channels", c.inChannels},
               {"num_classes", c.numClasses},
               {"stem_kernel", c.stemKernel},
+              {"stem_stride", c.stemStride},
               {"sparsity", c.sparsity}};
 }
 
@@ -397,10 +398,13 @@ struct Trainer::State {
                                std::to_string(kCheckpointFormat));
     c10::IValue savedConfig;
     meta.read("config", savedConfig);
-    const std::string current = configJson(config).dump();
-    if (savedConfig.toStringRef() != current)
-      throw std::runtime_error(path + " was written for model " + savedConfig.toStringRef() +
-                               ", but this run builds " + current +
+    json saved = json::parse(savedConfig.toStringRef());
+    if (!saved.contains("stem_stride") && saved.contains("stem_kernel"))
+      saved["stem_stride"] = saved["stem_kernel"]; // written before the stride was its own
+    const json current = configJson(config);
+    if (saved != current)
+      throw std::runtime_error(path + " was written for model " + saved.dump() +
+                               ", but this run builds " + current.dump() +
                                ": resume with the same --model and overrides");
     torch::Tensor savedWorld;
     const int64_t writtenBy =
@@ -618,6 +622,7 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
   s.log(
       {{"event", "start"},
        {"model", configJson(s.config)},
+       {"layer_scale_init", s.config.layerScale},
        {"large_kernel_backend", models::largeKernelLayers(*s.model).empty()
                                     ? "none"
                                     : models::largeKernelLayers(*s.model)[0].second->backendName()},

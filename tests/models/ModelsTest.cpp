@@ -126,6 +126,41 @@ TEST(ModelRegistry, OverridesApplyAndAreChecked) {
   EXPECT_THROW(models::modelConfig("slak_tiny", bad), std::invalid_argument);
 }
 
+TEST(ModelRegistry, StemAndLayerScaleOverrides) {
+  ModelOverrides o;
+  o.stemKernel = 4;
+  o.stemStride = 2;
+  o.layerScale = 0.25;
+  o.backend = models::LkBackend::Torch;
+  auto c = models::modelConfig("slak_nano", o);
+  EXPECT_EQ(c.stemKernel, 4);
+  EXPECT_EQ(c.stemStride, 2);
+  auto net = models::createModel(c);
+  auto params = net->named_parameters();
+  EXPECT_EQ(params["downsample_layers.0.0.weight"].sizes(), (std::vector<int64_t>{41, 1, 4, 4}));
+  EXPECT_EQ(countParams(*net), closedFormSlakParams(c));
+  EXPECT_FLOAT_EQ(params["stages.0.1.gamma"][3].item<float>(), 0.25f);
+  // Overlapping stem 4/2 with padding 1 keeps 28 -> 14, as the 2x2 patchify does.
+  auto features = net->forwardFeatures(torch::randn({1, 1, 28, 28}));
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{1, 166, 3, 3}));
+
+  o.stemKernel = 3; // padding 1 again
+  EXPECT_EQ(models::createModel(models::modelConfig("slak_nano", o))
+                ->forwardFeatures(torch::randn({1, 1, 28, 28}))
+                .sizes(),
+            (std::vector<int64_t>{1, 166, 3, 3}));
+
+  for (auto [k, s] : {std::pair{2, 0}, std::pair{1, 2}}) {
+    ModelOverrides bad;
+    bad.stemKernel = k;
+    bad.stemStride = s;
+    EXPECT_THROW(models::modelConfig("slak_nano", bad), std::invalid_argument) << k << "/" << s;
+  }
+  ModelOverrides badScale;
+  badScale.layerScale = -1.0;
+  EXPECT_THROW(models::modelConfig("slak_nano", badScale), std::invalid_argument);
+}
+
 TEST(ModelParams, SlakTinyMatchesClosedForm) {
   auto c = models::modelConfig("slak_tiny");
   c.backend = models::LkBackend::Torch;

@@ -14,7 +14,8 @@ namespace slak::tools {
 
 struct ModelFlags {
   std::string model = "slak_nano";
-  double widthFactor = 0, sparsity = -1, dropPath = -1;
+  double widthFactor = 0, sparsity = -1, dropPath = -1, layerScale = 0;
+  int stemKernel = 0, stemStride = 0;
   std::vector<int> kernelSizes;
   int smallKernel = -1;
   int64_t classes = 0, inChannels = 0;
@@ -47,6 +48,14 @@ struct ModelFlags {
     g->add_option("--drop-path", dropPath,
                   "Stochastic-depth rate of the last block (grows linearly from 0; no effect "
                   "in eval mode); default the model's (SLaK-T 0.1, S 0.4, B 0.5)");
+    g->add_option("--stem-kernel", stemKernel,
+                  "SLaK/ConvNeXt stem conv kernel (default: the model's; 4, slak_nano 2)");
+    g->add_option("--stem-stride", stemStride,
+                  "SLaK/ConvNeXt stem conv stride; padding is ceil((kernel - stride) / 2) "
+                  "(default: the model's; equal to the kernel: patchify)");
+    g->add_option("--layer-scale", layerScale,
+                  "Initial value of each block's layer scale gamma (default: the model's; "
+                  "ConvNeXt/SLaK 1e-6)");
     g->add_option("--branch-bn", branchBn,
                   "true/false: a BatchNorm after each large-kernel branch (SLaK's bn)")
         ->check(CLI::IsMember({"true", "false"}));
@@ -78,6 +87,12 @@ struct ModelFlags {
       o.inChannels = inChannels;
     if (dropPath >= 0)
       o.dropPath = dropPath;
+    if (stemKernel > 0)
+      o.stemKernel = stemKernel;
+    if (stemStride > 0)
+      o.stemStride = stemStride;
+    if (layerScale > 0)
+      o.layerScale = layerScale;
     if (!branchBn.empty())
       o.branchBatchNorm = branchBn == "true";
     if (!decomposed.empty())
