@@ -44,9 +44,7 @@ json comparable(const models::ModelConfig &c) {
 
 models::ModelConfig checkpointModelConfig(const std::string &path, const std::string &model,
                                           const models::ModelOverrides &overrides) {
-  json saved = json::parse(models::checkpointConfig(path));
-  if (!saved.contains("stem_stride") && saved.contains("stem_kernel"))
-    saved["stem_stride"] = saved["stem_kernel"]; // written before the stride was its own
+  const json saved = json::parse(models::checkpointConfig(path));
   const std::string name = model.empty() ? saved.value("name", std::string()) : model;
   models::ModelOverrides o = overrides;
   if (!o.kernelSizes && saved.contains("kernel_sizes"))

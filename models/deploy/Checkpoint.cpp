@@ -2,6 +2,7 @@
 
 #include "models/sparse/Masking.h"
 
+#include <nlohmann/json.hpp>
 #include <torch/serialize/input-archive.h>
 #include <torch/torch.h>
 
@@ -79,7 +80,7 @@ std::pair<std::string, int64_t> readMeta(torch::serialize::InputArchive &root) {
   if (root.try_read("meta", meta)) {
     c10::IValue config;
     if (meta.try_read("config", config) && config.isString())
-      out.first = config.toStringRef();
+      out.first = upgradeCheckpointConfig(config.toStringRef());
     torch::Tensor step;
     if (meta.try_read("step", step) && step.defined())
       out.second = step.item<int64_t>();
@@ -88,6 +89,15 @@ std::pair<std::string, int64_t> readMeta(torch::serialize::InputArchive &root) {
 }
 
 } // namespace
+
+std::string upgradeCheckpointConfig(const std::string &config) {
+  nlohmann::json c = nlohmann::json::parse(config, nullptr, /*allow_exceptions=*/false);
+  if (!c.is_object())
+    return config; // not ours to judge here: the config checks name it
+  if (!c.contains("stem_stride") && c.contains("stem_kernel"))
+    c["stem_stride"] = c["stem_kernel"];
+  return c.dump();
+}
 
 std::string checkpointConfig(const std::string &path) {
   auto root = openCheckpoint(path);

@@ -32,6 +32,11 @@ LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool
 /// one without meta/config.
 std::string checkpointConfig(const std::string &path);
 
+/// A meta/config text as the current format writes it: fields added since
+/// (stem_stride, read as stem_kernel: a patchify stem) take their old meaning.
+/// readMeta, checkpointConfig and the trainer's --resume all see this form.
+std::string upgradeCheckpointConfig(const std::string &config);
+
 /// A model of `config` for the tools: the checkpoint's weights and masks,
 /// or (empty `checkpoint`) random weights from `seed` and, when the config is
 /// sparse, uniform random masks from `seed`, the same on every call.

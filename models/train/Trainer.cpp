@@ -1,5 +1,7 @@
 #include "models/train/Trainer.h"
 
+#include "models/deploy/Checkpoint.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -398,14 +400,11 @@ struct Trainer::State {
                                std::to_string(kCheckpointFormat));
     c10::IValue savedConfig;
     meta.read("config", savedConfig);
-    json saved = json::parse(savedConfig.toStringRef());
-    if (!saved.contains("stem_stride") && saved.contains("stem_kernel"))
-      saved["stem_stride"] = saved["stem_kernel"]; // written before the stride was its own
-    const json current = configJson(config);
+    const std::string saved = models::upgradeCheckpointConfig(savedConfig.toStringRef());
+    const std::string current = configJson(config).dump();
     if (saved != current)
-      throw std::runtime_error(path + " was written for model " + saved.dump() +
-                               ", but this run builds " + current.dump() +
-                               ": resume with the same --model and overrides");
+      throw std::runtime_error(path + " was written for model " + saved + ", but this run builds " +
+                               current + ": resume with the same --model and overrides");
     torch::Tensor savedWorld;
     const int64_t writtenBy =
         meta.try_read("world_size", savedWorld) ? savedWorld.item<int64_t>() : 1;
