@@ -12,6 +12,22 @@
 
 namespace slak::tools {
 
+/// CLI11's PositiveNumber prints its range as 0 to DBL_MAX written out; this
+/// says what is wrong in words.
+inline CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string &value) -> std::string {
+        try {
+          if (std::stod(value) > 0)
+            return "";
+        } catch (const std::exception &) {
+        }
+        return "'" + value +
+               "' is not a positive number (leave the flag out for the model's value)";
+      },
+      "> 0");
+}
+
 struct ModelFlags {
   std::string model = "slak_nano";
   double widthFactor = 0, sparsity = -1, dropPath = -1, layerScale = 0;
@@ -49,13 +65,16 @@ struct ModelFlags {
                   "Stochastic-depth rate of the last block (grows linearly from 0; no effect "
                   "in eval mode); default the model's (SLaK-T 0.1, S 0.4, B 0.5)");
     g->add_option("--stem-kernel", stemKernel,
-                  "SLaK/ConvNeXt stem conv kernel (default: the model's; 4, slak_nano 2)");
+                  "SLaK/ConvNeXt stem conv kernel (default: the model's; 4, slak_nano 2)")
+        ->check(positive());
     g->add_option("--stem-stride", stemStride,
                   "SLaK/ConvNeXt stem conv stride; padding is ceil((kernel - stride) / 2) "
-                  "(default: the model's; equal to the kernel: patchify)");
+                  "(default: the model's; equal to the kernel: patchify)")
+        ->check(positive());
     g->add_option("--layer-scale", layerScale,
                   "Initial value of each block's layer scale gamma (default: the model's; "
-                  "ConvNeXt/SLaK 1e-6)");
+                  "ConvNeXt/SLaK 1e-6)")
+        ->check(positive());
     g->add_option("--branch-bn", branchBn,
                   "true/false: a BatchNorm after each large-kernel branch (SLaK's bn)")
         ->check(CLI::IsMember({"true", "false"}));
