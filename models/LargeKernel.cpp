@@ -258,15 +258,12 @@ public:
     std::vector<torch::Tensor> weights;
     for (auto &b : branches_)
       weights.push_back(b->weight);
-    if (!taps_)
-      taps_ = slak::make_layer_taps(weights, masks_);
     slak::LkConvOptions o;
-    o.taps = taps_;
     o.denseWeightGrad = denseWeightGrad_ && is_training();
     if (!options_.batchNorm)
-      return slak::lk_conv(x, weights, {},
+      return slak::lk_conv(x, weights, masks_,
                            bias_.defined() ? std::optional<torch::Tensor>(bias_) : std::nullopt, o);
-    auto y = slak::lk_conv(x, weights, {}, std::nullopt, o.per_branch(true));
+    auto y = slak::lk_conv(x, weights, masks_, std::nullopt, o.per_branch(true));
     torch::Tensor out;
     for (size_t b = 0; b < branches_.size(); ++b) {
       auto normed = branches_[b]->bn(y.select(0, static_cast<int64_t>(b)));
@@ -277,14 +274,12 @@ public:
   void setBranchMasks(const std::vector<torch::Tensor> &masks) override {
     branchMasks_ = masks;
     masks_ = byteMasks(masks);
-    taps_.reset(); // rebuilt from the new masks on the next forward
   }
   void setDenseWeightGrad(bool dense) override { denseWeightGrad_ = dense; }
   const char *backendName() const override { return "runtime"; }
 
 private:
   std::vector<torch::Tensor> masks_;
-  std::shared_ptr<runtime::LayerTaps> taps_;
   bool denseWeightGrad_ = false;
 };
 

@@ -9,17 +9,12 @@
 
 #include "runtime/LayerTaps.h"
 #include "runtime/LkConv.h"
+#include "runtime/Reparam.h"
 
 namespace slak {
 namespace {
 
 const char *const kBranchNames[] = {"lora1", "lora2", "small"};
-
-/// One branch during folding.
-struct FoldBranch {
-  at::Tensor weight, mask, bias; // weight double, mask uint8 or undefined
-  int64_t kh, kw, ph, pw;
-};
 
 } // namespace
 
@@ -76,7 +71,7 @@ void LKConv2dImpl::set_masks(const std::vector<at::Tensor> &masks) {
     stored[b] = masks[b].detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
   }
   masks_ = std::move(stored);
-  taps_ = make_layer_taps(weights_, masks_);
+  make_layer_taps(weights_, masks_); // read the masks once, here
   ++maskGeneration_;
 }
 
@@ -98,78 +93,24 @@ std::vector<int64_t> LKConv2dImpl::stateStamp() const {
 }
 
 FoldedLKConv LKConv2dImpl::fold() const {
-  const int64_t c = options_.channels();
-  std::vector<FoldBranch> branches;
-  at::Tensor bias;
+  std::vector<runtime::ReparamBranch> branches(weights_.size());
   for (size_t b = 0; b < weights_.size(); ++b) {
-    const at::Tensor &w = weights_[b];
-    FoldBranch f;
-    f.kh = w.size(2);
-    f.kw = w.size(3);
-    f.ph = f.kh / 2;
-    f.pw = f.kw / 2;
-    f.weight = w.to(at::kDouble);
-    if (masks_[b].defined()) {
-      f.mask = masks_[b];
-      f.weight = f.weight * masks_[b].to(w.device(), at::kDouble);
-    }
+    branches[b].weight = weights_[b];
+    branches[b].mask = masks_[b];
     if (options_.bn()) {
       const torch::nn::BatchNorm2d &norm = norms_[b];
-      const at::Tensor mean = norm->running_mean.to(at::kDouble);
-      const at::Tensor var = norm->running_var.to(at::kDouble);
-      const at::Tensor gamma =
-          norm->weight.defined() ? norm->weight.to(at::kDouble) : at::ones({c}, mean.options());
-      const at::Tensor beta =
-          norm->bias.defined() ? norm->bias.to(at::kDouble) : at::zeros({c}, mean.options());
-      const at::Tensor scale = gamma / at::sqrt(var + options_.eps());
-      f.weight = f.weight * scale.view({c, 1, 1, 1});
-      f.bias = beta - mean * scale;
-      bias = bias.defined() ? bias + f.bias : f.bias;
-    }
-    branches.push_back(std::move(f));
-  }
-  if (bias_.defined())
-    bias = bias.defined() ? bias + bias_.to(at::kDouble) : bias_.to(at::kDouble);
-
-  // Merge nested windows into the first larger window holding them (larger
-  // areas first, program order among equals), as --slak-fuse-lk=mode=infer.
-  std::stable_sort(branches.begin(), branches.end(), [](const FoldBranch &a, const FoldBranch &b) {
-    return a.kh * a.kw > b.kh * b.kw;
-  });
-  std::vector<FoldBranch> kept;
-  for (FoldBranch &branch : branches) {
-    FoldBranch *host = nullptr;
-    for (FoldBranch &cand : kept) {
-      const int64_t dh = cand.ph - branch.ph, dw = cand.pw - branch.pw;
-      if (dh >= 0 && dw >= 0 && dh + branch.kh <= cand.kh && dw + branch.kw <= cand.kw) {
-        host = &cand;
-        break;
-      }
-    }
-    if (!host) {
-      kept.push_back(std::move(branch));
-      continue;
-    }
-    const int64_t dh = host->ph - branch.ph, dw = host->pw - branch.pw;
-    const std::vector<int64_t> pad = {dw, host->kw - branch.kw - dw, dh, host->kh - branch.kh - dh};
-    host->weight = host->weight + at::constant_pad_nd(branch.weight, pad, 0);
-    if (host->mask.defined()) {
-      const at::Tensor nested = branch.mask.defined()
-                                    ? branch.mask
-                                    : at::ones(branch.weight.sizes(), host->mask.options());
-      host->mask = at::logical_or(host->mask, at::constant_pad_nd(nested, pad, 0)).to(at::kByte);
+      branches[b].bnWeight = norm->weight;
+      branches[b].bnBias = norm->bias;
+      branches[b].bnRunningMean = norm->running_mean;
+      branches[b].bnRunningVar = norm->running_var;
     }
   }
-
+  runtime::ReparamLayer layer = runtime::reparameterize(branches, options_.eps(), bias_);
   FoldedLKConv out;
-  const at::ScalarType type = weights_[0].scalar_type();
-  for (const FoldBranch &f : kept) {
-    out.weights.push_back(f.weight.to(type));
-    out.masks.push_back(f.mask);
-    out.paddings.emplace_back(f.ph, f.pw);
-  }
-  if (bias.defined())
-    out.bias = bias.to(type);
+  out.weights = std::move(layer.weights);
+  out.masks = std::move(layer.masks);
+  out.bias = std::move(layer.bias);
+  out.paddings = std::move(layer.paddings);
   return out;
 }
 
@@ -190,13 +131,20 @@ FoldedLKConv LKConv2dImpl::folded() {
       noGrad.emplace();
     f = fold();
   }
-  // The merged taps depend on the masks only: keep them across weight updates.
+  // The merged masks depend on the masks only: keep the same mask tensors
+  // across weight updates, so lk_conv keeps their taps.
   const bool sameMasks = folded_.taps && !foldedStamp_.empty() &&
                          foldedStamp_.front() == static_cast<int64_t>(maskGeneration_);
-  f.taps = sameMasks ? folded_.taps : make_layer_taps(f.weights, f.masks);
+  if (sameMasks) {
+    f.masks = folded_.masks;
+    f.taps = folded_.taps;
+  } else {
+    f.taps = make_layer_taps(f.weights, f.masks);
+  }
   if (needsGrad) {
     if (!sameMasks) {
-      // Keep the merged taps for later calls without caching the weights.
+      // Keep the merged masks for later calls without caching the weights.
+      folded_.masks = f.masks;
       folded_.taps = f.taps;
       folded_.weights.clear();
       foldedStamp_ = {static_cast<int64_t>(maskGeneration_)};
@@ -209,23 +157,19 @@ FoldedLKConv LKConv2dImpl::folded() {
 }
 
 at::Tensor LKConv2dImpl::forward(const at::Tensor &x) {
-  if (!taps_)
-    taps_ = make_layer_taps(weights_, masks_);
   LkConvOptions options;
   options.backend = options_.backend();
   if (!is_training()) {
     FoldedLKConv f = folded();
     options.paddings = f.paddings;
-    options.taps = f.taps;
-    return lk_conv(x, f.weights, {},
+    return lk_conv(x, f.weights, f.masks,
                    f.bias.defined() ? std::optional<at::Tensor>(f.bias) : std::nullopt, options);
   }
-  options.taps = taps_;
   if (!options_.bn())
-    return lk_conv(x, weights_, {},
+    return lk_conv(x, weights_, masks_,
                    bias_.defined() ? std::optional<at::Tensor>(bias_) : std::nullopt, options);
   options.perBranch = true;
-  const at::Tensor y = lk_conv(x, weights_, {}, std::nullopt, options);
+  const at::Tensor y = lk_conv(x, weights_, masks_, std::nullopt, options);
   at::Tensor out;
   for (size_t b = 0; b < weights_.size(); ++b) {
     at::Tensor normed = norms_[b]->forward(y.select(0, static_cast<int64_t>(b)));

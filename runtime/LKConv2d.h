@@ -95,7 +95,6 @@ private:
   std::vector<torch::nn::BatchNorm2d> norms_;
   at::Tensor bias_;
   std::vector<at::Tensor> masks_;
-  std::shared_ptr<runtime::LayerTaps> taps_;
   uint64_t maskGeneration_ = 0;
   std::vector<int64_t> foldedStamp_;
   FoldedLKConv folded_;

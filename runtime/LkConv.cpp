@@ -1,6 +1,7 @@
 #include "runtime/LkConv.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -8,6 +9,7 @@
 #include <list>
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "codegen/BufferLayout.h"
 #include "runtime/LayerTaps.h"
@@ -20,6 +22,7 @@ using runtime::BackendKind;
 using runtime::LayerTaps;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using MaskList = c10::List<std::optional<at::Tensor>>;
 
 std::string shapeText(const at::Tensor &t) {
   std::ostringstream os;
@@ -42,9 +45,37 @@ codegen::ElementType elementType(at::ScalarType type) {
   }
 }
 
+std::vector<at::Tensor> maskVector(const MaskList &masks) {
+  std::vector<at::Tensor> out;
+  for (const std::optional<at::Tensor> &m : masks)
+    out.push_back(m.has_value() ? *m : at::Tensor());
+  return out;
+}
+
+/// The op's arguments other than the tensors, as the kernels read them.
+struct CallOptions {
+  bool perBranch = false;
+  bool denseWeightGrad = false;
+  std::vector<std::pair<int64_t, int64_t>> paddings;
+  std::string backend = "auto";
+};
+
+CallOptions callOptions(bool perBranch, bool denseWeightGrad, at::IntArrayRef padding,
+                        c10::string_view backend) {
+  CallOptions o;
+  o.perBranch = perBranch;
+  o.denseWeightGrad = denseWeightGrad;
+  o.backend = std::string(backend);
+  TORCH_CHECK(padding.size() % 2 == 0, "slak::lk_conv: padding has ", padding.size(),
+              " values, expected pairs [ph_0, pw_0, ph_1, pw_1, ...] or none");
+  for (size_t i = 0; i + 1 < padding.size(); i += 2)
+    o.paddings.emplace_back(padding[i], padding[i + 1]);
+  return o;
+}
+
 /// Checks everything about the arguments that does not need the backend.
 void checkArguments(const at::Tensor &x, at::TensorList weights, at::TensorList masks,
-                    const std::optional<at::Tensor> &bias, const LkConvOptions &options) {
+                    const at::Tensor &bias, const CallOptions &options) {
   TORCH_CHECK(x.defined(), "slak::lk_conv: x is undefined, expected a 4-D NCHW tensor");
   TORCH_CHECK(x.dim() == 4, "slak::lk_conv: x has rank ", x.dim(), " (shape ", shapeText(x),
               "), expected a 4-D NCHW tensor");
@@ -72,22 +103,19 @@ void checkArguments(const at::Tensor &x, at::TensorList weights, at::TensorList 
     TORCH_CHECK(w.device() == x.device(), "slak::lk_conv: weights[", b, "] is on ",
                 w.device().str(), ", expected ", x.device().str(), " (the device of x)");
   }
-  if (!options.taps) {
-    TORCH_CHECK(masks.empty() || masks.size() == weights.size(), "slak::lk_conv: masks has ",
-                masks.size(), " entries, expected ", weights.size(),
-                " (one per branch, undefined for dense) or none");
-    for (size_t b = 0; b < masks.size(); ++b)
-      TORCH_CHECK(!masks[b].defined() || masks[b].sizes() == weights[b].sizes(),
-                  "slak::lk_conv: masks[", b, "] has shape ", shapeText(masks[b]), ", expected ",
-                  shapeText(weights[b]), " (the shape of weights[", b, "])");
-  }
-  if (bias && bias->defined()) {
-    const at::Tensor &t = *bias;
-    TORCH_CHECK(t.dim() == 1 && t.size(0) == channels, "slak::lk_conv: bias has shape ",
-                shapeText(t), ", expected [", channels, "] (one per channel of x)");
-    TORCH_CHECK(t.scalar_type() == type, "slak::lk_conv: bias has dtype ", dtypeText(t),
+  TORCH_CHECK(masks.empty() || masks.size() == weights.size(), "slak::lk_conv: masks has ",
+              masks.size(), " entries, expected ", weights.size(),
+              " (one per branch, undefined for dense) or none");
+  for (size_t b = 0; b < masks.size(); ++b)
+    TORCH_CHECK(!masks[b].defined() || masks[b].sizes() == weights[b].sizes(),
+                "slak::lk_conv: masks[", b, "] has shape ", shapeText(masks[b]), ", expected ",
+                shapeText(weights[b]), " (the shape of weights[", b, "])");
+  if (bias.defined()) {
+    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == channels, "slak::lk_conv: bias has shape ",
+                shapeText(bias), ", expected [", channels, "] (one per channel of x)");
+    TORCH_CHECK(bias.scalar_type() == type, "slak::lk_conv: bias has dtype ", dtypeText(bias),
                 ", expected ", dtypeText(x), " (the dtype of x)");
-    TORCH_CHECK(t.device() == x.device(), "slak::lk_conv: bias is on ", t.device().str(),
+    TORCH_CHECK(bias.device() == x.device(), "slak::lk_conv: bias is on ", bias.device().str(),
                 ", expected ", x.device().str(), " (the device of x)");
     TORCH_CHECK(!options.perBranch,
                 "slak::lk_conv: a bias with per_branch outputs is ambiguous; fold it into the "
@@ -117,67 +145,96 @@ std::shared_ptr<LayerTaps> buildTaps(at::TensorList weights, at::TensorList mask
   return std::make_shared<LayerTaps>(weights[0].size(0), windowsOf(weights), std::move(bytes));
 }
 
-/// Taps of recent mask sets, so that repeated calls with unchanged masks do
-/// not read them again (masks on a GPU would sync). A mask set matches when
-/// each mask is the same live tensor at the same version.
+/// The taps of every mask set in use, so that calls with unchanged masks do
+/// not read them again (masks on a GPU would sync; a model calls each layer
+/// with the same mask tensors every step, its backward again). A mask set
+/// matches when each mask is the same live tensor at the same version and the
+/// windows and channels agree. Entries whose masks died are dropped.
 class TapsMemo {
 public:
   std::shared_ptr<LayerTaps> get(at::TensorList weights, at::TensorList masks) {
-    Key key;
+    bool anyMask = false;
     for (const at::Tensor &m : masks) {
       if (m.defined() && m.is_inference())
         return buildTaps(weights, masks); // no version counter: never reuse
-      key.masks.push_back(
-          m.defined()
-              ? c10::weak_intrusive_ptr<c10::TensorImpl>(m.getIntrusivePtr())
-              : c10::weak_intrusive_ptr<c10::TensorImpl>(c10::intrusive_ptr<c10::TensorImpl>()));
-      key.versions.push_back(m.defined() ? m._version() : -1);
+      anyMask |= m.defined();
     }
+    Key key;
+    key.channels = weights[0].size(0);
     for (const auto &w : windowsOf(weights))
       key.windows.push_back({w.kernelH, w.kernelW});
-    key.channels = weights[0].size(0);
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (matches(it->first, key, masks)) {
-        entries_.splice(entries_.begin(), entries_, it);
-        return entries_.front().second;
+    if (anyMask)
+      for (const at::Tensor &m : masks) {
+        key.masks.push_back(m.defined() ? m.unsafeGetTensorImpl() : nullptr);
+        key.versions.push_back(m.defined() ? m._version() : -1);
       }
-    }
-    auto taps = buildTaps(weights, masks);
-    entries_.emplace_front(std::move(key), taps);
-    if (entries_.size() > 32)
-      entries_.pop_back();
+    const size_t hash = hashOf(key);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto range = entries_.equal_range(hash);
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second.key == key && alive(it->second))
+        return it->second.taps;
+    if (entries_.size() >= kPruneAt)
+      prune();
+    Entry entry{key, {}, buildTaps(weights, anyMask ? masks : at::TensorList())};
+    for (const at::Tensor &m : masks)
+      if (m.defined())
+        entry.alive.emplace_back(m.getIntrusivePtr());
+    auto taps = entry.taps;
+    entries_.emplace(hash, std::move(entry));
     return taps;
   }
 
 private:
+  static constexpr size_t kPruneAt = 4096;
   struct Key {
-    std::vector<c10::weak_intrusive_ptr<c10::TensorImpl>> masks;
+    std::vector<const c10::TensorImpl *> masks;
     std::vector<int64_t> versions;
     std::vector<std::pair<int, int>> windows;
     int64_t channels = 0;
-  };
-  static bool matches(const Key &a, const Key &b, at::TensorList masks) {
-    if (a.masks.size() != b.masks.size() || a.windows != b.windows || a.channels != b.channels ||
-        a.versions != b.versions)
-      return false;
-    for (size_t i = 0; i < masks.size(); ++i) {
-      c10::TensorImpl *now = masks[i].defined() ? masks[i].unsafeGetTensorImpl() : nullptr;
-      if (a.masks[i]._unsafe_get_target() != now || (now && a.masks[i].expired()))
-        return false;
+    bool operator==(const Key &o) const {
+      return masks == o.masks && versions == o.versions && windows == o.windows &&
+             channels == o.channels;
     }
+  };
+  struct Entry {
+    Key key;
+    std::vector<c10::weak_intrusive_ptr<c10::TensorImpl>> alive;
+    std::shared_ptr<LayerTaps> taps;
+  };
+  static size_t hashOf(const Key &k) {
+    size_t h = std::hash<int64_t>()(k.channels);
+    auto mix = [&h](size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    for (const auto *m : k.masks)
+      mix(std::hash<const void *>()(m));
+    for (int64_t v : k.versions)
+      mix(std::hash<int64_t>()(v));
+    for (const auto &w : k.windows)
+      mix(std::hash<int64_t>()(w.first * 100003 + w.second));
+    return h;
+  }
+  /// Whether the masks the entry was built from still live (a freed mask's
+  /// address may come back for another tensor).
+  static bool alive(const Entry &e) {
+    for (const auto &w : e.alive)
+      if (w.expired())
+        return false;
     return true;
   }
+  void prune() {
+    for (auto it = entries_.begin(); it != entries_.end();)
+      it = alive(it->second) ? std::next(it) : entries_.erase(it);
+    if (entries_.size() >= kPruneAt)
+      entries_.clear();
+  }
   std::mutex mutex_;
-  std::list<std::pair<Key, std::shared_ptr<LayerTaps>>> entries_;
+  std::unordered_multimap<size_t, Entry> entries_;
 };
 
-/// What the autograd node keeps besides tensors.
-struct LkConvPlan : torch::CustomClassHolder {
-  std::shared_ptr<runtime::LkConvKernel> kernel;
-  std::shared_ptr<LayerTaps> taps;
-  bool xGrad = false, weightGrad = false, biasGrad = false;
-};
+TapsMemo &tapsMemo() {
+  static TapsMemo memo;
+  return memo;
+}
 
 [[noreturn]] void rethrow(const char *where, const std::exception &e) {
   TORCH_CHECK(false, "slak::lk_conv ", where, ": ", e.what());
@@ -190,38 +247,271 @@ at::Tensor flatWeights(at::TensorList weights) {
   return flat.size() == 1 ? flat[0].contiguous() : at::cat(flat);
 }
 
+/// Whether a 4-D tensor is laid out channels-last (NHWC in memory) rather
+/// than NCHW; the op answers in the layout it is given. python/slak/_meta.py
+/// applies the same rule to fake tensors.
+bool channelsLast(const at::Tensor &t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+/// An NCHW-contiguous result [.., C, H, W] in the memory format of `like`:
+/// channels-last keeps C innermost (for per-branch outputs, every branch
+/// y[b] is a channels-last 4-D tensor).
+at::Tensor inLayoutOf(const at::Tensor &y, const at::Tensor &like) {
+  if (!channelsLast(like))
+    return y;
+  if (y.dim() == 4)
+    return y.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor out = at::empty({y.size(0), y.size(1), y.size(3), y.size(4), y.size(2)}, y.options());
+  out.copy_(y.permute({0, 1, 3, 4, 2}));
+  return out.permute({0, 1, 4, 2, 3});
+}
+
+/// What one call of the kernels needs: the live taps and the compiled kernel.
+struct PreparedCall {
+  std::shared_ptr<LayerTaps> taps;
+  std::shared_ptr<runtime::LkConvKernel> kernel;
+};
+
+PreparedCall prepare(const at::Tensor &x, at::TensorList weights, at::TensorList masks,
+                     bool hasBias, const CallOptions &options) {
+  const BackendKind backend =
+      runtime::resolveBackend(runtime::parseBackendKind(options.backend), x.device());
+  PreparedCall call;
+  call.taps = tapsMemo().get(weights, masks);
+
+  codegen::KernelSpec spec;
+  spec.channels = x.size(1);
+  spec.height = x.size(2);
+  spec.width = x.size(3);
+  for (size_t b = 0; b < weights.size(); ++b) {
+    codegen::Branch branch = codegen::Branch::same(static_cast<int>(weights[b].size(2)),
+                                                   static_cast<int>(weights[b].size(3)),
+                                                   call.taps->dense(static_cast<int>(b)));
+    if (!options.paddings.empty()) {
+      branch.padH = static_cast<int>(options.paddings[b].first);
+      branch.padW = static_cast<int>(options.paddings[b].second);
+    }
+    spec.branches.push_back(branch);
+  }
+  spec.perBranchOutputs = options.perBranch;
+  spec.hasBias = hasBias;
+  spec.denseWeightGrad = options.denseWeightGrad;
+  spec.elementType = elementType(x.scalar_type());
+  if (std::string err = spec.validate(); !err.empty())
+    TORCH_CHECK(false, "slak::lk_conv: ", err, " (x has shape ", shapeText(x), ")");
+  if (backend == BackendKind::Cuda || backend == BackendKind::OpenCL)
+    spec.schedule = runtime::chooseSchedule(spec, call.taps->sparseDensity(),
+                                            runtime::scheduleDeviceKey(backend, x.device()));
+  try {
+    call.kernel = runtime::getKernel(backend, spec, x.device());
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    TORCH_CHECK(false, "slak::lk_conv: the ", runtime::backendKindName(backend),
+                " backend failed to prepare the kernels: ", e.what());
+  }
+  return call;
+}
+
+// ------------------------------------------------------------------ kernels
+// The device kernels of slak::lk_conv and slak::lk_conv_backward (CPU and
+// CUDA dispatch keys; the backend option may send CPU tensors to OpenCL).
+// They see real tensors: fake and meta tensors go to python/slak/_meta.py.
+
+at::Tensor forwardOutput(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
+                         const PreparedCall &call) {
+  const codegen::KernelSpec &spec = call.kernel->spec();
+  const at::Tensor xc = x.contiguous();
+  const int64_t n = x.size(0), ho = spec.outHeight(x.size(2)), wo = spec.outWidth(x.size(3));
+  std::vector<int64_t> shape = {n, spec.channels, ho, wo};
+  if (spec.perBranchOutputs)
+    shape.insert(shape.begin(), static_cast<int64_t>(spec.branches.size()));
+  at::Tensor y = at::empty(shape, x.options());
+  try {
+    call.kernel->forward(xc, weights, bias, *call.taps, y);
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    rethrow("forward", e);
+  }
+  return inLayoutOf(y, x);
+}
+
+at::Tensor lkConvKernel(const at::Tensor &x, at::TensorList weights, const MaskList &masks,
+                        const std::optional<at::Tensor> &bias, bool perBranch, bool denseWeightGrad,
+                        at::IntArrayRef padding, c10::string_view backend) {
+  const CallOptions options = callOptions(perBranch, denseWeightGrad, padding, backend);
+  const std::vector<at::Tensor> maskTensors = maskVector(masks);
+  const at::Tensor b = bias && bias->defined() ? bias->contiguous() : at::Tensor();
+  checkArguments(x, weights, maskTensors, b, options);
+  const PreparedCall call = prepare(x, weights, maskTensors, b.defined(), options);
+  return forwardOutput(x, flatWeights(weights), b, call);
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>>
+lkConvBackwardKernel(const at::Tensor &grad, const at::Tensor &x, at::TensorList weights,
+                     const MaskList &masks, bool hasBias, bool perBranch, bool denseWeightGrad,
+                     at::IntArrayRef padding, c10::string_view backend,
+                     std::array<bool, 2> outputMask) {
+  const CallOptions options = callOptions(perBranch, denseWeightGrad, padding, backend);
+  const std::vector<at::Tensor> maskTensors = maskVector(masks);
+  checkArguments(x, weights, maskTensors, at::Tensor(), options);
+  const PreparedCall call = prepare(x, weights, maskTensors, hasBias, options);
+  const codegen::KernelSpec &spec = call.kernel->spec();
+  const at::Tensor xc = x.contiguous();
+  const at::Tensor dy = grad.to(x.scalar_type()).contiguous();
+  std::vector<int64_t> yShape = {x.size(0), spec.channels, spec.outHeight(x.size(2)),
+                                 spec.outWidth(x.size(3))};
+  if (perBranch)
+    yShape.insert(yShape.begin(), static_cast<int64_t>(weights.size()));
+  TORCH_CHECK(dy.sizes() == at::IntArrayRef(yShape), "slak::lk_conv_backward: grad has shape ",
+              shapeText(dy), ", expected ", at::IntArrayRef(yShape), " (the output's shape)");
+  at::Tensor dx = at::empty({0}, x.options());
+  std::vector<at::Tensor> dweights;
+  try {
+    if (outputMask[0]) {
+      dx = at::empty(x.sizes(), x.options());
+      call.kernel->backwardData(dy, flatWeights(weights), *call.taps, dx);
+      dx = inLayoutOf(dx, x);
+    }
+    if (outputMask[1]) {
+      at::Tensor dw = at::empty({codegen::weightCount(spec)}, x.options());
+      call.kernel->backwardWeight(xc, dy, *call.taps, dw);
+      for (size_t b = 0; b < weights.size(); ++b) {
+        const codegen::Branch &br = spec.branches[b];
+        dweights.push_back(dw.narrow(0, codegen::weightOffset(spec, static_cast<int>(b)),
+                                     spec.channels * br.windowSize())
+                               .view({spec.channels, 1, br.kernelH, br.kernelW})
+                               .clone()); // outputs of an op must not alias each other
+      }
+    }
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    rethrow("backward", e);
+  }
+  return {dx, dweights};
+}
+
+// ----------------------------------------------------------------- autograd
+// The Autograd kernel of slak::lk_conv: it calls the op below autograd and
+// slak::lk_conv_backward through the dispatcher, and touches no data, so
+// that AOTAutograd and torch.compile trace it with fake tensors and
+// symbolic shapes (torch.library.opcheck's aot_dispatch tests).
+
+const c10::TypedOperatorHandle<decltype(lkConvKernel)> &lkConvHandle() {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("slak::lk_conv", "")
+                                 .typed<decltype(lkConvKernel)>();
+  return handle;
+}
+
+const c10::TypedOperatorHandle<decltype(lkConvBackwardKernel)> &lkConvBackwardHandle() {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("slak::lk_conv_backward", "")
+                                 .typed<decltype(lkConvBackwardKernel)>();
+  return handle;
+}
+
 struct LkConvFunction : public torch::autograd::Function<LkConvFunction> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, at::TensorList weights,
+                            const std::optional<at::Tensor> &bias, const MaskList &masks,
+                            bool perBranch, bool denseWeightGrad, at::IntArrayRef padding,
+                            c10::string_view backend) {
+    at::Tensor y;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      y = lkConvHandle().call(x, weights, masks, bias, perBranch, denseWeightGrad, padding,
+                              backend);
+    }
+    bool weightGrad = false;
+    for (const at::Tensor &w : weights)
+      weightGrad |= w.requires_grad();
+    std::vector<at::Tensor> saved = {x};
+    saved.insert(saved.end(), weights.begin(), weights.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["masks"] = masks;
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->saved_data["bias_grad"] = bias.has_value() && bias->defined() && bias->requires_grad();
+    ctx->saved_data["x_grad"] = x.requires_grad();
+    ctx->saved_data["weight_grad"] = weightGrad;
+    ctx->saved_data["per_branch"] = perBranch;
+    ctx->saved_data["dense_weight_grad"] = denseWeightGrad;
+    ctx->saved_data["padding"] = padding.vec();
+    ctx->saved_data["backend"] = std::string(backend);
+    return y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0];
+    const std::vector<at::Tensor> weights(saved.begin() + 1, saved.end());
+    const size_t numBranches = weights.size();
+    // Gradients by argument: x, each weight, bias, then the five non-tensor
+    // arguments (masks, per_branch, dense_weight_grad, padding, backend).
+    variable_list out(numBranches + 7);
+    const at::Tensor &grad = grads[0];
+    if (!grad.defined())
+      return out;
+    const std::array<bool, 2> outputMask = {ctx->saved_data["x_grad"].toBool(),
+                                            ctx->saved_data["weight_grad"].toBool()};
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const std::string backend = ctx->saved_data["backend"].toStringRef();
+    if (outputMask[0] || outputMask[1]) {
+      auto [dx, dweights] = lkConvBackwardHandle().call(
+          grad, x, weights, ctx->saved_data["masks"].toOptionalTensorList(),
+          ctx->saved_data["has_bias"].toBool(), ctx->saved_data["per_branch"].toBool(),
+          ctx->saved_data["dense_weight_grad"].toBool(), padding, backend, outputMask);
+      if (outputMask[0])
+        out[0] = dx;
+      for (size_t b = 0; outputMask[1] && b < numBranches; ++b)
+        out[1 + b] = dweights[b];
+    }
+    if (ctx->saved_data["bias_grad"].toBool())
+      out[1 + numBranches] =
+          grad.contiguous().sum({0, 2, 3}, false, at::kFloat).to(x.scalar_type());
+    return out;
+  }
+};
+
+at::Tensor lkConvAutograd(const at::Tensor &x, at::TensorList weights, const MaskList &masks,
+                          const std::optional<at::Tensor> &bias, bool perBranch,
+                          bool denseWeightGrad, at::IntArrayRef padding, c10::string_view backend) {
+  return LkConvFunction::apply(x, weights, bias, masks, perBranch, denseWeightGrad, padding,
+                               backend);
+}
+
+// ------------------------------------------------- kernels of a fixed build
+// Kernel packages bring their own compiled kernel and taps (AOT): an autograd
+// function over that kernel, outside the dispatcher.
+
+struct PackagedKernelPlan : torch::CustomClassHolder {
+  std::shared_ptr<runtime::LkConvKernel> kernel;
+  std::shared_ptr<LayerTaps> taps;
+  bool xGrad = false, weightGrad = false, biasGrad = false;
+};
+
+struct PackagedKernelFunction : public torch::autograd::Function<PackagedKernelFunction> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, at::TensorList weights,
                             const std::optional<at::Tensor> &bias,
-                            const c10::intrusive_ptr<LkConvPlan> &plan) {
-    const codegen::KernelSpec &spec = plan->kernel->spec();
-    const at::Tensor xc = x.contiguous();
+                            const c10::intrusive_ptr<PackagedKernelPlan> &plan) {
     const at::Tensor flat = flatWeights(weights);
     const at::Tensor biasc = bias && bias->defined() ? bias->contiguous() : at::Tensor();
-    const int64_t n = x.size(0), ho = spec.outHeight(x.size(2)), wo = spec.outWidth(x.size(3));
-    std::vector<int64_t> shape = {n, spec.channels, ho, wo};
-    if (spec.perBranchOutputs)
-      shape.insert(shape.begin(), static_cast<int64_t>(spec.branches.size()));
-    at::Tensor y = at::empty(shape, x.options());
-    try {
-      plan->kernel->forward(xc, flat, biasc, *plan->taps, y);
-    } catch (const c10::Error &) {
-      throw;
-    } catch (const std::exception &e) {
-      rethrow("forward", e);
-    }
+    const at::Tensor y = forwardOutput(x, flat, biasc, {plan->taps, plan->kernel});
     plan->xGrad = x.requires_grad();
     plan->weightGrad = false;
     for (const at::Tensor &w : weights)
       plan->weightGrad |= w.requires_grad();
     plan->biasGrad = biasc.defined() && bias->requires_grad();
-    ctx->save_for_backward({xc, flat});
+    ctx->save_for_backward({x.contiguous(), flat});
     ctx->saved_data["plan"] = c10::IValue::make_capsule(plan);
     return y;
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
-    auto plan = c10::static_intrusive_pointer_cast<LkConvPlan>(ctx->saved_data["plan"].toCapsule());
+    auto plan =
+        c10::static_intrusive_pointer_cast<PackagedKernelPlan>(ctx->saved_data["plan"].toCapsule());
     const codegen::KernelSpec &spec = plan->kernel->spec();
     const int numBranches = static_cast<int>(spec.branches.size());
     variable_list out(static_cast<size_t>(numBranches) + 3);
@@ -262,107 +552,58 @@ struct LkConvFunction : public torch::autograd::Function<LkConvFunction> {
 std::shared_ptr<runtime::LayerTaps> make_layer_taps(at::TensorList weights, at::TensorList masks) {
   TORCH_CHECK(!weights.empty(), "slak::make_layer_taps: weights is empty");
   const at::Tensor probe = at::empty({1, weights[0].size(0), 1, 1}, weights[0].options());
-  checkArguments(probe, weights, masks, std::nullopt, LkConvOptions{});
-  return buildTaps(weights, masks);
+  checkArguments(probe, weights, masks, at::Tensor(), CallOptions{});
+  return tapsMemo().get(weights, masks);
 }
 
 at::Tensor lk_conv(const at::Tensor &x, at::TensorList weights, at::TensorList masks,
                    const std::optional<at::Tensor> &bias, const LkConvOptions &options) {
-  checkArguments(x, weights, masks, bias, options);
-  const BackendKind backend =
-      runtime::resolveBackend(runtime::parseBackendKind(options.backend), x.device());
-
-  std::shared_ptr<LayerTaps> taps = options.taps;
-  if (taps) {
-    bool fits =
-        taps->numBranches() == static_cast<int>(weights.size()) && taps->channels() == x.size(1);
-    for (size_t b = 0; fits && b < weights.size(); ++b)
-      fits = taps->windows()[b].kernelH == weights[b].size(2) &&
-             taps->windows()[b].kernelW == weights[b].size(3);
-    TORCH_CHECK(fits, "slak::lk_conv: options.taps were built for other weights (",
-                taps->numBranches(), " branches of ", taps->channels(),
-                " channels); rebuild them with make_layer_taps");
-  } else if (masks.empty()) {
-    static TapsMemo dense;
-    taps = dense.get(weights, {});
-  } else {
-    static TapsMemo memo;
-    taps = memo.get(weights, masks);
+  MaskList maskList;
+  for (const at::Tensor &m : masks)
+    maskList.push_back(m.defined() ? std::optional<at::Tensor>(m) : std::nullopt);
+  std::vector<int64_t> padding;
+  for (const auto &[ph, pw] : options.paddings) {
+    padding.push_back(ph);
+    padding.push_back(pw);
   }
-
-  codegen::KernelSpec spec;
-  spec.channels = x.size(1);
-  spec.height = x.size(2);
-  spec.width = x.size(3);
-  for (size_t b = 0; b < weights.size(); ++b) {
-    codegen::Branch branch = codegen::Branch::same(static_cast<int>(weights[b].size(2)),
-                                                   static_cast<int>(weights[b].size(3)),
-                                                   taps->dense(static_cast<int>(b)));
-    if (!options.paddings.empty()) {
-      branch.padH = static_cast<int>(options.paddings[b].first);
-      branch.padW = static_cast<int>(options.paddings[b].second);
-    }
-    spec.branches.push_back(branch);
-  }
-  spec.perBranchOutputs = options.perBranch;
-  spec.hasBias = bias && bias->defined();
-  spec.denseWeightGrad = options.denseWeightGrad;
-  spec.elementType = elementType(x.scalar_type());
-  if (std::string err = spec.validate(); !err.empty())
-    TORCH_CHECK(false, "slak::lk_conv: ", err, " (x has shape ", shapeText(x), ")");
-  if (backend == BackendKind::Cuda || backend == BackendKind::OpenCL)
-    spec.schedule = runtime::chooseSchedule(spec, taps->sparseDensity(),
-                                            runtime::scheduleDeviceKey(backend, x.device()));
-
-  std::shared_ptr<runtime::LkConvKernel> kernel;
-  try {
-    kernel = runtime::getKernel(backend, spec, x.device());
-  } catch (const c10::Error &) {
-    throw;
-  } catch (const std::exception &e) {
-    TORCH_CHECK(false, "slak::lk_conv: the ", runtime::backendKindName(backend),
-                " backend failed to prepare the kernels: ", e.what());
-  }
-  return runtime::applyLkConv(x, weights, bias, std::move(kernel), std::move(taps));
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("slak::lk_conv", "")
+                             .typed<decltype(lkConvKernel)>();
+  return op.call(x, weights, maskList, bias, options.perBranch, options.denseWeightGrad, padding,
+                 options.backend);
 }
 
 at::Tensor runtime::applyLkConv(const at::Tensor &x, at::TensorList weights,
                                 const std::optional<at::Tensor> &bias,
                                 std::shared_ptr<LkConvKernel> kernel,
                                 std::shared_ptr<LayerTaps> taps) {
-  auto plan = c10::make_intrusive<LkConvPlan>();
+  auto plan = c10::make_intrusive<PackagedKernelPlan>();
   plan->kernel = std::move(kernel);
   plan->taps = std::move(taps);
-  return LkConvFunction::apply(x, weights, bias, plan);
+  return PackagedKernelFunction::apply(x, weights, bias, plan);
 }
 
-namespace {
-
-at::Tensor lkConvOp(const at::Tensor &x, at::TensorList weights,
-                    const c10::List<std::optional<at::Tensor>> &masks,
-                    const std::optional<at::Tensor> &bias, bool perBranch, bool denseWeightGrad,
-                    at::IntArrayRef padding, c10::string_view backend) {
-  std::vector<at::Tensor> maskList;
-  for (const std::optional<at::Tensor> &m : masks)
-    maskList.push_back(m.has_value() ? *m : at::Tensor());
-  LkConvOptions options;
-  options.perBranch = perBranch;
-  options.denseWeightGrad = denseWeightGrad;
-  options.backend = std::string(backend);
-  TORCH_CHECK(padding.size() % 2 == 0, "slak::lk_conv: padding has ", padding.size(),
-              " values, expected pairs [ph_0, pw_0, ph_1, pw_1, ...] or none");
-  for (size_t i = 0; i + 1 < padding.size(); i += 2)
-    options.paddings.emplace_back(padding[i], padding[i + 1]);
-  return lk_conv(x, weights, maskList, bias, options);
-}
-
-} // namespace
 } // namespace slak
 
+// The schema, the device kernels and the autograd kernel. Fake tensors (for
+// torch.compile, torch.export and meta tensors) are python/slak/_meta.py's.
 TORCH_LIBRARY(slak, m) {
   m.def("lk_conv(Tensor x, Tensor[] weights, Tensor?[] masks, Tensor? bias=None, "
         "bool per_branch=False, bool dense_weight_grad=False, int[] padding=[], "
         "str backend=\"auto\") -> Tensor");
+  m.def("lk_conv_backward(Tensor grad, Tensor x, Tensor[] weights, Tensor?[] masks, "
+        "bool has_bias, bool per_branch, bool dense_weight_grad, int[] padding, str backend, "
+        "bool[2] output_mask) -> (Tensor, Tensor[])");
 }
 
-TORCH_LIBRARY_IMPL(slak, CompositeImplicitAutograd, m) { m.impl("lk_conv", &slak::lkConvOp); }
+TORCH_LIBRARY_IMPL(slak, CPU, m) {
+  m.impl("lk_conv", &slak::lkConvKernel);
+  m.impl("lk_conv_backward", &slak::lkConvBackwardKernel);
+}
+
+TORCH_LIBRARY_IMPL(slak, CUDA, m) {
+  m.impl("lk_conv", &slak::lkConvKernel);
+  m.impl("lk_conv_backward", &slak::lkConvBackwardKernel);
+}
+
+TORCH_LIBRARY_IMPL(slak, Autograd, m) { m.impl("lk_conv", &slak::lkConvAutograd); }

@@ -1,26 +1,36 @@
 // lk_conv: the SLaK large-kernel depthwise convolution as a LibTorch op with
-// autograd (DESIGN section 1). x is NCHW; branch b has a depthwise weight
-// [C, 1, KH_b, KW_b] (odd sizes), an optional mask of the same shape
-// (non-zero = live tap; masked taps are skipped and get zero gradient unless
-// dense_weight_grad), and "same" padding (KH_b/2, KW_b/2) unless given.
+// autograd (DESIGN section 1). x is NCHW or channels-last; branch b has a
+// depthwise weight [C, 1, KH_b, KW_b] (odd sizes), an optional mask of the
+// same shape (non-zero = live tap; masked taps are skipped and get zero
+// gradient unless dense_weight_grad), and "same" padding (KH_b/2, KW_b/2)
+// unless given.
 //
 //   summed:     y [N, C, Ho, Wo] = bias + sum_b conv_b(x)
 //   per-branch: y [B, N, C, Ho, Wo], y[b] = conv_b(x) (no bias; for a
 //               BatchNorm per branch)
 //
-// f32, f16 and bf16 tensors (one dtype for x, weights and bias); f16/bf16 are
-// storage types, arithmetic is f32. Any layout or stride is accepted. The
-// backend follows x's device (CPU: Halide or the oracle; CUDA: NVRTC + the
-// driver API), or options.backend ("opencl" runs CPU tensors on the OpenCL
-// device). Registered as torch.ops.slak.lk_conv:
+// The result (and dx) has x's memory format: channels-last in, channels-last
+// out (each y[b] of per-branch outputs too). f32, f16 and bf16 tensors (one
+// dtype for x, weights and bias); f16/bf16 are storage types, arithmetic is
+// f32. The backend follows x's device (CPU: Halide or the oracle; CUDA:
+// NVRTC + the driver API), or options.backend ("opencl" runs CPU tensors on
+// the OpenCL device). Registered as two dispatcher ops:
 //
 //   lk_conv(Tensor x, Tensor[] weights, Tensor?[] masks, Tensor? bias=None,
 //           bool per_branch=False, bool dense_weight_grad=False,
 //           int[] padding=[], str backend="auto") -> Tensor
+//   lk_conv_backward(Tensor grad, Tensor x, Tensor[] weights, Tensor?[] masks,
+//           bool has_bias, bool per_branch, bool dense_weight_grad,
+//           int[] padding, str backend, bool[2] output_mask)
+//           -> (Tensor dx, Tensor[] dweights)
 //
-// (padding: flat [ph_0, pw_0, ph_1, pw_1, ...] or empty for "same").
-// Wrong dtype, device, rank or channel count raise c10::Error naming the
-// argument, its value and what was expected.
+// with CPU and CUDA kernels and an Autograd kernel that calls both through
+// the dispatcher, so torch.compile and torch.export trace it (the Python
+// package registers their fake kernels). padding: flat [ph_0, pw_0, ph_1,
+// pw_1, ...] or empty for "same". The taps of a mask set are read once and
+// kept while the same mask tensors are passed unchanged (same tensor, same
+// version). Wrong dtype, device, rank or channel count raise c10::Error
+// naming the argument, its value and what was expected.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -46,10 +56,6 @@ struct LkConvOptions {
   std::string backend = "auto";
   /// Per-branch (padH, padW); empty = "same" (KH/2, KW/2) for every branch.
   std::vector<std::pair<int64_t, int64_t>> paddings;
-  /// Taps built once from the masks (make_layer_taps); used instead of the
-  /// masks argument, so repeated calls skip reading the masks.
-  std::shared_ptr<runtime::LayerTaps> taps;
-
   LkConvOptions &per_branch(bool v) {
     perBranch = v;
     return *this;
@@ -66,10 +72,6 @@ struct LkConvOptions {
     paddings = std::move(v);
     return *this;
   }
-  LkConvOptions &with_taps(std::shared_ptr<runtime::LayerTaps> v) {
-    taps = std::move(v);
-    return *this;
-  }
 };
 
 /// The op. `masks`: empty (all dense) or one per branch, each undefined
@@ -78,8 +80,9 @@ at::Tensor lk_conv(const at::Tensor &x, at::TensorList weights, at::TensorList m
                    const std::optional<at::Tensor> &bias = std::nullopt,
                    const LkConvOptions &options = {});
 
-/// The live taps of `masks` (as lk_conv reads them) for weights of these
-/// shapes, to pass as LkConvOptions::taps. Checks shapes like lk_conv.
+/// The live taps of `masks` as lk_conv reads them for weights of these
+/// shapes (the same object lk_conv uses while the masks are unchanged).
+/// Checks shapes like lk_conv.
 std::shared_ptr<runtime::LayerTaps> make_layer_taps(at::TensorList weights, at::TensorList masks);
 
 } // namespace slak

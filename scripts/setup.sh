@@ -41,4 +41,9 @@ if ! "$venv/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.st
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q "torch==$torch_version" numpy
 fi
+# pytest runs the Python package's tests under ctest.
+if ! "$venv/bin/python" -c "import pytest" 2>/dev/null; then
+  echo "[setup] installing pytest into $venv"
+  "$venv/bin/pip" install -q pytest
+fi
 echo "[setup] ok: $(ls /usr/lib/llvm-22/bin/mlir-opt >/dev/null && echo mlir-22) torch-$("$venv/bin/python" -c 'import torch;print(torch.__version__)')"
