@@ -222,6 +222,11 @@ class ReparamLargeKernelConv(torch.nn.Module):
 
     # --------------------------------------------------------------- forward
     def forward(self, x):
+        if torch.onnx.is_in_onnx_export():
+            raise RuntimeError(
+                "slak::lk_conv has no ONNX form: call slak.nn.export_as_conv2d_(model) before "
+                "torch.onnx.export (it swaps each slak large-kernel module for the equivalent "
+                "dense nn.Conv2d)")
         names = self.branch_names()
         if names == ["lkb_reparam"]:
             return ops.lk_conv(x, [self.lkb_reparam.weight], self.masks(),
@@ -256,3 +261,35 @@ def sparsify_(module):
             m.sparsify_()
             count += any(mask is not None for mask in m.masks())
     return count
+
+
+def as_conv2d(module):
+    """The plain torch.nn.Conv2d (depthwise M x M, with bias) that computes a
+    ReparamLargeKernelConv in eval mode: BatchNorm folded, all branches
+    merged, dense. For exporters that know only standard layers (ONNX,
+    TensorRT); it runs at dense M x M cost."""
+    with torch.no_grad():
+        kernel, bias, _ = module.get_equivalent_kernel_bias()
+    m = module.kernel_size
+    conv = torch.nn.Conv2d(module.channels, module.channels, m, padding=m // 2,
+                           groups=module.channels, bias=True)
+    conv = conv.to(device=kernel.device, dtype=kernel.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(kernel)
+        conv.bias.copy_(bias)
+    return conv.train(module.training)
+
+
+def export_as_conv2d_(model):
+    """Replaces every ReparamLargeKernelConv inside `model` by as_conv2d(),
+    so that torch.onnx.export (and other exporters without slak's op) see
+    standard layers. Returns the qualified names replaced."""
+    replaced = []
+    for name, module in list(model.named_modules()):
+        if not name or not isinstance(module, ReparamLargeKernelConv):
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, as_conv2d(module))
+        replaced.append(name)
+    return replaced

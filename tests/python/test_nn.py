@@ -3,6 +3,8 @@ layout (written here from the facts in ../shared/ANCHORS.md: names, shapes,
 per-axis padding), strict state-dict loading, train and eval outputs,
 convert_, sparsify_, merge_kernel and torch.compile."""
 import copy
+import importlib.util
+import io
 
 import pytest
 import torch
@@ -226,3 +228,32 @@ def test_torch_compile_training_step():
     for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3, msg=name)
     opt.step()
+
+
+def test_onnx_export_names_the_op_and_the_fix():
+    net = randomize(Net(), seed=5).eval()
+    slak.convert_(net)
+    x = torch.randn(1, 3, 10, 10)
+    with pytest.raises(Exception, match="slak::lk_conv has no ONNX form.*export_as_conv2d_"):
+        torch.onnx.export(net, (x,), io.BytesIO(), dynamo=False)
+    with torch.no_grad():
+        before = net(x)
+    assert slak.nn.export_as_conv2d_(net) == ["blocks.0", "blocks.2"]
+    assert isinstance(net.blocks[0], torch.nn.Conv2d)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, atol=1e-4, rtol=1e-4)
+    traced = torch.jit.trace(net, (x,))  # what the exporter records: standard layers only
+    assert "slak" not in str(traced.graph)
+    if importlib.util.find_spec("onnx") is not None:
+        torch.onnx.export(net, (x,), io.BytesIO(), dynamo=False)
+
+
+def test_torch_export_of_an_eval_module():
+    _, ours = pair()
+    ours.sparsify_()
+    ours.eval()
+    x = torch.randn(2, 6, 9, 9)
+    exported = torch.export.export(ours, (x,))
+    assert "slak.lk_conv" in str(exported.graph)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), ours(x))
