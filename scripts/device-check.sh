@@ -9,7 +9,11 @@
 # CUDA, and a stage-1 timing against PyTorch's CUDA convolution. Logs and
 # results go to $OUT (else build-gpu/device-check): summary.txt, one log
 # per step, results.txt ("PASS|FAIL|SKIP <step>") and gtest XML.
-# Exits 0 when nothing failed; with no GPU every GPU step reports SKIP.
+# Exits 0 when nothing failed. With no GPU (nvidia-smi sees none) the check
+# reports SKIP and exits 0; on a machine where nvidia-smi sees a GPU, a step
+# that skips tests (the CUDA driver or NVRTC could not be loaded, no device
+# visible to the tests) is a FAIL, so the check cannot pass by skipping. It
+# ends with a table of every step: result, seconds, detail.
 #
 # Usage:
 #   scripts/device-check.sh                 on the GPU machine
@@ -57,20 +61,37 @@ fi
 
 build="${SLAK_GPU_BUILD_DIR:-$root/build-gpu}"
 out="${OUT:-$build/device-check}"
+[[ "${1:-}" == "--self-test" ]] && out="$(mktemp -d)" && trap 'rm -rf "$out"' EXIT
 mkdir -p "$out"
 : >"$out/summary.txt"
 : >"$out/results.txt"
+: >"$out/figures.txt"
 budget="${SLAK_DEVICE_CHECK_BUDGET:-450}"
 start=$SECONDS
 jobs="$(nproc 2>/dev/null || echo 4)"
 failed=0
 
 say() { echo "[device-check] $*" | tee -a "$out/summary.txt"; }
-result() { # result STATUS STEP [detail]
+rows=()
+result() { # result STATUS STEP [detail] [seconds]
   echo "$1 $2" >>"$out/results.txt"
   say "$1 $2${3:+ ($3)}"
+  rows+=("| $2 | $1 | ${4:--} | ${3:-} |")
   [[ "$1" == FAIL ]] && failed=1
   return 0
+}
+table() {
+  {
+    echo
+    echo "| step | result | seconds | detail |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    if [[ -s "$out/figures.txt" ]]; then
+      echo
+      echo "Benchmark figures:"
+      cat "$out/figures.txt"
+    fi
+  } | tee -a "$out/summary.txt"
 }
 left() { echo $((budget - (SECONDS - start))); }
 
@@ -87,20 +108,58 @@ run_step() {
     return 1
   fi
   say "running $step (limit ${limit}s): $*"
+  local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@" >"$out/$step.log" 2>&1
-  local status=$?
+  local status=$? took=$((SECONDS - t0))
+  # GoogleTest's count of skipped tests, and the first reason printed.
+  local skipped reason
+  skipped="$(grep -m1 -oE '\[  SKIPPED \] [0-9]+ test' "$out/$step.log" | grep -oE '[0-9]+')"
+  reason="$(grep -m1 -oE '\[SKIP\].*' "$out/$step.log")"
   if ((status == 124 || status == 137)); then
-    result FAIL "$step" "timed out after ${limit}s, see $step.log"
+    result FAIL "$step" "timed out after ${limit}s, see $step.log" "$took"
   elif ((status != 0)); then
-    result FAIL "$step" "exit $status, see $step.log"
-  elif grep -q "\[  PASSED  \] 0 tests" "$out/$step.log" && grep -q "\[SKIP\]" "$out/$step.log"; then
-    result SKIP "$step" "$(grep -m1 -o '\[SKIP\].*' "$out/$step.log")"
+    result FAIL "$step" "exit $status, see $step.log" "$took"
+  elif ((gpu == 1)) && [[ -n "$skipped" || -n "$reason" ]]; then
+    # A GPU is present: a skipped GPU test means the driver, NVRTC or the
+    # device could not be used, which is what this check exists to catch.
+    status=1
+    result FAIL "$step" "a GPU is present but ${skipped:-some} test(s) skipped: ${reason:-see $step.log}" "$took"
+  elif grep -q "\[  PASSED  \] 0 tests" "$out/$step.log" && [[ -n "$reason" ]]; then
+    result SKIP "$step" "$reason" "$took"
   else
-    result PASS "$step"
+    result PASS "$step" "" "$took"
   fi
-  grep -E "\[timing\]|^device 0:|specs, .* runs" "$out/$step.log" | tee -a "$out/summary.txt"
+  grep -E "\[timing\]|^device 0:|specs, .* runs" "$out/$step.log" | tee -a "$out/summary.txt" \
+    "$out/figures.txt" >/dev/null
   return $status
 }
+
+# --self-test: the PASS/SKIP/FAIL rule on canned test logs (run by ctest on
+# every machine, GPU or not).
+if [[ "${1:-}" == "--self-test" ]]; then
+  expect() { # expect WANT GPU STEP OUTPUT
+    local want="$1"
+    gpu="$2"
+    : >"$out/results.txt"
+    run_step "$3" 30 printf '%s\n' "$4" >/dev/null 2>&1
+    local got
+    got="$(cut -d' ' -f1 "$out/results.txt")"
+    if [[ "$got" != "$want" ]]; then
+      echo "device-check self-test: step $3 with gpu=$gpu gave '$got', expected $want" >&2
+      exit 1
+    fi
+  }
+  skipped_log=$'[SKIP] no CUDA device (the CUDA driver could not be loaded)\n[  PASSED  ] 0 tests.\n[  SKIPPED ] 4 tests, listed below:'
+  partial_log=$'[  PASSED  ] 3 tests.\n[  SKIPPED ] 1 test, listed below:'
+  passed_log=$'[  PASSED  ] 5 tests.'
+  expect SKIP 0 no-gpu-skips "$skipped_log"
+  expect FAIL 1 gpu-all-skipped "$skipped_log"
+  expect FAIL 1 gpu-some-skipped "$partial_log"
+  expect PASS 1 gpu-passed "$passed_log"
+  expect PASS 0 no-gpu-passed "$passed_log"
+  echo "device-check self-test: OK (skips fail where a GPU is present)"
+  exit 0
+fi
 
 say "slak device check in $root, build $build, logs $out, $(date -u +%FT%TZ)"
 gpu=0
@@ -125,10 +184,12 @@ if [[ -n "$python" ]]; then
 fi
 if ((gpu == 0)) && [[ "${SLAK_DEVICE_CHECK_FORCE:-0}" != 1 ]]; then
   result SKIP gpu-tests "[SKIP] no CUDA device (set SLAK_DEVICE_CHECK_FORCE=1 to build anyway)"
+  table
   exit 0
 fi
 if [[ -z "$torch_prefix" ]]; then
   result FAIL configure "python3 cannot import torch: LibTorch comes from its wheel"
+  table
   exit 1
 fi
 
@@ -140,7 +201,7 @@ if [[ -d "$deps" ]]; then
     run_step gtest-build 150 bash -c "cmake -S '$deps/googletest' -B '$build/_deps/gtest-build' \
       -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX='$build/_deps/gtest' \
       -DCMAKE_POSITION_INDEPENDENT_CODE=ON && cmake --build '$build/_deps/gtest-build' \
-      -j$jobs --target install" || exit 1
+      -j$jobs --target install" || { table; exit 1; }
   fi
   prefix_path="$prefix_path;$deps/prefix;$build/_deps/gtest"
   export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$deps/prefix/lib"
@@ -148,10 +209,10 @@ fi
 
 run_step configure 200 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSLAK_WITH_MLIR=OFF -DSLAK_WITH_HALIDE=OFF -DSLAK_WITH_OPENCL=OFF -DSLAK_WITH_TORCH=ON \
-  -DTorch_DIR="$torch_prefix/Torch" -DCMAKE_PREFIX_PATH="$prefix_path" || exit 1
+  -DTorch_DIR="$torch_prefix/Torch" -DCMAKE_PREFIX_PATH="$prefix_path" || { table; exit 1; }
 
 run_step build 330 cmake --build "$build" -j"$jobs" --target slak_runtime slak_kernel_cache_test \
-  slak_cuda_compile_test slak_runtime_test slak_runtime_cuda_test slak-autotune || exit 1
+  slak_cuda_compile_test slak_runtime_test slak_runtime_cuda_test slak-autotune || { table; exit 1; }
 
 tests="$build/tests"
 export SLAK_CACHE_DIR="$build/device-kernel-cache"
@@ -176,6 +237,8 @@ grep -E "^device:|^layer:|model vs measured|Kendall tau over the model|pick:|bes
 run_step cuda-cache-warm 60 "$tests/slak_cuda_compile_test" \
   --gtest_filter='NvrtcCompileTest.ImagesAreCachedInMemoryAndOnDisk'
 
+table
 say "done in $((SECONDS - start))s: $(grep -c '^PASS' "$out/results.txt") pass, \
 $(grep -c '^SKIP' "$out/results.txt") skip, $(grep -c '^FAIL' "$out/results.txt") fail"
+((failed)) && say "FAILED: $(grep '^FAIL' "$out/results.txt" | cut -d' ' -f2 | tr '\n' ' ')"
 exit $failed
