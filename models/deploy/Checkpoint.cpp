@@ -1,5 +1,6 @@
 #include "models/deploy/Checkpoint.h"
 
+#include "models/deploy/OfficialCheckpoint.h"
 #include "models/sparse/Masking.h"
 
 #include <nlohmann/json.hpp>
@@ -7,6 +8,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <set>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -14,10 +17,14 @@
 namespace slak::models {
 namespace {
 
+/// The name and shape checks of every checkpoint format: a tensor is copied
+/// into the model only when found with the model's shape; anything else is
+/// refused with one message that names the tensor and the fix.
 class Reader {
 public:
-  Reader(std::string path, std::string config)
-      : path_(std::move(path)), config_(std::move(config)) {}
+  /// `advice` says why and what to do, after the first problem.
+  Reader(std::string file, std::function<std::string()> advice)
+      : file_(std::move(file)), advice_(std::move(advice)) {}
 
   /// Module::load with a name and shape check of every tensor.
   void readModule(torch::nn::Module &module, torch::serialize::InputArchive &archive,
@@ -34,11 +41,22 @@ public:
     }
   }
 
+  /// Refuses `name` unless `shape` (the file's) is the model's.
+  void checkShape(const std::string &name, c10::IntArrayRef shape, const torch::Tensor &target) {
+    if (shape != target.sizes())
+      fail(name + " has shape " + c10::str(shape) + " in the file, " + c10::str(target.sizes()) +
+           " in the model");
+  }
+
+  /// Copies `value` (checked) into the model's `target`.
+  void copy(const std::string &name, const torch::Tensor &value, torch::Tensor &target) {
+    checkShape(name, value.sizes(), target);
+    torch::NoGradGuard noGrad;
+    target.copy_(value.to(target.device(), target.scalar_type()));
+  }
+
   [[noreturn]] void fail(const std::string &what) const {
-    throw std::runtime_error(
-        "checkpoint " + path_ + ": " + what + ": it was written for another model (" +
-        (config_.empty() ? "unknown" : config_) +
-        "); pass the same --model, overrides and --lk-backend as the training run");
+    throw std::runtime_error("checkpoint " + file_ + ": " + what + ": " + advice_());
   }
 
 private:
@@ -48,15 +66,107 @@ private:
     torch::Tensor value;
     if (!archive.try_read(key, value, buffer) || !value.defined())
       fail(section + name + " is missing");
-    if (value.sizes() != target.sizes())
-      fail(section + name + " has shape " + c10::str(value.sizes()) + ", the model's has " +
-           c10::str(target.sizes()));
-    torch::NoGradGuard noGrad;
-    target.copy_(value.to(target.device(), target.scalar_type()));
+    copy(section + name, value, target);
   }
 
-  std::string path_, config_;
+  std::string file_;
+  std::function<std::string()> advice_;
 };
+
+/// The advice after a slak-train checkpoint's first problem.
+std::function<std::string()> trainedAs(const std::string &config) {
+  return [config] {
+    return "it was written for another model (" + (config.empty() ? "unknown" : config) +
+           "); pass the same --model, overrides and --lk-backend as the training run";
+  };
+}
+
+/// An official SLaK checkpoint into `model`: every tensor of the model found
+/// (official names, older Decom1/Decom2 too) with its shape, no tensor of
+/// the file left over, masks from the exact zeros.
+LoadedCheckpoint loadOfficial(const OfficialCheckpoint &file, Classifier &model, bool ema) {
+  const std::string &path = file.path();
+  LoadedCheckpoint out;
+  out.ema = ema;
+  const std::string what = "official SLaK checkpoint " + path;
+  if (!file.hasWeights(ema)) {
+    if (ema)
+      throw std::runtime_error("checkpoint " + path +
+                               " (official SLaK checkpoint) has no model_ema weights (trained "
+                               "without --model_ema true): drop --ema");
+    throw std::runtime_error("checkpoint " + path +
+                             " (official SLaK checkpoint) has only model_ema weights: pass --ema");
+  }
+  const auto shapes = file.shapes(ema);
+  const OfficialModelShape described = describeOfficialModel(shapes);
+  out.config = officialModelConfigJson(described);
+  out.source =
+      what + (ema ? " (EMA)" : "") + (file.epoch().empty() ? "" : " (epoch " + file.epoch() + ")");
+  const ModelConfig &config = model.config();
+  Reader reader(path + " (official SLaK checkpoint)", [&] {
+    std::string args = file.args().describe();
+    std::string flags = fittingFlags(described, config);
+    return "the file was trained as another model" + (args.empty() ? "" : " (args: " + args + ")") +
+           "; " +
+           (flags.empty() ? "pass the --model and model flags it was trained with"
+                          : "it fits " + flags);
+  });
+  if (described.merged)
+    throw std::runtime_error(
+        "checkpoint " + path +
+        " (official SLaK checkpoint) holds merged large kernels (lkb_reparam.weight/bias, "
+        "written after merge_kernel()), which cannot be split into the model's branches: load "
+        "the un-merged checkpoint that training saved");
+
+  // Our tensors by name, parameters and buffers.
+  std::map<std::string, torch::Tensor> targets;
+  for (auto &p : model.named_parameters())
+    targets[p.key()] = p.value();
+  for (auto &b : model.named_buffers())
+    targets[b.key()] = b.value();
+
+  std::set<std::string> used;
+  std::vector<std::pair<std::string, torch::Tensor *>> toCopy;
+  for (const auto &[ours, official] : officialTensorNames(model)) {
+    std::string found = shapes.count(official) ? official : "";
+    for (const auto &legacy : legacyOfficialNames(official))
+      if (found.empty() && shapes.count(legacy))
+        found = legacy;
+    if (found.empty())
+      reader.fail(official + (ours == official ? "" : " (the model's " + ours + ")") +
+                  " is missing from the file");
+    reader.checkShape(found, shapes.at(found), targets.at(ours));
+    used.insert(found);
+    toCopy.emplace_back(found, &targets.at(ours));
+  }
+  std::vector<std::string> extra;
+  for (const auto &name : file.names(ema))
+    if (!used.count(name))
+      extra.push_back(name);
+  if (!extra.empty()) {
+    std::string list;
+    for (size_t k = 0; k < extra.size() && k < 4; ++k)
+      list += (k ? ", " : "") + extra[k];
+    if (extra.size() > 4)
+      list += ", ...";
+    reader.fail("the file has " + std::to_string(extra.size()) + " tensor(s) the model does not (" +
+                list + ")");
+  }
+  // Every name and shape fits: now read the data.
+  for (auto &[name, target] : toCopy)
+    reader.copy(name, file.tensor(name, ema), *target);
+
+  // No masks are saved: pruned weights are exact zeros (on every rank-2/4
+  // weight), and the official resume rebuilds the masks from them.
+  torch::NoGradGuard noGrad;
+  for (auto &p : model.named_parameters()) {
+    const torch::Tensor &w = p.value();
+    if ((w.dim() == 2 || w.dim() == 4) && w.eq(0).any().item<bool>())
+      out.masks[p.key()] = w.ne(0).to(w.scalar_type());
+  }
+  pushMasksToLargeKernels(model, out.masks);
+  return out;
+}
 
 torch::serialize::InputArchive openCheckpoint(const std::string &path) {
   if (!std::filesystem::is_regular_file(path))
@@ -100,6 +210,9 @@ std::string upgradeCheckpointConfig(const std::string &config) {
 }
 
 std::string checkpointConfig(const std::string &path) {
+  if (auto official = OfficialCheckpoint::open(path))
+    return officialModelConfigJson(
+        describeOfficialModel(official->shapes(!official->hasWeights(false))));
   auto root = openCheckpoint(path);
   std::string config = readMeta(root).first;
   if (config.empty())
@@ -109,11 +222,13 @@ std::string checkpointConfig(const std::string &path) {
 }
 
 LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema) {
+  if (auto official = OfficialCheckpoint::open(path))
+    return loadOfficial(*official, model, ema);
   auto root = openCheckpoint(path);
   LoadedCheckpoint out;
   out.ema = ema;
   std::tie(out.config, out.step) = readMeta(root);
-  Reader reader(path, out.config);
+  Reader reader(path, trainedAs(out.config));
 
   torch::serialize::InputArchive weights;
   const std::string section = ema ? "ema" : "model";
@@ -161,7 +276,9 @@ SourcedModel loadModel(const ModelConfig &config, const std::string &checkpoint,
   out.model = createModel(config);
   if (!checkpoint.empty()) {
     LoadedCheckpoint loaded = loadCheckpoint(checkpoint, *out.model, ema);
-    out.source = checkpoint + (ema ? " (EMA)" : "") + ", step " + std::to_string(loaded.step);
+    out.source = !loaded.source.empty()
+                     ? loaded.source
+                     : checkpoint + (ema ? " (EMA)" : "") + ", step " + std::to_string(loaded.step);
     return out;
   }
   out.source = "random weights (seed " + std::to_string(seed) + ")";

@@ -3,6 +3,9 @@
 // from the same registry entry and overrides, for evaluation, export and
 // deployment. Every tensor is checked by name and shape before it is used,
 // so a checkpoint of another model or backend is refused, never half-loaded.
+// Official SLaK checkpoints (torch.save files of the official code; see
+// OfficialCheckpoint.h) are recognised and read the same way: official names
+// mapped to ours, masks rebuilt from the exact zeros.
 #pragma once
 
 #include "models/Models.h"
@@ -18,18 +21,26 @@ struct LoadedCheckpoint {
   /// The model configuration the checkpoint records (JSON text).
   std::string config;
   int64_t step = 0;
-  bool ema = false; // the weights came from ema/
+  bool ema = false; // the weights came from ema/ (official: model_ema)
+  /// Where the weights came from, for the tools to print; set for official
+  /// checkpoints ("official SLaK checkpoint FILE (epoch E)"), else empty.
+  std::string source;
 };
 
 /// Loads `path` into `model` (its ema/ weights with `ema`), hands the masks
 /// to the large-kernel layers (pushMasksToLargeKernels) and zeroes masked
 /// weights. Throws std::runtime_error naming the file, the tensor and the fix
 /// (same --model and overrides, same --lk-backend, --ema only with an EMA).
+/// An official SLaK checkpoint loads into either large-kernel backend; its
+/// masks are `w != 0` of every rank-2/4 weight with an exact zero, and a
+/// mismatch names the first differing tensor and the model flags that fit
+/// the file (e.g. --kernel-sizes 31,29,27,13).
 LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema = false);
 
 /// The model configuration (JSON text of meta/config) a checkpoint was
-/// written for. Throws std::runtime_error for a missing or unreadable file or
-/// one without meta/config.
+/// written for; for an official SLaK checkpoint, the one its shapes describe.
+/// Throws std::runtime_error for a missing or unreadable file or one without
+/// meta/config.
 std::string checkpointConfig(const std::string &path);
 
 /// A meta/config text as the current format writes it: fields added since
