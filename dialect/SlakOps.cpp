@@ -99,7 +99,8 @@ LogicalResult verifyUnitVector(Operation *op, StringRef name, ArrayRef<int64_t> 
   if (values.size() != 2 || values[0] != 1 || values[1] != 1) {
     auto diag = op->emitOpError() << name << " [";
     llvm::interleaveComma(values, diag);
-    return diag << "] is not supported: only " << name << " [1, 1] is accepted for now";
+    return diag << "] is not supported: slak ops compute " << name
+                << " [1, 1] only (SLaK's large kernels are stride 1, dilation 1)";
   }
   return success();
 }

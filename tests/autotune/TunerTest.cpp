@@ -288,6 +288,7 @@ TEST(LayerTest, ParsesAndRejectsLayerDescriptions) {
   rejects("size=56", "channels=");
   rejects("channels=4,colour=red", "unknown key 'colour'");
   rejects("channels=4,branches=51", "KHxKW");
+  rejects("channels=4,branches=51x5+7x", "branch '7x' of branches=51x5+7x is not KHxKW");
   rejects("channels=4,branches=4x4", "odd");
   rejects("channels=4,density=1.5", "density=1.5");
   rejects("channels=4,batch=0", "batch=0");
@@ -333,7 +334,7 @@ TEST(CpuTunerTest, MeasuresTheCpuBackendForReal) {
   }
   EXPECT_LE(r.total(r.measuredMs), r.total(r.defaultMeasuredMs));
   EXPECT_GE(r.measurements.size(), 6u);
-  // Every measurement ran on one set of data (each used to make, and leak, its own).
+  // Every measurement ran on one set of data, not one set per candidate.
   EXPECT_EQ(timer.dataSetsCreated(), 1);
   for (const MeasurementRecord &m : r.measurements) {
     ASSERT_TRUE(m.measuredMs);

@@ -89,7 +89,7 @@ func.func @padding_too_large(%x: tensor<1x4x7x7xf32>, %w: tensor<4x1x5x5xf32>) {
 // -----
 
 func.func @stride(%x: tensor<1x4x8x8xf32>, %w: tensor<4x1x3x3xf32>) {
-  // expected-error @+1 {{stride [2, 2] is not supported: only stride [1, 1] is accepted for now}}
+  // expected-error @+1 {{stride [2, 2] is not supported: slak ops compute stride [1, 1] only}}
   %y = slak.dwconv2d %x, %w {stride = array<i64: 2, 2>} : tensor<1x4x8x8xf32>, tensor<4x1x3x3xf32> -> tensor<1x4x4x4xf32>
   return
 }
@@ -97,7 +97,7 @@ func.func @stride(%x: tensor<1x4x8x8xf32>, %w: tensor<4x1x3x3xf32>) {
 // -----
 
 func.func @dilation(%x: tensor<1x4x8x8xf32>, %w: tensor<4x1x3x3xf32>) {
-  // expected-error @+1 {{dilation [1, 2] is not supported: only dilation [1, 1] is accepted for now}}
+  // expected-error @+1 {{dilation [1, 2] is not supported: slak ops compute dilation [1, 1] only}}
   %y = slak.dwconv2d %x, %w {dilation = array<i64: 1, 2>} : tensor<1x4x8x8xf32>, tensor<4x1x3x3xf32> -> tensor<1x4x8x8xf32>
   return
 }
