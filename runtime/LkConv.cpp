@@ -174,7 +174,9 @@ public:
     for (auto it = range.first; it != range.second; ++it)
       if (it->second.key == key && alive(it->second))
         return it->second.taps;
-    if (entries_.size() >= kPruneAt)
+    // Masks die at every mask update of a sparse trainer: drop their entries
+    // (and the device copies of their taps) regularly.
+    if (++insertsSincePrune_ >= kPruneEvery)
       prune();
     Entry entry{key, {}, buildTaps(weights, anyMask ? masks : at::TensorList())};
     for (const at::Tensor &m : masks)
@@ -186,7 +188,8 @@ public:
   }
 
 private:
-  static constexpr size_t kPruneAt = 4096;
+  static constexpr size_t kPruneEvery = 32;
+  static constexpr size_t kMaxEntries = 4096;
   struct Key {
     std::vector<const c10::TensorImpl *> masks;
     std::vector<int64_t> versions;
@@ -222,11 +225,13 @@ private:
     return true;
   }
   void prune() {
+    insertsSincePrune_ = 0;
     for (auto it = entries_.begin(); it != entries_.end();)
       it = alive(it->second) ? std::next(it) : entries_.erase(it);
-    if (entries_.size() >= kPruneAt)
+    if (entries_.size() >= kMaxEntries)
       entries_.clear();
   }
+  size_t insertsSincePrune_ = 0;
   std::mutex mutex_;
   std::unordered_multimap<size_t, Entry> entries_;
 };

@@ -119,6 +119,13 @@ class ReparamLargeKernelConv(torch.nn.Module):
             raise ValueError(f"slak.nn.ReparamLargeKernelConv.set_masks: {len(masks)} masks, "
                              f"expected {len(names)} ({', '.join(names)})")
         stored = {}
+        with torch.inference_mode(False):
+            self._store_masks(names, masks, stored)
+        self._masks = stored
+        self._mask_generation += 1
+        self._folded = None
+
+    def _store_masks(self, names, masks, stored):
         for name, mask in zip(names, masks):
             if mask is None:
                 continue
@@ -126,12 +133,9 @@ class ReparamLargeKernelConv(torch.nn.Module):
             if tuple(mask.shape) != tuple(weight.shape):
                 raise ValueError(f"slak.nn.ReparamLargeKernelConv.set_masks: mask for {name} has "
                                  f"shape {tuple(mask.shape)}, expected {tuple(weight.shape)}")
-            mask = mask.detach().ne(0).to("cpu")
+            mask = mask.detach().ne(0).to("cpu").clone()
             if not bool(mask.all()):
                 stored[name] = mask
-        self._masks = stored
-        self._mask_generation += 1
-        self._folded = None
 
     def masks(self):
         """The current masks in branch order (None = dense)."""
@@ -177,7 +181,10 @@ class ReparamLargeKernelConv(torch.nn.Module):
             return self._reparameterized()
         key = self._state_key()
         if self._folded is None or self._folded_key != key:
-            with torch.no_grad():
+            # Normal tensors even under torch.inference_mode(): the op keeps
+            # the taps of a mask tensor by its version counter, which
+            # inference tensors lack.
+            with torch.inference_mode(False), torch.no_grad():
                 self._folded = self._reparameterized()
             self._folded_key = key
         return self._folded

@@ -125,6 +125,23 @@ def test_train_and_eval_match_official(decom, bn, sparse):
         torch.testing.assert_close(ours(x), official(x), atol=1e-4, rtol=1e-4)
 
 
+def test_eval_under_inference_mode():
+    official, ours = pair()
+    ours.sparsify_()
+    official.eval()
+    ours.eval()
+    x = torch.randn(2, 6, 9, 8)
+    with torch.inference_mode():
+        got = ours(x)
+        again = ours(x)
+        want = official(x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(again, got)
+    weights, masks, _, _ = ours.folded()
+    assert not any(m is not None and m.is_inference() for m in masks), \
+        "cached masks are normal tensors, so the op keeps their taps"
+
+
 def test_eval_merges_small_kernel_into_strip():
     _, ours = pair()
     ours.eval()
