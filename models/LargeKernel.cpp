@@ -197,27 +197,7 @@ public:
   torch::Tensor forward(const torch::Tensor &x) override {
     if (auto served = servedForward(x); served.defined())
       return served;
-    if (!denseWeightGrad_ || !is_training())
-      return lk_->forward(x);
-    // LKConv2d's training path with dense weight gradients (mask updates
-    // with gradient regrowth): same weights, BatchNorms and masks.
-    slak::LkConvOptions o;
-    o.backend = lk_->options().backend();
-    o.denseWeightGrad = true;
-    auto weights = lk_->branch_weights();
-    if (!options_.batchNorm) {
-      auto bias = lk_->named_parameters(false).find("bias");
-      return slak::lk_conv(x, weights, masks_,
-                           bias ? std::optional<torch::Tensor>(*bias) : std::nullopt, o);
-    }
-    auto y = slak::lk_conv(x, weights, masks_, std::nullopt, o.per_branch(true));
-    auto norms = lk_->branch_norms();
-    torch::Tensor out;
-    for (size_t b = 0; b < norms.size(); ++b) {
-      auto normed = norms[b]->forward(y.select(0, static_cast<int64_t>(b)));
-      out = out.defined() ? out + normed : normed;
-    }
-    return out;
+    return lk_->forward(x);
   }
 
   std::string branchWeightName(size_t branch) const override {
@@ -234,16 +214,13 @@ public:
   }
   void setBranchMasks(const std::vector<torch::Tensor> &masks) override {
     branchMasks_ = masks;
-    masks_ = byteMasks(masks);
-    lk_->set_masks(masks_);
+    lk_->set_masks(masks); // LKConv2d keeps them as CPU bytes
   }
-  void setDenseWeightGrad(bool dense) override { denseWeightGrad_ = dense; }
+  void setDenseWeightGrad(bool dense) override { lk_->set_dense_weight_grad(dense); }
   const char *backendName() const override { return "runtime"; }
 
 private:
   slak::LKConv2d lk_{nullptr};
-  std::vector<torch::Tensor> masks_;
-  bool denseWeightGrad_ = false;
 };
 
 /// Any other branch set (RepLKNet's K x K + 5 x 5, ConvNeXt's 7 x 7 with
@@ -263,12 +240,11 @@ public:
     if (!options_.batchNorm)
       return slak::lk_conv(x, weights, masks_,
                            bias_.defined() ? std::optional<torch::Tensor>(bias_) : std::nullopt, o);
-    auto y = slak::lk_conv(x, weights, masks_, std::nullopt, o.per_branch(true));
-    torch::Tensor out;
-    for (size_t b = 0; b < branches_.size(); ++b) {
-      auto normed = branches_[b]->bn(y.select(0, static_cast<int64_t>(b)));
-      out = out.defined() ? out + normed : normed;
-    }
+    std::vector<torch::nn::BatchNorm2d> norms;
+    for (auto &b : branches_)
+      norms.push_back(b->bn);
+    auto out = slak::sumOfNormedBranches(
+        slak::lk_conv(x, weights, masks_, std::nullopt, o.per_branch(true)), norms);
     return bias_.defined() ? out + bias_.view({1, -1, 1, 1}) : out;
   }
   void setBranchMasks(const std::vector<torch::Tensor> &masks) override {

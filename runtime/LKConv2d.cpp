@@ -165,14 +165,21 @@ at::Tensor LKConv2dImpl::forward(const at::Tensor &x) {
     return lk_conv(x, f.weights, f.masks,
                    f.bias.defined() ? std::optional<at::Tensor>(f.bias) : std::nullopt, options);
   }
+  options.denseWeightGrad = denseWeightGrad_;
   if (!options_.bn())
     return lk_conv(x, weights_, masks_,
                    bias_.defined() ? std::optional<at::Tensor>(bias_) : std::nullopt, options);
   options.perBranch = true;
-  const at::Tensor y = lk_conv(x, weights_, masks_, std::nullopt, options);
+  return sumOfNormedBranches(lk_conv(x, weights_, masks_, std::nullopt, options), norms_);
+}
+
+at::Tensor sumOfNormedBranches(const at::Tensor &y, std::vector<torch::nn::BatchNorm2d> norms) {
+  TORCH_CHECK(y.dim() == 5 && y.size(0) == static_cast<int64_t>(norms.size()),
+              "slak::sumOfNormedBranches: outputs of shape ", y.sizes(), " for ", norms.size(),
+              " BatchNorms, expected [", norms.size(), ", N, C, H, W]");
   at::Tensor out;
-  for (size_t b = 0; b < weights_.size(); ++b) {
-    at::Tensor normed = norms_[b]->forward(y.select(0, static_cast<int64_t>(b)));
+  for (size_t b = 0; b < norms.size(); ++b) {
+    at::Tensor normed = norms[b]->forward(y.select(0, static_cast<int64_t>(b)));
     out = out.defined() ? out + normed : normed;
   }
   return out;

@@ -74,6 +74,9 @@ public:
   void set_masks(const std::vector<at::Tensor> &masks);
   /// The current masks (uint8 on the CPU; undefined = dense).
   const std::vector<at::Tensor> &masks() const { return masks_; }
+  /// Training backward computes the gradient of every tap, masked or not
+  /// (gradient regrowth at mask updates needs it).
+  void set_dense_weight_grad(bool dense) { denseWeightGrad_ = dense; }
 
   /// The branch weights in order lora1, lora2[, small].
   std::vector<at::Tensor> branch_weights() const;
@@ -96,10 +99,15 @@ private:
   at::Tensor bias_;
   std::vector<at::Tensor> masks_;
   uint64_t maskGeneration_ = 0;
+  bool denseWeightGrad_ = false;
   std::vector<int64_t> foldedStamp_;
   FoldedLKConv folded_;
 };
 
 TORCH_MODULE(LKConv2d);
+
+/// The sum over branches b of norms[b](y[b]): per-branch outputs
+/// [B, N, C, H, W] of lk_conv through a BatchNorm each, then added.
+at::Tensor sumOfNormedBranches(const at::Tensor &y, std::vector<torch::nn::BatchNorm2d> norms);
 
 } // namespace slak
