@@ -1,12 +1,17 @@
 #include "runtime/KernelCache.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -58,6 +63,36 @@ std::string temporaryName(const std::string &path) {
      << (std::hash<std::thread::id>()(std::this_thread::get_id()) & 0xffffff) << "."
      << counter.fetch_add(1);
   return os.str();
+}
+
+/// Temporary entry files of writers that died mid-store (a killed process):
+/// those of a process that no longer exists, untouched for 10 s (a store
+/// takes milliseconds; the age spares writers on other hosts sharing the
+/// folder, whose pids mean nothing here), and any untouched for an hour.
+/// Readers never see them: entries are only ever renamed into place.
+int removeStaleTemporaries(const std::string &folder) {
+  DIR *dir = ::opendir(folder.c_str());
+  if (!dir)
+    return 0;
+  int removed = 0;
+  const std::time_t now = std::time(nullptr);
+  while (const dirent *e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    const size_t at = name.find(".bin.tmp.");
+    if (at == std::string::npos)
+      continue;
+    const std::string path = folder + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    const double age = std::difftime(now, st.st_mtime);
+    const long pid = std::strtol(name.c_str() + at + 9, nullptr, 10);
+    const bool gone = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    if ((gone && age > 10) || age > 3600)
+      removed += ::unlink(path.c_str()) == 0;
+  }
+  ::closedir(dir);
+  return removed;
 }
 
 bool writeAll(int fd, std::string_view bytes) {
@@ -194,9 +229,22 @@ std::string KernelCache::entryPath(std::string_view kind, const CacheKey &key) c
   return directory_ + "/" + std::string(kind) + "/" + key.hex() + ".bin";
 }
 
+void KernelCache::sweepOnce(std::string_view kind) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!swept_.insert(std::string(kind)).second)
+      return;
+  }
+  const std::string folder = directory_ + "/" + std::string(kind);
+  if (const int n = removeStaleTemporaries(folder))
+    logDebug("kernel cache: removed " + std::to_string(n) +
+             " temporary file(s) of killed writers from " + folder);
+}
+
 std::optional<std::string> KernelCache::load(std::string_view kind, const CacheKey &key) {
   if (directory_.empty())
     return std::nullopt;
+  sweepOnce(kind);
   const std::string path = entryPath(kind, key);
   std::ifstream in(path, std::ios::binary);
   if (!in)
@@ -215,6 +263,7 @@ std::optional<std::string> KernelCache::load(std::string_view kind, const CacheK
 void KernelCache::store(std::string_view kind, const CacheKey &key, std::string_view payload) {
   if (directory_.empty())
     return;
+  sweepOnce(kind);
   const std::string path = entryPath(kind, key);
   auto fail = [&](const std::string &what) {
     ++writeErrors_;

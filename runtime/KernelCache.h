@@ -14,7 +14,8 @@
 // renamed over the final name, so readers see a whole entry or none, and two
 // processes building the same entry at once both succeed. An entry whose
 // header, key, length or checksum does not match is reported, removed and
-// rebuilt; it is never returned.
+// rebuilt; it is never returned. Temporary files of writers that were killed
+// mid-store are removed by the next process that uses the folder.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -106,8 +108,13 @@ public:
   KernelCacheStats stats() const;
 
 private:
+  /// Removes killed writers' temporary files from <directory>/<kind>, once
+  /// per kind and process.
+  void sweepOnce(std::string_view kind);
+
   std::string directory_;
   mutable std::mutex mutex_;
+  std::set<std::string> swept_;
   std::map<std::pair<std::string, CacheKey>, std::shared_ptr<const std::string>> memory_;
   std::atomic<int64_t> memoryHits_{0}, diskHits_{0}, builds_{0}, corrupt_{0}, writeErrors_{0};
 };

@@ -2,14 +2,24 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <tuple>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace slak::codegen {
@@ -18,25 +28,166 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-/// Writes `bytes` to `path` through a temporary file in the same folder.
-void writeAtomically(const fs::path &path, const std::string &bytes) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out)
-      throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+/// The files of a package, manifest first (it is written last).
+constexpr const char *kPackageFiles[] = {"manifest.json", "kernels.cu", "kernels.cl", "data.bin"};
+
+uint64_t fnv1a64(const std::string &bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes)
+    h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+std::string hex64(uint64_t v) {
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(v));
+  return text;
+}
+
+/// Writes `bytes` to a new file and flushes it to the disk.
+void writeFile(const std::string &path, const std::string &bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw std::runtime_error("cannot rename " + tmp.string() + " to " + path.string() + ": " +
-                             ec.message());
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+}
+
+void fsyncFolder(const std::string &dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
   }
+}
+
+bool exists(const std::string &path, bool *isFolder = nullptr) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0)
+    return false;
+  if (isFolder)
+    *isFolder = S_ISDIR(st.st_mode);
+  return true;
+}
+
+/// rm -rf on POSIX calls (std::filesystem::remove_all crashes in processes
+/// that load LibTorch, which exports its own copy; runtime/Files.h).
+void removeTree(const std::string &path) {
+  if (!exists(path))
+    return;
+  ::nftw(
+      path.c_str(),
+      [](const char *name, const struct stat *, int, struct FTW *) { return ::remove(name); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
+
+/// The names in `dir` (without "." and "..").
+std::vector<std::string> folderEntries(const std::string &dir) {
+  std::vector<std::string> names;
+  if (DIR *d = ::opendir(dir.c_str())) {
+    while (const dirent *e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+        names.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return names;
+}
+
+/// Where the package goes: "pkg/" -> "pkg"; an existing folder by its real
+/// path, so that "." or "a/.." have a parent and a name.
+std::string packageFolder(const std::string &dir) {
+  std::string path = dir;
+  while (path.size() > 1 && path.back() == '/')
+    path.pop_back();
+  if (char *real = ::realpath(path.c_str(), nullptr)) {
+    path = real;
+    std::free(real);
+  }
+  return path;
+}
+
+std::string parentOf(const std::string &path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos)
+    return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string baseName(const std::string &path) { return path.substr(path.find_last_of('/') + 1); }
+
+/// Staging and replaced folders of writers that were killed:
+/// <name>.tmp-<pid>-<n> and <name>.old-<pid> whose process is gone.
+void removeStaleSiblings(const std::string &folder) {
+  const std::string parent = parentOf(folder), name = baseName(folder);
+  for (const std::string &entry : folderEntries(parent)) {
+    for (const char *tag : {".tmp-", ".old-"}) {
+      const std::string prefix = name + tag;
+      if (entry.size() <= prefix.size() || entry.compare(0, prefix.size(), prefix) != 0)
+        continue;
+      const std::string rest = entry.substr(prefix.size());
+      const std::string digits = rest.substr(0, rest.find('-'));
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+          digits.size() > 9)
+        continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(digits));
+      if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH)
+        removeTree(parent + "/" + entry);
+    }
+  }
+}
+
+/// The first entry of an existing `folder` that no package writer made
+/// (a package file, or the temporary file of an older per-file writer), or "".
+std::string foreignEntry(const std::string &folder) {
+  for (const std::string &entry : folderEntries(folder)) {
+    bool ours = entry.find(".tmp.") != std::string::npos;
+    for (const char *file : kPackageFiles)
+      ours = ours || entry == file;
+    if (!ours)
+      return entry;
+  }
+  return {};
+}
+
+/// Puts the complete `staging` folder at `folder` in one step: renamed when
+/// nothing is there, else exchanged with the old package (renameat2), which
+/// is then removed. Where the file system cannot exchange, the old package
+/// is renamed away first: a kill between the two renames leaves no package
+/// (a clear "no manifest" error), never a mixed one.
+void publish(const std::string &staging, const std::string &folder) {
+  if (::rename(staging.c_str(), folder.c_str()) == 0)
+    return;
+  if (errno != ENOTEMPTY && errno != EEXIST)
+    throw std::runtime_error("cannot rename " + staging + " to " + folder + ": " +
+                             std::strerror(errno));
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, folder.c_str(), RENAME_EXCHANGE) == 0) {
+    removeTree(staging); // now the old package
+    return;
+  }
+  const std::string old = folder + ".old-" + std::to_string(::getpid());
+  removeTree(old);
+  if (::rename(folder.c_str(), old.c_str()) != 0)
+    throw std::runtime_error("cannot move the old package " + folder +
+                             " aside: " + std::strerror(errno));
+  if (::rename(staging.c_str(), folder.c_str()) != 0) {
+    const int err = errno;
+    ::rename(old.c_str(), folder.c_str());
+    throw std::runtime_error("cannot rename " + staging + " to " + folder + ": " +
+                             std::strerror(err));
+  }
+  removeTree(old);
 }
 
 /// data.bin: appends little-endian arrays and remembers where they went.
@@ -99,10 +250,26 @@ json launchJson(const EmittedKernels &k, KernelKind kind) {
 
 void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &ops,
                         const std::string &generator) {
+  if (dir.empty())
+    throw std::runtime_error("the package folder is empty: pass -o DIR");
+  const std::string folder = packageFolder(dir);
+  bool isFolder = false;
+  if (exists(folder, &isFolder)) {
+    if (!isFolder)
+      throw std::runtime_error("cannot write the package to " + dir +
+                               ": it is a file, not a folder; pass a new or package folder");
+    if (std::string other = foreignEntry(folder); !other.empty())
+      throw std::runtime_error("refusing to write the package to " + dir + ": it holds '" + other +
+                               "', which is not part of a kernel package (a package replaces the "
+                               "whole folder); pass a new folder, or an older package to replace");
+  }
+  const std::string parent = parentOf(folder);
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  fs::create_directories(parent, ec);
   if (ec)
-    throw std::runtime_error("cannot create the package folder " + dir + ": " + ec.message());
+    throw std::runtime_error("cannot create the folder " + parent + " for the package " + dir +
+                             ": " + ec.message());
+  removeStaleSiblings(folder);
 
   DataFile data;
   json manifest{{"format", "slak-kernel-package"},
@@ -139,12 +306,36 @@ void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &o
     layers.push_back(k);
   }
 
-  const fs::path root(dir);
-  writeAtomically(root / "kernels.cu", assembleSource(Backend::Cuda, layers));
-  writeAtomically(root / "kernels.cl", assembleSource(Backend::OpenCL, layers));
-  writeAtomically(root / "data.bin", data.bytes);
-  // The manifest last: a package is complete once its manifest is there.
-  writeAtomically(root / "manifest.json", manifest.dump(2) + "\n");
+  // Everything goes into a staging folder next to the package, manifest last,
+  // and the folder replaces the package in one rename: a reader sees the old
+  // package or the new one, never a mix, even when this process is killed.
+  const std::map<std::string, std::string> files = {
+      {"kernels.cu", assembleSource(Backend::Cuda, layers)},
+      {"kernels.cl", assembleSource(Backend::OpenCL, layers)},
+      {"data.bin", data.bytes}};
+  json checksums = json::object();
+  for (const auto &[name, bytes] : files)
+    checksums[name] = json{{"bytes", bytes.size()}, {"fnv1a64", hex64(fnv1a64(bytes))}};
+  manifest["checksums"] = checksums;
+
+  static std::atomic<int> writes{0}; // threads of one process get their own staging folder
+  const std::string staging =
+      folder + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(writes++);
+  removeTree(staging);
+  if (::mkdir(staging.c_str(), 0755) != 0)
+    throw std::runtime_error("cannot create the staging folder " + staging + ": " +
+                             std::strerror(errno));
+  try {
+    for (const auto &[name, bytes] : files)
+      writeFile(staging + "/" + name, bytes);
+    writeFile(staging + "/manifest.json", manifest.dump(2) + "\n");
+    fsyncFolder(staging);
+    publish(staging, folder);
+  } catch (...) {
+    removeTree(staging);
+    throw;
+  }
+  fsyncFolder(parent);
 }
 
 // ---------------------------------------------------------------------------
@@ -303,6 +494,44 @@ TapTable readTapTable(const EntryReader &r, const json &ref, const KernelSpec &s
   return table;
 }
 
+/// The sizes and checksums the writer recorded ("checksums", absent in
+/// older packages): a package whose files were cut short, partly copied or
+/// mixed with another package's is refused, not loaded.
+void checkFiles(const json &manifest, const fs::path &root, const std::string &where,
+                const std::string &dir) {
+  if (!manifest.contains("checksums"))
+    return;
+  const json &sums = manifest["checksums"];
+  if (!sums.is_object())
+    throw std::runtime_error(where + ": \"checksums\" is " + sums.dump() + ", expected an object");
+  const std::string fix = ": rebuild it (slak-translate --emit-kernel-package) or copy the whole "
+                          "folder again";
+  for (const auto &[name, sum] : sums.items()) {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+      throw std::runtime_error(where + ": \"checksums\" names \"" + name +
+                               "\", which is not a file name");
+    if (!sum.is_object() || !sum.contains("bytes") || !sum["bytes"].is_number_unsigned() ||
+        !sum.contains("fnv1a64") || !sum["fnv1a64"].is_string())
+      throw std::runtime_error(where + ": \"checksums\"." + name + " is " + sum.dump() +
+                               ", expected {\"bytes\": N, \"fnv1a64\": \"16 hex digits\"}");
+    const std::optional<std::string> bytes = readFile(root / name);
+    if (!bytes)
+      throw std::runtime_error("kernel package " + dir + " is incomplete: " + name +
+                               " is missing, the manifest lists it" + fix);
+    const uint64_t expected = sum["bytes"].get<uint64_t>();
+    if (bytes->size() != expected)
+      throw std::runtime_error("kernel package " + dir + " is damaged: " + name + " has " +
+                               std::to_string(bytes->size()) + " bytes, the manifest says " +
+                               std::to_string(expected) + " (cut short or from another package)" +
+                               fix);
+    if (hex64(fnv1a64(*bytes)) != sum["fnv1a64"].get<std::string>())
+      throw std::runtime_error("kernel package " + dir + " is damaged: " + name +
+                               " does not match its checksum in the manifest (modified, or from "
+                               "another package)" +
+                               fix);
+  }
+}
+
 } // namespace
 
 const PackagedOp *KernelPackage::find(const std::string &name) const {
@@ -415,6 +644,7 @@ KernelPackage readKernelPackage(const std::string &dir) {
     }
     package.ops.push_back(std::move(op));
   }
+  checkFiles(manifest, root, where, dir);
   return package;
 }
 

@@ -8,8 +8,11 @@
 //   data.bin        little-endian blobs: tap tables (int32) and, where the
 //                   op's weights are constants, weights and bias (float32)
 //
-// Every file is written to a temporary name and renamed, so a failed write
-// never leaves a half-written package file behind.
+// The writer fills a staging folder next to the package (<dir>.tmp-<pid>-<n>),
+// manifest last, and puts it in place with one rename (an exchange with an
+// older package), so a killed or failed writer never leaves a half-written
+// or mixed package at <dir>. The manifest records each file's size and
+// checksum; the reader refuses a package whose files do not match.
 #pragma once
 
 #include "codegen/KernelEmitter.h"
@@ -34,8 +37,9 @@ struct PackagedOp {
   std::vector<float> bias;
 };
 
-/// Writes the package into `dir` (created if missing). Throws
-/// std::runtime_error naming the file and the reason on I/O errors.
+/// Writes the package into `dir` (created if missing; an existing package
+/// there is replaced whole). Throws std::runtime_error naming the file and
+/// the reason on I/O errors, and refuses a `dir` holding other files.
 void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &ops,
                         const std::string &generator);
 
@@ -57,8 +61,9 @@ struct KernelPackage {
 /// Reads and checks a package written by writeKernelPackage: the manifest's
 /// format and version, every spec (KernelSpec::validate, and the recorded
 /// signature where the schedule is complete), entry points present in the
-/// sources, data.bin ranges, and tap table / weight / bias sizes against the
-/// spec. Throws std::runtime_error naming the file, the op and the problem.
+/// sources, data.bin ranges, tap table / weight / bias sizes against the
+/// spec, and the files' sizes and checksums where the manifest records them.
+/// Throws std::runtime_error naming the file, the op and the problem.
 KernelPackage readKernelPackage(const std::string &dir);
 
 } // namespace slak::codegen

@@ -1,6 +1,8 @@
 #include "models/train/Trainer.h"
 
 #include "models/deploy/Checkpoint.h"
+#include "models/train/OutputDirectoryLock.h"
+#include "runtime/Log.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
@@ -9,11 +11,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -106,12 +110,21 @@ private:
   Clock::time_point lastDraw_{};
 };
 
-void fsyncFile(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
+/// Flushes a file, or a directory's entries (a rename), to the disk, so that
+/// a checkpoint survives a power loss as well as a killed process.
+void fsyncPath(const std::string &path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);
     ::close(fd);
   }
+}
+
+/// The first sentence of a LibTorch message (it may add advice and context
+/// lines that do not fit a one-line error).
+std::string firstSentence(const std::string &text) {
+  std::string line = text.substr(0, text.find('\n'));
+  return line.substr(0, line.find(". "));
 }
 
 } // namespace
@@ -167,15 +180,28 @@ struct Trainer::State {
   double epochLossSum = 0, epochTrainSeconds = 0;
   int64_t epochCorrect = 0, epochSeen = 0;
   std::string logPath, checkpointPath;
+  // Rank 0 holds these while it trains: one trainer per output directory.
+  std::vector<std::unique_ptr<OutputDirectoryLock>> locks;
 
   bool root() const { return group->isRoot(); }
   bool distributed() const { return group->size() > 1; }
 
+  /// One write() per record on an O_APPEND descriptor: a record is on disk
+  /// whole or not at all when the process is killed, and never split.
   void log(const json &record) const {
     if (!root())
       return;
-    std::ofstream out(logPath, std::ios::app);
-    out << record.dump() << '\n';
+    const std::string line = record.dump() + '\n';
+    const int fd = ::open(logPath.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      throw std::runtime_error("cannot append to the log " + logPath + ": " + std::strerror(errno) +
+                               "; pass a writable --out-dir or --log");
+    const ssize_t n = ::write(fd, line.data(), line.size());
+    const int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size()))
+      throw std::runtime_error("cannot append to the log " + logPath + ": " +
+                               (n < 0 ? std::strerror(err) : "short write (disk full?)"));
   }
 
   double learningRate(int64_t s) const {
@@ -381,13 +407,34 @@ struct Trainer::State {
                                e.what_without_backtrace() +
                                "): make --out-dir / --checkpoint a writable file path");
     }
-    fsyncFile(tmp);
-    fs::rename(tmp, target); // atomic: a reader sees the old or the new file
+    fsyncPath(tmp);
+    // Atomic: a reader (or a --resume after a kill) sees the old or the new file.
+    if (::rename(tmp.c_str(), target.c_str()) != 0)
+      throw std::runtime_error("cannot rename the checkpoint " + tmp + " to " + target + ": " +
+                               std::strerror(errno));
+    const std::string dir = fs::path(target).parent_path().string();
+    fsyncPath(dir.empty() ? "." : dir);
   }
 
+  /// LibTorch's errors (a truncated or foreign file) become one line naming
+  /// the file and the fix.
   void load(const std::string &path) {
     if (!fs::exists(path))
       throw std::runtime_error("--resume " + path + ": no such checkpoint");
+    try {
+      loadArchive(path);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error(
+          "--resume " + path + " cannot be read as a slak-train checkpoint (" +
+          firstSentence(e.what_without_backtrace()) +
+          "): the file is truncated, corrupt or not a checkpoint; resume from an intact "
+          "checkpoint (slak-train writes checkpoint.pt whole or not at all) or start afresh "
+          "without --resume" +
+          (runtime::debugLogging() ? std::string("\n") + e.what() : std::string()));
+    }
+  }
+
+  void loadArchive(const std::string &path) {
     torch::serialize::InputArchive root;
     root.load_from(path, device);
     torch::serialize::InputArchive meta;
@@ -503,6 +550,24 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
     s.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(o.distributed.localRank));
   s.group = std::make_unique<ProcessGroup>(o.distributed, s.device);
   const int64_t ranks = s.group->size();
+
+  // Outputs, locked before anything slow: a second trainer on the same
+  // directory is refused at once. --print-params and --eval-only never get here.
+  s.logPath = o.logPath.empty() ? (fs::path(o.outDir) / "log.jsonl").string() : o.logPath;
+  s.checkpointPath =
+      o.checkpointPath.empty() ? (fs::path(o.outDir) / "checkpoint.pt").string() : o.checkpointPath;
+  if (s.root()) {
+    std::vector<std::string> dirs;
+    for (const std::string &file : {s.checkpointPath, s.logPath}) {
+      std::string dir = fs::path(file).parent_path().string();
+      if (dir.empty())
+        dir = ".";
+      if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end())
+        dirs.push_back(dir);
+    }
+    for (const std::string &dir : dirs)
+      s.locks.push_back(std::make_unique<OutputDirectoryLock>(dir));
+  }
   if (o.batchSize <= 0 || o.accumSteps <= 0 || o.epochs <= 0)
     throw std::invalid_argument("--batch-size, --accum-steps and --epochs must be positive");
 
@@ -566,12 +631,6 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
   // Every rank starts from rank 0's weights (equal anyway: same seed).
   if (s.distributed())
     s.broadcastModel(*s.model);
-
-  s.logPath = o.logPath.empty() ? (fs::path(o.outDir) / "log.jsonl").string() : o.logPath;
-  s.checkpointPath =
-      o.checkpointPath.empty() ? (fs::path(o.outDir) / "checkpoint.pt").string() : o.checkpointPath;
-  if (auto dir = fs::path(s.logPath).parent_path(); !dir.empty())
-    fs::create_directories(dir);
 
   // Sparsity.
   if (s.config.sparsity > 0) {
@@ -663,6 +722,33 @@ TrainResult Trainer::run() {
   const int64_t imagesPerStep = o.batchSize * o.accumSteps * ranks;
   result.rank = static_cast<int>(rank);
   result.worldSize = static_cast<int>(ranks);
+
+  // The test split through the model (and the EMA): into the result and the
+  // epoch's log record.
+  auto testEvaluation = [&](int64_t epoch, json &record) {
+    auto t0 = Clock::now();
+    s.syncBuffers(*s.model);
+    auto e = evaluate(*s.model, s.test, o.evalBatchSize, s.device.str(), s.group.get());
+    result.testLoss = e.loss;
+    result.testAccuracy = e.accuracy;
+    record["test_loss"] = e.loss;
+    record["test_acc"] = e.accuracy;
+    if (s.ema) {
+      s.syncBuffers(*s.ema);
+      auto ee = evaluate(*s.ema, s.test, o.evalBatchSize, s.device.str(), s.group.get());
+      result.testAccuracyEma = ee.accuracy;
+      record["test_loss_ema"] = ee.loss;
+      record["test_acc_ema"] = ee.accuracy;
+    }
+    record["eval_seconds"] = secondsSince(t0);
+    if (o.progress && s.root()) {
+      std::cerr << "epoch " << epoch + 1 << ": test acc " << 100.0 * e.accuracy << "%";
+      if (s.ema)
+        std::cerr << " (EMA " << 100.0 * result.testAccuracyEma << "%)";
+      std::cerr << ", test loss " << e.loss << "\n";
+    }
+  };
+  bool epochEnded = false;
 
   while (s.step < s.totalSteps) {
     const int64_t epoch = s.step / s.stepsPerEpoch;
@@ -757,40 +843,30 @@ TrainResult Trainer::run() {
                 {"images_per_s", result.imagesPerSecond},
                 {"train_seconds", s.epochTrainSeconds}};
     s.checkParameters("at the end of epoch " + std::to_string(epoch + 1));
-    if (o.evalEachEpoch || s.step == s.totalSteps) {
-      auto t0 = Clock::now();
-      s.syncBuffers(*s.model);
-      auto e = evaluate(*s.model, s.test, o.evalBatchSize, s.device.str(), s.group.get());
-      result.testLoss = e.loss;
-      result.testAccuracy = e.accuracy;
-      record["test_loss"] = e.loss;
-      record["test_acc"] = e.accuracy;
-      if (s.ema) {
-        s.syncBuffers(*s.ema);
-        auto ee = evaluate(*s.ema, s.test, o.evalBatchSize, s.device.str(), s.group.get());
-        result.testAccuracyEma = ee.accuracy;
-        record["test_loss_ema"] = ee.loss;
-        record["test_acc_ema"] = ee.accuracy;
-      }
-      record["eval_seconds"] = secondsSince(t0);
-      if (o.progress && s.root()) {
-        std::cerr << "epoch " << epoch + 1 << ": test acc " << 100.0 * e.accuracy << "%";
-        if (s.ema)
-          std::cerr << " (EMA " << 100.0 * result.testAccuracyEma << "%)";
-        std::cerr << ", test loss " << e.loss << "\n";
-      }
-    }
+    if (o.evalEachEpoch || s.step == s.totalSteps)
+      testEvaluation(epoch, record);
     if (s.masking)
       record["density"] = s.masking->overallDensity();
     s.log(record);
-    ++result.epochsCompleted;
+    epochEnded = true;
     s.save(s.checkpointPath);
     if (o.maxSteps >= 0 && s.step >= o.maxSteps && s.step < s.totalSteps) {
       result.stoppedEarly = true;
       break;
     }
   }
+  // Resumed from the final checkpoint of a run killed after writing it:
+  // nothing is left to train, so report the last epoch as the run did (its
+  // running sums are in the checkpoint, the evaluation is deterministic).
+  if (!epochEnded && !result.stoppedEarly && s.step >= s.totalSteps && s.epochSeen > 0) {
+    result.trainLoss = s.epochLossSum / s.epochSeen;
+    result.trainAccuracy = static_cast<double>(s.epochCorrect) / s.epochSeen;
+    result.imagesPerSecond = s.epochSeen / std::max(s.epochTrainSeconds, 1e-9);
+    json unused;
+    testEvaluation(s.step / s.stepsPerEpoch - 1, unused);
+  }
   result.steps = s.step;
+  result.epochsCompleted = s.step / s.stepsPerEpoch;
   result.density = s.masking ? s.masking->overallDensity() : 1.0;
   return result;
 }

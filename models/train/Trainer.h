@@ -4,7 +4,9 @@
 // gradient accumulation, SLaK's dynamic sparsity (models/sparse), a progress
 // bar on stderr, a JSONL log and atomic checkpoints that resume bit-exactly.
 //
-// Checkpoint (one LibTorch archive, written to <path>.tmp, fsynced, renamed):
+// Rank 0 locks the output directories (OutputDirectoryLock) while it trains.
+// Checkpoint (one LibTorch archive, written to <path>.tmp, fsynced, renamed
+// over <path>, the folder fsynced: a kill leaves the old or the new file):
 //   model/      parameters and buffers (Module::save)
 //   ema/        the EMA model, when --ema-decay > 0
 //   optimizer/  per parameter (by name): step, exp_avg, exp_avg_sq
@@ -82,8 +84,8 @@ struct TrainOptions {
 
 struct TrainResult {
   int64_t steps = 0;
-  int64_t epochsCompleted = 0;
-  bool stoppedEarly = false; // maxSteps reached before the last epoch
+  int64_t epochsCompleted = 0; // by the run, before a --resume too
+  bool stoppedEarly = false;   // maxSteps reached before the last epoch
   double trainLoss = 0, trainAccuracy = 0;
   double testLoss = 0, testAccuracy = -1, testAccuracyEma = -1;
   double imagesPerSecond = 0; // training images / training seconds, last epoch

@@ -359,8 +359,10 @@ int main(int argc, char **argv) {
       }
       if (db) {
         const bool stored = recordResult(*db, result, replace);
+        // Flushed: the line says the layer's rows are committed, even when
+        // the process is killed right after.
         report << (stored ? "stored in " : "kept the measured schedule already in ") << db->path()
-               << " (" << result.measurements.size() << " records)\n";
+               << " (" << result.measurements.size() << " records)" << std::endl;
       }
     }
     if (layerBar)

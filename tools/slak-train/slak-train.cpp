@@ -3,6 +3,7 @@
 #include "models/deploy/Checkpoint.h"
 #include "models/deploy/Deploy.h"
 #include "models/train/Trainer.h"
+#include "runtime/Log.h"
 #include "tools/common/ModelFlags.h"
 
 #include <CLI/CLI.hpp>
@@ -292,7 +293,12 @@ int main(int argc, char **argv) {
   } catch (const std::exception &e) {
     std::string who =
         o.distributed.enabled() ? " (rank " + std::to_string(o.distributed.rank) + ")" : "";
-    std::fprintf(stderr, "slak-train%s: error: %s\n", who.c_str(), e.what());
+    // A LibTorch error's what() carries a C++ stack trace: one line unless
+    // SLAK_LOG=debug asks for the trace.
+    std::string message = e.what();
+    if (const auto *c10 = dynamic_cast<const c10::Error *>(&e); c10 && !runtime::debugLogging())
+      message = c10->what_without_backtrace();
+    std::fprintf(stderr, "slak-train%s: error: %s\n", who.c_str(), message.c_str());
     return 1;
   }
 }
