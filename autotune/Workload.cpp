@@ -218,10 +218,17 @@ LayerDescription parseLayer(const std::string &text) {
   const std::string branches = kv.count("branches") ? kv["branches"] : "51x5+5x51+5x5";
   for (const std::string &b : split(branches, '+')) {
     const size_t x = b.find('x');
+    const std::string notABranch = "--layer: branch '" + b + "' of branches=" + branches +
+                                   " is not KHxKW with odd sizes (e.g. 51x5+5x51+5x5)";
     if (x == std::string::npos)
-      throw std::invalid_argument("--layer: branch '" + b + "' is not KHxKW (e.g. 51x5)");
-    const int kh = static_cast<int>(parseInt("branch height", b.substr(0, x), 1));
-    const int kw = static_cast<int>(parseInt("branch width", b.substr(x + 1), 1));
+      throw std::invalid_argument(notABranch);
+    int kh = 0, kw = 0;
+    try {
+      kh = static_cast<int>(parseInt("branch height", b.substr(0, x), 1));
+      kw = static_cast<int>(parseInt("branch width", b.substr(x + 1), 1));
+    } catch (const std::invalid_argument &) {
+      throw std::invalid_argument(notABranch);
+    }
     s.branches.push_back(codegen::Branch::same(kh, kw, !sparse));
   }
   const std::string mode = kv.count("mode") ? kv["mode"] : "train";

@@ -70,7 +70,8 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
       const autotune::CpuScheduleChoice choice = autotune::lookupCpuScheduleNoThrow(
           path, kernel->spec, keys, workload.height, workload.width, &error);
       if (!error.empty()) {
-        op.emitError() << "slak-apply-schedules: " << error;
+        // A database problem, not the op's: at the module, without the op.
+        mlir::emitError(getOperation()->getLoc()) << "slak-apply-schedules: " << error;
         return WalkResult::interrupt();
       }
       MLIRContext *ctx = op.getContext();
@@ -112,7 +113,8 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
       autotune::ScheduleChoice choice =
           autotune::bestScheduleNoThrow(path, kernel->spec, device, workload, &error);
       if (!error.empty()) {
-        op.emitError() << "slak-apply-schedules: " << error;
+        // A database problem, not the op's: at the module, without the op.
+        mlir::emitError(getOperation()->getLoc()) << "slak-apply-schedules: " << error;
         return WalkResult::interrupt();
       }
       const ::slak::codegen::Schedule &s = choice.schedule;

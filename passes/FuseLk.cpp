@@ -181,8 +181,10 @@ struct FuseLkPass : public ::mlir::slak::impl::SlakFuseLkBase<FuseLkPass> {
 
   void runOnOperation() override {
     if (mode != "train" && mode != "infer") {
-      getOperation()->emitError() << "slak-fuse-lk: mode is '" << mode
-                                  << "', expected 'train' or 'infer'";
+      // At the location only: Operation::emitError would print the whole
+      // module after a flag typo.
+      mlir::emitError(getOperation()->getLoc())
+          << "slak-fuse-lk: mode is '" << mode << "', expected 'train' or 'infer'";
       return signalPassFailure();
     }
     SmallVector<arith::AddFOp> roots;

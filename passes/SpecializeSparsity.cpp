@@ -74,8 +74,11 @@ struct SpecializeSparsityPass
 
   void runOnOperation() override {
     if (!(densityThreshold >= 0.0 && densityThreshold <= 1.0)) {
-      getOperation()->emitError() << "slak-specialize-sparsity: density-threshold is "
-                                  << shortText(densityThreshold) << ", expected a value in [0, 1]";
+      // At the location only: Operation::emitError would print the whole
+      // module after a flag typo.
+      mlir::emitError(getOperation()->getLoc())
+          << "slak-specialize-sparsity: density-threshold is " << shortText(densityThreshold)
+          << ", expected a value in [0, 1]";
       return signalPassFailure();
     }
     SmallVector<LkConvOp> ops;

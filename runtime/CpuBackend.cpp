@@ -125,29 +125,33 @@ MakeHalideKernel halidePlugin(std::string *why) {
   static MakeHalideKernel make = nullptr;
   static std::string error;
   std::call_once(once, [] {
-    std::string path;
+    std::string path, from;
     if (const char *env = std::getenv("SLAK_HALIDE_PLUGIN"); env && *env) {
       path = env;
+      from = " (SLAK_HALIDE_PLUGIN; unset it to use the build's libslak_cpu_halide.so)";
     } else {
       Dl_info info{};
       if (dladdr(reinterpret_cast<void *>(&halidePlugin), &info) && info.dli_fname)
         path = joinPath(parentDirectory(info.dli_fname), "libslak_cpu_halide.so");
     }
     if (path.empty() || !fileExists(path)) {
-      error = "no Halide plugin (" + (path.empty() ? std::string("path unknown") : path) +
-              " does not exist: this build has no Halide; configure with "
-              "-DSLAK_WITH_HALIDE=ON for speed)";
+      error = "there is no Halide plugin (" + (path.empty() ? std::string("path unknown") : path) +
+              " does not exist" +
+              (from.empty() ? ": this build has no Halide; configure with "
+                              "-DSLAK_WITH_HALIDE=ON for speed)"
+                            : ")" + from);
       return;
     }
     void *handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       const char *err = ::dlerror();
-      error = "cannot load the Halide plugin " + path + ": " + (err ? err : "unknown error");
+      error =
+          "it cannot load the Halide plugin " + path + ": " + (err ? err : "unknown error") + from;
       return;
     }
     make = reinterpret_cast<MakeHalideKernel>(::dlsym(handle, "slak_make_halide_kernel"));
     if (!make)
-      error = "the Halide plugin " + path + " lacks slak_make_halide_kernel";
+      error = "the Halide plugin " + path + " lacks slak_make_halide_kernel" + from;
   });
   if (why)
     *why = error;
@@ -166,7 +170,7 @@ std::shared_ptr<LkConvKernel> makeCpuKernel(const KernelSpec &spec) {
   std::string why;
   if (MakeHalideKernel make = halidePlugin(&why))
     return std::shared_ptr<LkConvKernel>(make(spec));
-  logOnce("cpu-backend", "CPU backend: the reference oracle (slow), because there is " + why);
+  logOnce("cpu-backend", "CPU backend: the reference oracle (slow), because " + why);
   return std::make_shared<ReferenceKernel>(spec);
 }
 

@@ -1,5 +1,7 @@
 #include "runtime/KernelPackageLoader.h"
 
+#include "codegen/FileKind.h"
+
 #include <ATen/ATen.h>
 
 #include <sstream>
@@ -248,6 +250,18 @@ at::Tensor KernelPackageModule::forward(const std::string &opName, const at::Ten
 }
 
 std::shared_ptr<KernelPackageModule> load_kernel_package(const std::string &dir) {
+  // A checkpoint or image given as the package, or as its manifest: named
+  // for what it is (the JSON parser would quote its first, binary byte).
+  const std::string kind = codegen::describeFileKind(dir);
+  TORCH_CHECK(kind.empty() || kind.rfind("a folder", 0) == 0, "slak::load_kernel_package: ", dir,
+              " is ", kind,
+              ", not a kernel package folder (slak-translate --emit-kernel-package -o DIR writes "
+              "one)");
+  const std::string manifest = codegen::describeFileKind(dir + "/manifest.json");
+  TORCH_CHECK(manifest.empty() || manifest == "JSON text" || manifest == "a text file",
+              "slak::load_kernel_package: ", dir, "/manifest.json is ", manifest,
+              ", not the JSON manifest of a kernel package: rebuild the package (slak-translate "
+              "--emit-kernel-package)");
   try {
     return std::make_shared<KernelPackageModule>(codegen::readKernelPackage(dir));
   } catch (const c10::Error &) {

@@ -1,6 +1,7 @@
 // Log: the runtime's one-line messages on stderr ("[slak] ..."), e.g. which
 // CPU backend runs, or that a cache entry was corrupt. SLAK_LOG=0 silences
-// them; SLAK_LOG=debug adds debug messages. MLIR- and LibTorch-free.
+// them; SLAK_LOG=debug (or 2) adds debug messages; 1 or unset is the default,
+// and any other value is warned about once. MLIR- and LibTorch-free.
 #pragma once
 
 #include <string>

@@ -1,5 +1,7 @@
 #include "models/data/Datasets.h"
 
+#include "codegen/FileKind.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 #include <zlib.h>
@@ -13,11 +15,23 @@ namespace slak::data {
 
 namespace {
 
+/// What to do about a damaged or wrong data set file.
+std::string datasetFix(const std::string &path) {
+  return "; reinstall the data set (apt-get install --reinstall dataset-fashion-mnist) or point "
+         "--data-dir at a folder with intact copies of " +
+         std::filesystem::path(path).filename().string();
+}
+
 std::vector<uint8_t> readGzip(const std::string &path) {
   if (!std::filesystem::exists(path))
     throw std::runtime_error("Fashion-MNIST file " + path +
                              " not found: install Debian's dataset-fashion-mnist "
                              "(apt-get install dataset-fashion-mnist) or pass --data-dir");
+  const std::string kind = codegen::describeFileKind(path);
+  // gzopen reads an uncompressed IDX file as it is; anything else is wrong.
+  if (kind != "a gzip file" && kind.rfind("an IDX data file", 0) != 0 && !kind.empty())
+    throw std::runtime_error("Fashion-MNIST file " + path + " is " + kind +
+                             ", not a gzip-compressed IDX file" + datasetFix(path));
   gzFile file = gzopen(path.c_str(), "rb");
   if (!file)
     throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
@@ -26,10 +40,17 @@ std::vector<uint8_t> readGzip(const std::string &path) {
   int n;
   while ((n = gzread(file, buffer, sizeof(buffer))) > 0)
     out.insert(out.end(), buffer, buffer + n);
-  bool failed = n < 0;
+  int error = Z_OK;
+  std::string why = gzerror(file, &error);
+  if (why.rfind(path + ": ", 0) == 0) // zlib names the file too
+    why.erase(0, path.size() + 2);
   gzclose(file);
-  if (failed)
-    throw std::runtime_error(path + " is not a readable gzip file");
+  // At a premature end of the compressed stream gzread returns what it had
+  // and reports Z_BUF_ERROR: a truncated file.
+  if (n < 0 || (error != Z_OK && error != Z_STREAM_END))
+    throw std::runtime_error(
+        "Fashion-MNIST file " + path + " is " + (error == Z_BUF_ERROR ? "truncated" : "corrupt") +
+        " (zlib: " + why + ", after " + std::to_string(out.size()) + " bytes)" + datasetFix(path));
   return out;
 }
 
@@ -42,23 +63,28 @@ uint32_t bigEndian32(const std::vector<uint8_t> &bytes, size_t offset) {
 std::vector<int64_t> idxHeader(const std::vector<uint8_t> &bytes, const std::string &path,
                                int expectedRank, size_t &dataOffset) {
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08)
-    throw std::runtime_error(path + ": not an IDX file of unsigned bytes (magic 0x0000 08xx)");
+    throw std::runtime_error(path + ": not an IDX file of unsigned bytes (magic 0x0000 08xx)" +
+                             datasetFix(path));
   int rank = bytes[3];
   if (rank != expectedRank)
     throw std::runtime_error(path + ": IDX rank " + std::to_string(rank) + ", expected " +
-                             std::to_string(expectedRank));
+                             std::to_string(expectedRank) + " (" +
+                             (expectedRank == 3 ? "images" : "labels") + ")" + datasetFix(path));
   if (bytes.size() < 4 + 4 * size_t(rank))
-    throw std::runtime_error(path + ": truncated IDX header");
+    throw std::runtime_error(path + ": truncated IDX header" + datasetFix(path));
   std::vector<int64_t> dims;
-  size_t total = 1;
+  unsigned __int128 total = 1; // (three 32-bit dims do not overflow it)
   for (int i = 0; i < rank; ++i) {
     dims.push_back(bigEndian32(bytes, 4 + 4 * i));
-    total *= size_t(dims.back());
+    total *= uint64_t(dims.back());
   }
   dataOffset = 4 + 4 * size_t(rank);
   if (bytes.size() - dataOffset != total)
     throw std::runtime_error(path + ": " + std::to_string(bytes.size() - dataOffset) +
-                             " data bytes, the header promises " + std::to_string(total));
+                             " data bytes, the header promises " +
+                             (total >> 64 ? std::string("more than 2^64")
+                                          : std::to_string(static_cast<uint64_t>(total))) +
+                             datasetFix(path));
   return dims;
 }
 
@@ -75,7 +101,10 @@ Dataset loadFashionMnist(const std::string &dir, bool train) {
   auto labelDims = idxHeader(labelBytes, labelsPath, 1, labelOffset);
   if (imageDims[0] != labelDims[0])
     throw std::runtime_error(imagesPath + " has " + std::to_string(imageDims[0]) + " images but " +
-                             labelsPath + " has " + std::to_string(labelDims[0]) + " labels");
+                             labelsPath + " has " + std::to_string(labelDims[0]) + " labels" +
+                             datasetFix(labelsPath));
+  if (imageDims[0] == 0)
+    throw std::runtime_error(imagesPath + " holds no images" + datasetFix(imagesPath));
 
   Dataset d;
   d.name = train ? "fashion-mnist/train" : "fashion-mnist/test";
@@ -87,7 +116,8 @@ Dataset loadFashionMnist(const std::string &dir, bool train) {
                  .to(torch::kInt64);
   int64_t maxLabel = d.labels.max().item<int64_t>();
   if (maxLabel >= d.numClasses)
-    throw std::runtime_error(labelsPath + ": label " + std::to_string(maxLabel) + " outside 0..9");
+    throw std::runtime_error(labelsPath + ": label " + std::to_string(maxLabel) + " outside 0..9" +
+                             datasetFix(labelsPath));
   return d;
 }
 

@@ -1,12 +1,15 @@
 #include "models/deploy/Checkpoint.h"
 
+#include "codegen/FileKind.h"
 #include "models/deploy/OfficialCheckpoint.h"
+#include "models/deploy/ZipChecksums.h"
 #include "models/sparse/Masking.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/serialize/input-archive.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -35,8 +38,12 @@ public:
       readTensor(archive, section, prefix + b.key(), b.key(), b.value(), true);
     for (auto &child : module.named_children()) {
       torch::serialize::InputArchive sub;
-      if (!archive.try_read(child.key(), sub))
-        fail(section + prefix + child.key() + " is missing");
+      if (!archive.try_read(child.key(), sub)) {
+        const std::string missing = section + prefix + child.key() + " is missing";
+        if (std::string other = otherBackend(child.key(), archive); !other.empty())
+          throw std::runtime_error("checkpoint " + file_ + ": " + missing + ": " + other);
+        fail(missing);
+      }
       readModule(*child.value(), sub, section, prefix + child.key() + ".");
     }
   }
@@ -67,6 +74,25 @@ private:
     if (!archive.try_read(key, value, buffer) || !value.defined())
       fail(section + name + " is missing");
     copy(section + name, value, target);
+  }
+
+  /// A large-kernel layer of the other --lk-backend (the runtime backend
+  /// keeps its tensors under "lk", the LibTorch one under "branch<b>"): what
+  /// happened and the flag that fixes it; "" otherwise.
+  static std::string otherBackend(const std::string &missing,
+                                  torch::serialize::InputArchive &archive) {
+    const std::vector<std::string> keys = archive.keys();
+    auto has = [&](const std::string &key) {
+      return std::find(keys.begin(), keys.end(), key) != keys.end();
+    };
+    if (missing == "lk" && has("branch0"))
+      return "the file's large-kernel layers were trained with --lk-backend torch, this model "
+             "uses the runtime backend: pass --lk-backend torch";
+    if (missing.rfind("branch", 0) == 0 && has("lk"))
+      return "the file's large-kernel layers were trained with --lk-backend runtime, this model "
+             "uses the LibTorch one (which --lk-backend auto picks without the Halide CPU backend "
+             "or a CUDA device): pass --lk-backend runtime";
+    return "";
   }
 
   std::string file_;
@@ -168,17 +194,47 @@ LoadedCheckpoint loadOfficial(const OfficialCheckpoint &file, Classifier &model,
   return out;
 }
 
+/// The first line of a LibTorch error, without its C++ stack trace (kept
+/// for SLAK_LOG=debug by the tools) and without miniz's advice paragraph.
+std::string libTorchReason(const c10::Error &e) {
+  std::string why = e.what_without_backtrace();
+  why = why.substr(0, why.find('\n'));
+  if (size_t internal = why.find(". This is an internal miniz error");
+      internal != std::string::npos)
+    why.erase(internal);
+  return why;
+}
+
 torch::serialize::InputArchive openCheckpoint(const std::string &path) {
+  const std::string kind = codegen::describeFileKind(path);
+  const std::string expected = "not a checkpoint (slak-train writes <out-dir>/checkpoint.pt; an "
+                               "official SLaK checkpoint is a torch.save .pth file)";
+  if (kind.rfind("a folder", 0) == 0 || kind == "not a regular file")
+    throw std::runtime_error("checkpoint " + path + " is " + kind + ", " + expected);
   if (!std::filesystem::is_regular_file(path))
     throw std::runtime_error("checkpoint " + path +
                              ": no such file (slak-train writes <out-dir>/checkpoint.pt)");
+  // Both kinds are zip archives: anything else is the wrong file.
+  if (kind.rfind("a zip archive", 0) != 0)
+    throw std::runtime_error("checkpoint " + path + " is " +
+                             (kind.empty() ? "not a zip archive" : kind) + ", " + expected);
   torch::serialize::InputArchive root;
+  try {
+    checkPyTorchArchive(path);
+  } catch (const c10::Error &e) {
+    throw std::runtime_error("checkpoint " + path +
+                             " is not a readable zip archive (truncated or corrupt?): " +
+                             libTorchReason(e) + "; write or copy it again");
+  } catch (const std::runtime_error &e) {
+    throw std::runtime_error("checkpoint " + path + " is corrupt: " + e.what() +
+                             "; write or copy it again");
+  }
   try {
     root.load_from(path, torch::kCPU);
   } catch (const c10::Error &e) {
     throw std::runtime_error(
         "checkpoint " + path +
-        " cannot be read (not a slak-train checkpoint?): " + e.what_without_backtrace());
+        " cannot be read (not a slak-train checkpoint?): " + libTorchReason(e));
   }
   return root;
 }
@@ -214,16 +270,23 @@ std::string checkpointConfig(const std::string &path) {
     return officialModelConfigJson(
         describeOfficialModel(official->shapes(!official->hasWeights(false))));
   auto root = openCheckpoint(path);
-  std::string config = readMeta(root).first;
+  std::string config;
+  try {
+    config = readMeta(root).first;
+  } catch (const c10::Error &e) {
+    throw std::runtime_error("checkpoint " + path + " cannot be read: " + libTorchReason(e) +
+                             " (not a checkpoint written by slak-train?)");
+  }
   if (config.empty())
     throw std::runtime_error("checkpoint " + path +
                              " has no meta/config: not a slak-train checkpoint");
   return config;
 }
 
-LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema) {
-  if (auto official = OfficialCheckpoint::open(path))
-    return loadOfficial(*official, model, ema);
+namespace {
+
+/// A slak-train checkpoint (a torch::save archive) into `model`.
+LoadedCheckpoint loadTrained(const std::string &path, Classifier &model, bool ema) {
   auto root = openCheckpoint(path);
   LoadedCheckpoint out;
   out.ema = ema;
@@ -267,6 +330,22 @@ LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool
   }
   pushMasksToLargeKernels(model, out.masks);
   return out;
+}
+
+} // namespace
+
+LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool ema) {
+  if (auto official = OfficialCheckpoint::open(path))
+    return loadOfficial(*official, model, ema);
+  try {
+    return loadTrained(path, model, ema);
+  } catch (const c10::Error &e) {
+    // A record of an unexpected type or value (masks/count, a name that is
+    // not a string, ...): the archive passed its checksums, so it was
+    // written that way.
+    throw std::runtime_error("checkpoint " + path + " cannot be read: " + libTorchReason(e) +
+                             " (not a checkpoint written by slak-train?)");
+  }
 }
 
 SourcedModel loadModel(const ModelConfig &config, const std::string &checkpoint, bool ema,

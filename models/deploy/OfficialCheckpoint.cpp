@@ -1,5 +1,7 @@
 #include "models/deploy/OfficialCheckpoint.h"
 
+#include "models/deploy/ZipChecksums.h"
+
 #include <caffe2/serialize/inline_container.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -676,6 +678,7 @@ std::string OfficialArgs::describe() const {
 struct OfficialCheckpoint::Impl {
   std::string path;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
+  std::unique_ptr<ZipChecksums> checksums;
   PyRef root;
   struct Weights {
     std::vector<std::string> names;
@@ -690,6 +693,12 @@ struct OfficialCheckpoint::Impl {
 
   [[noreturn]] void fail(const std::string &what) const {
     throw std::runtime_error("checkpoint " + path + ": " + what);
+  }
+
+  /// Refuses a record whose bytes do not match its CRC-32.
+  void checkRecord(const std::string &record, const at::DataPtr &data, size_t size) const {
+    if (std::string error = checksums->check(record, data.get(), size); !error.empty())
+      throw std::runtime_error("checkpoint " + path + " is corrupt: " + error + "; copy it again");
   }
 
   c10::Storage storage(const PyValue &s) const {
@@ -708,6 +717,7 @@ struct OfficialCheckpoint::Impl {
       fail("storage " + record +
            " cannot be read (truncated or corrupt file?): " + e.what_without_backtrace());
     }
+    checkRecord(record, data, size);
     const __int128 need = static_cast<__int128>(s.numel) * c10::elementSize(s.dtype);
     if (s.numel < 0 || static_cast<__int128>(size) < need)
       fail("storage " + record + " has " + std::to_string(size) + " bytes, fewer than its " +
@@ -764,12 +774,18 @@ std::unique_ptr<OfficialCheckpoint> OfficialCheckpoint::open(const std::string &
   impl->path = path;
   try {
     impl->zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-  } catch (const c10::Error &e) {
-    std::string why = e.what_without_backtrace();
+    impl->checksums = std::make_unique<ZipChecksums>(path);
+  } catch (const std::exception &e) {
+    std::string why = e.what();
+    if (const auto *c10 = dynamic_cast<const c10::Error *>(&e))
+      why = c10->what_without_backtrace();
     why = why.substr(0, why.find('\n'));
-    throw std::runtime_error(
-        "checkpoint " + path +
-        " is not a readable PyTorch zip archive (truncated or corrupt?): " + why);
+    // miniz appends a paragraph of advice to its one-line reason.
+    if (size_t advice = why.find(". This is an internal miniz error"); advice != std::string::npos)
+      why.erase(advice);
+    throw std::runtime_error("checkpoint " + path +
+                             " is not a readable PyTorch zip archive (truncated or corrupt?): " +
+                             why + "; write or copy it again");
   }
   // slak-train checkpoints are TorchScript archives (code/, constants.pkl).
   if (impl->zip->hasRecord("constants.pkl") || !impl->zip->hasRecord("data.pkl"))
@@ -787,6 +803,7 @@ std::unique_ptr<OfficialCheckpoint> OfficialCheckpoint::open(const std::string &
     impl->fail(std::string("data.pkl cannot be read (truncated or corrupt file?): ") +
                e.what_without_backtrace());
   }
+  impl->checkRecord("data.pkl", pickle, size);
   try {
     impl->root = Unpickler(static_cast<const char *>(pickle.get()), size).parse();
   } catch (const PickleError &e) {

@@ -2,11 +2,13 @@
 // mapping on both large-kernel backends, the flags a file fits, the refusal
 // messages, corrupt / truncated / legacy files, and a round trip through a
 // torch.save-format file written by torch::pickle_save (a dict with "model",
-// as the official code saves). The end-to-end test against a model written
+// as the official code saves); damaged, wrong-kind and other-backend files of
+// both checkpoint kinds. The end-to-end test against a model written
 // in PyTorch, through slak-infer, is tests/python/test_official_checkpoint.py.
 #include "models/deploy/OfficialCheckpoint.h"
 #include "models/deploy/Checkpoint.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -384,4 +386,89 @@ TEST(OfficialFiles, CorruptTruncatedLegacyAndOthers) {
   writeBytes(text, {'h', 'e', 'l', 'l', 'o'});
   EXPECT_EQ(models::OfficialCheckpoint::open(text.string()), nullptr);
   EXPECT_EQ(models::OfficialCheckpoint::open((tempDir() / "none.pth").string()), nullptr);
+}
+
+// Both checkpoint kinds, damaged after they were written: LibTorch's zip
+// reader does not check the records' CRC-32, so without our check a flipped
+// byte in a tensor loads as a wrong weight with no error.
+TEST(CheckpointFiles, DamagedRecordIsRefusedOnBothKinds) {
+  auto model = models::createModel(nano(LkBackend::Torch));
+  auto flipByteOf = [](const fs::path &path, const std::string &record) {
+    size_t offset = 0;
+    {
+      caffe2::serialize::PyTorchStreamReader reader(path.string());
+      offset = reader.getRecordOffset(record);
+    }
+    std::vector<char> bytes = readBytes(path);
+    bytes.at(offset + 1) ^= 0x40;
+    writeBytes(path, bytes);
+  };
+
+  const fs::path official = writeOfficial("damaged.pth", *model);
+  EXPECT_EQ(loadError(official, *model), "(no error)");
+  flipByteOf(official, "data/0");
+  const std::string officialError = loadError(official, *model);
+  EXPECT_HAS(officialError, "damaged.pth is corrupt: record data/0");
+  EXPECT_HAS(officialError, "CRC-32");
+
+  const fs::path trained = tempDir() / "damaged.pt";
+  {
+    torch::serialize::OutputArchive root, weights;
+    model->save(weights);
+    root.write("model", weights);
+    root.save_to(trained.string());
+  }
+  EXPECT_EQ(loadError(trained, *model), "(no error)");
+  flipByteOf(trained, "data/0");
+  const std::string trainedError = loadError(trained, *model);
+  EXPECT_HAS(trainedError, "damaged.pt is corrupt: record data/0");
+  EXPECT_HAS(trainedError, "the file was damaged after it was written");
+}
+
+// A file of another kind given as a checkpoint is named for what it is.
+TEST(CheckpointFiles, WrongKindsAreNamed) {
+  auto model = models::createModel(nano(LkBackend::Torch));
+  const std::vector<std::pair<std::vector<char>, std::string>> files = {
+      {{'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n', 0, 0, 0, 13}, "is a PNG image"},
+      {{'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f', 'o', 'r', 'm', 'a', 't', ' ', '3', 0, 16, 0},
+       "is an SQLite database"},
+      {{'\x1f', '\x8b', 8, 0}, "is a gzip file"},
+      {{}, "is an empty file"},
+  };
+  int k = 0;
+  for (const auto &[bytes, expected] : files) {
+    const fs::path path = tempDir() / ("kind" + std::to_string(k++) + ".pt");
+    writeBytes(path, bytes);
+    const std::string error = loadError(path, *model);
+    EXPECT_HAS(error, expected);
+    EXPECT_HAS(error, "not a checkpoint");
+  }
+  const fs::path mlir = tempDir() / "model.mlir";
+  std::ofstream(mlir) << "func.func @f(%x: tensor<1xf32>) -> tensor<1xf32> {\n"
+                         "  return %x : tensor<1xf32>\n}\n";
+  EXPECT_HAS(loadError(mlir, *model), "is MLIR text, not a checkpoint");
+  const fs::path package = tempDir() / "pkg";
+  fs::create_directories(package);
+  std::ofstream(package / "manifest.json") << "{}\n";
+  EXPECT_HAS(loadError(package, *model), "is a folder (a kernel package?), not a checkpoint");
+}
+
+// A slak-train checkpoint of the other large-kernel backend names the flag
+// that reads it, not "another model".
+TEST(CheckpointFiles, OtherBackendNamesTheFlag) {
+  auto runtimeModel = models::createModel(nano(LkBackend::Runtime));
+  auto torchModel = models::createModel(nano(LkBackend::Torch));
+  auto save = [](Classifier &model, const std::string &name) {
+    const fs::path path = tempDir() / name;
+    torch::serialize::OutputArchive root, weights;
+    model.save(weights);
+    root.write("model", weights);
+    root.save_to(path.string());
+    return path;
+  };
+  const std::string intoTorch = loadError(save(*runtimeModel, "runtime.pt"), *torchModel);
+  EXPECT_HAS(intoTorch, "trained with --lk-backend runtime");
+  EXPECT_HAS(intoTorch, "pass --lk-backend runtime");
+  EXPECT_EQ(intoTorch.find("another model"), std::string::npos) << intoTorch;
+  EXPECT_HAS(loadError(save(*torchModel, "torch.pt"), *runtimeModel), "pass --lk-backend torch");
 }

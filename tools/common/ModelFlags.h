@@ -13,19 +13,37 @@
 namespace slak::tools {
 
 /// CLI11's PositiveNumber prints its range as 0 to DBL_MAX written out; this
-/// says what is wrong in words.
-inline CLI::Validator positive() {
+/// says what is wrong in words, and `fix` (in parentheses) what to do.
+inline CLI::Validator positive(const std::string &fix = "leave the flag out for the model's "
+                                                        "value") {
   return CLI::Validator(
-      [](std::string &value) -> std::string {
+      [fix](std::string &value) -> std::string {
         try {
           if (std::stod(value) > 0)
             return "";
         } catch (const std::exception &) {
         }
-        return "'" + value +
-               "' is not a positive number (leave the flag out for the model's value)";
+        return "'" + value + "' is not a positive number" + (fix.empty() ? "" : " (" + fix + ")");
       },
       "> 0");
+}
+
+/// For the model flags whose unset value is -1 (a negative value given by
+/// hand would be taken for "unset" and ignored), and counts where 0 means
+/// "the default".
+inline CLI::Validator nonNegative(const std::string &fix = "leave the flag out for the model's "
+                                                           "value") {
+  return CLI::Validator(
+      [fix](std::string &value) -> std::string {
+        try {
+          if (std::stod(value) >= 0)
+            return "";
+        } catch (const std::exception &) {
+        }
+        return "'" + value + "' is negative or not a number" +
+               (fix.empty() ? "" : " (" + fix + ")");
+      },
+      ">= 0");
 }
 
 struct ModelFlags {
@@ -50,20 +68,26 @@ struct ModelFlags {
     if (!model.empty())
       m->capture_default_str();
     g->add_option("--width-factor", widthFactor,
-                  "Channel multiplier; stage dims are int(d * factor) (SLaK: 1.3)");
+                  "Channel multiplier; stage dims are int(d * factor) (SLaK: 1.3)")
+        ->check(positive());
     g->add_option("--kernel-sizes", kernelSizes,
                   "Large kernel per stage, e.g. 51,49,47,13 (SLaK's M, RepLKNet's K)")
         ->delimiter(',');
     g->add_option("--small-kernel", smallKernel,
-                  "SLaK's N (thin side and small N x N branch); RepLKNet's small kernel");
+                  "SLaK's N (thin side and small N x N branch); RepLKNet's small kernel")
+        ->check(nonNegative());
     g->add_option("--sparsity", sparsity,
                   "Fraction of zero weights in rank-2/4 parameters (SLaK default 0.4; 0 = "
-                  "dense)");
-    g->add_option("--classes", classes, "Number of classes (default: the data set's)");
-    g->add_option("--in-channels", inChannels, "Input channels (default: the data set's)");
+                  "dense)")
+        ->check(nonNegative());
+    g->add_option("--classes", classes, "Number of classes (default: the data set's)")
+        ->check(positive());
+    g->add_option("--in-channels", inChannels, "Input channels (default: the data set's)")
+        ->check(positive());
     g->add_option("--drop-path", dropPath,
                   "Stochastic-depth rate of the last block (grows linearly from 0; no effect "
-                  "in eval mode); default the model's (SLaK-T 0.1, S 0.4, B 0.5)");
+                  "in eval mode); default the model's (SLaK-T 0.1, S 0.4, B 0.5)")
+        ->check(nonNegative());
     g->add_option("--stem-kernel", stemKernel,
                   "SLaK/ConvNeXt stem conv kernel (default: the model's; 4, slak_nano 2)")
         ->check(positive());

@@ -15,6 +15,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include "codegen/FileKind.h"
 #include "dialect/SlakDialect.h"
 #include "dialect/SlakOps.h"
 #include "passes/ApplySchedules.h"
@@ -60,6 +61,11 @@ std::unique_ptr<ModelFile> ModelFile::load(const std::string &path, std::string 
   std::unique_ptr<ModelFile> file(new ModelFile());
   Impl &im = *file->impl_;
   im.path = path;
+  if (std::string wrongKind = ::slak::codegen::notMlirInput(path); !wrongKind.empty()) {
+    if (error)
+      *error = wrongKind;
+    return nullptr;
+  }
   llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> buffer =
       llvm::MemoryBuffer::getFileOrSTDIN(path);
   if (!buffer) {

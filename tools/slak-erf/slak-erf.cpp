@@ -7,6 +7,7 @@
 #include "models/analysis/ErfReport.h"
 #include "models/analysis/Figure.h"
 #include "models/analysis/Png.h"
+#include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 
 #include <CLI/CLI.hpp>
@@ -72,8 +73,10 @@ int main(int argc, char **argv) {
   input->add_option("--seed", seed, "Seed for the image choice or noise and random weights")
       ->capture_default_str();
   input->add_option("--batch-size", batchSize, "Images per forward/backward")
+      ->check(tools::positive(""))
       ->capture_default_str();
   input->add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
+      ->check(tools::nonNegative("0 = LibTorch's default"))
       ->capture_default_str();
 
   auto *out = app.add_option_group("Output");
@@ -201,7 +204,7 @@ int main(int argc, char **argv) {
     }
     return 0;
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "slak-erf: error: %s\n", e.what());
+    std::fprintf(stderr, "slak-erf: error: %s\n", tools::errorMessage(e).c_str());
     return 1;
   }
 }

@@ -6,6 +6,7 @@
 //   slak-export --model slak_nano --checkpoint runs/nano/checkpoint.pt -o model.mlir
 #include "models/deploy/Checkpoint.h"
 #include "models/deploy/LayerExport.h"
+#include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 #include "tools/slak-export/ExportModule.h"
 
@@ -82,11 +83,13 @@ int main(int argc, char **argv) {
       ->capture_default_str();
   app.add_option("--image-size", imageSize,
                  "Input image side the layer sizes are taken at (default: the model's nominal "
-                 "size, 28 for slak_nano, 224 otherwise)");
+                 "size, 28 for slak_nano, 224 otherwise)")
+      ->check(tools::positive("leave the flag out for the model's nominal size"));
   app.add_flag("--check", check,
                "Run each exported layer through the reference oracle and compare it with the "
                "model's layer (eval mode); fail above 1e-4 relative");
-  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)");
+  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
+      ->check(tools::nonNegative("0 = LibTorch's default"));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -127,7 +130,7 @@ int main(int argc, char **argv) {
     }
     return 0;
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "slak-export: error: %s\n", e.what());
+    std::fprintf(stderr, "slak-export: error: %s\n", tools::errorMessage(e).c_str());
     return 1;
   }
 }

@@ -7,9 +7,11 @@
 //
 //   slak-infer --model slak_nano --checkpoint runs/nano/checkpoint.pt --kernels pkg --images 16
 //   slak-infer --model slak_tiny --checkpoint SLaK_tiny.pth --input x.pt --logits-out y.pt
+#include "codegen/FileKind.h"
 #include "models/data/Datasets.h"
 #include "models/deploy/Checkpoint.h"
 #include "models/deploy/Deploy.h"
+#include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 
 #include <torch/torch.h>
@@ -42,14 +44,21 @@ torch::Tensor readInput(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw std::runtime_error("--input " + path + ": no such file" + fix);
+  // torch.save writes a zip archive: name anything else for what it is.
+  if (const std::string kind = slak::codegen::describeFileKind(path);
+      !kind.empty() && kind.rfind("a zip archive", 0) != 0)
+    throw std::runtime_error("--input " + path + " is " + kind + ", not a tensor file" + fix);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   torch::IValue value;
   try {
     value = torch::pickle_load(bytes);
   } catch (const c10::Error &e) {
     std::string why = e.what_without_backtrace();
-    throw std::runtime_error("--input " + path + " cannot be read as a tensor (" +
-                             why.substr(0, why.find('\n')) + ")" + fix);
+    why = why.substr(0, why.find('\n'));
+    // miniz appends a paragraph of advice to its one-line reason.
+    if (size_t advice = why.find(". This is an internal miniz error"); advice != std::string::npos)
+      why.erase(advice);
+    throw std::runtime_error("--input " + path + " cannot be read as a tensor (" + why + ")" + fix);
   }
   if (!value.isTensor())
     throw std::runtime_error("--input " + path + " holds a " + value.tagKind() + ", not a tensor" +
@@ -120,17 +129,24 @@ int main(int argc, char **argv) {
                  "large-kernel layers; checked against the model first");
   app.add_option("--kernel-backend", backend,
                  "Package backend: auto, opencl, cpu, reference or cuda")
+      ->check(CLI::IsMember({"auto", "opencl", "cpu", "reference", "cuda"}))
       ->capture_default_str();
   app.add_option("--images", images, "Classify the first N test images (with --input: all)")
+      ->check(tools::positive(""))
       ->capture_default_str();
   app.add_option("--dataset", dataset, "fashion-mnist or synthetic")
       ->check(CLI::IsMember({"fashion-mnist", "synthetic"}))
       ->capture_default_str();
   app.add_option("--data-dir", dataDir, "Fashion-MNIST directory")->capture_default_str();
-  app.add_option("--synthetic-size", syntheticSize, "Synthetic image side")->capture_default_str();
-  app.add_option("--batch-size", batchSize, "Images per forward pass")->capture_default_str();
+  app.add_option("--synthetic-size", syntheticSize, "Synthetic image side")
+      ->check(tools::positive(""))
+      ->capture_default_str();
+  app.add_option("--batch-size", batchSize, "Images per forward pass")
+      ->check(tools::positive(""))
+      ->capture_default_str();
   app.add_option("--seed", seed, "Seed (random weights; synthetic data)")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)");
+  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
+      ->check(tools::nonNegative("0 = LibTorch's default"));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -162,10 +178,15 @@ int main(int argc, char **argv) {
         overrides.numClasses = test.numClasses;
     }
     models::ModelConfig config = models::modelConfig(flags.model, overrides);
-    if (!input.empty() && test.images.size(1) != config.inChannels)
-      throw std::invalid_argument(
-          "--input " + input + " has " + std::to_string(test.images.size(1)) +
-          " channels, the model takes " + std::to_string(config.inChannels) + " (--in-channels)");
+    // Where the images come from, for the errors about them.
+    const std::string imagesFrom = !input.empty() ? "--input " + input
+                                   : dataset == "synthetic"
+                                       ? "the synthetic images (--synthetic-size)"
+                                       : "the Fashion-MNIST images (--data-dir)";
+    if (test.images.size(1) != config.inChannels)
+      throw std::invalid_argument(imagesFrom + ": " + std::to_string(test.images.size(1)) +
+                                  " channel(s) per image, the model takes " +
+                                  std::to_string(config.inChannels) + " (--in-channels)");
     models::SourcedModel sourced = models::loadModel(config, checkpoint, ema, seed);
     models::Classifier &model = *sourced.model;
     model.eval();
@@ -187,7 +208,20 @@ int main(int argc, char **argv) {
     std::vector<torch::Tensor> allLogits;
     for (int64_t start = 0; start < images; start += batchSize) {
       const int64_t n = std::min(batchSize, images - start);
-      torch::Tensor logits = model.forward(test.images.slice(0, start, start + n));
+      torch::Tensor logits;
+      try {
+        logits = model.forward(test.images.slice(0, start, start + n));
+      } catch (const c10::Error &e) {
+        // LibTorch names a convolution's sizes, not where they came from;
+        // slak's own errors ("slak: kernel package ...") name their cause.
+        std::string why = e.what_without_backtrace();
+        if (why.rfind("slak", 0) == 0)
+          throw;
+        throw std::runtime_error(imagesFrom + " (shape " + c10::str(test.images.sizes()) +
+                                 ") cannot go through " + config.name + " (" +
+                                 why.substr(0, why.find('\n')) +
+                                 "): use images of the size the model was trained on");
+      }
       if (!logitsOut.empty())
         allLogits.push_back(logits.cpu());
       torch::Tensor predicted = logits.argmax(1);
@@ -214,7 +248,7 @@ int main(int argc, char **argv) {
     }
     return 0;
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "slak-infer: error: %s\n", e.what());
+    std::fprintf(stderr, "slak-infer: error: %s\n", tools::errorMessage(e).c_str());
     return 1;
   }
 }

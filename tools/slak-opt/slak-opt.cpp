@@ -1,4 +1,5 @@
 // slak-opt: the MLIR optimiser driver with the slak dialect and its passes.
+#include "codegen/FileKind.h"
 #include "dialect/SlakDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -7,6 +8,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
 #include "passes/Passes.h"
+#include "llvm/Support/raw_ostream.h"
 
 int main(int argc, char **argv) {
   mlir::registerTransformsPasses(); // canonicalize, cse, ...
@@ -14,6 +16,13 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<mlir::slak::SlakDialect, mlir::func::FuncDialect, mlir::arith::ArithDialect,
                   mlir::tensor::TensorDialect>();
-  return mlir::asMainReturnCode(mlir::MlirOptMain(
-      argc, argv, "slak optimizer: sparse large-kernel convolutions\n", registry));
+  auto [input, output] = mlir::registerAndParseCLIOptions(
+      argc, argv, "slak optimizer: sparse large-kernel convolutions\n", registry);
+  // A checkpoint, image or database given as IR: say what it is, not what
+  // the parser thinks of its first byte.
+  if (std::string error = slak::codegen::notMlirInput(input); !error.empty()) {
+    llvm::errs() << "slak-opt: " << error << "\n";
+    return 1;
+  }
+  return mlir::asMainReturnCode(mlir::MlirOptMain(argc, argv, input, output, registry));
 }
