@@ -34,7 +34,12 @@ def load():
     tried = []
     for path, origin in _candidates():
         if os.path.isfile(path):
-            torch.ops.load_library(path)
+            try:
+                torch.ops.load_library(path)
+            except OSError as e:
+                raise ImportError(
+                    f"slak: cannot load {path} (from {origin}): {e}. Point SLAK_RUNTIME_LIBRARY "
+                    "at build/lib/libslak_runtime.so, or unset it to use the build's") from None
             _loaded = path
             return path
         tried.append(f"{path} ({origin})")

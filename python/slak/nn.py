@@ -58,6 +58,9 @@ class ReparamLargeKernelConv(torch.nn.Module):
                  small_kernel=5, small_kernel_merged=False, Decom=True, bn=True):
         super().__init__()
         groups = in_channels if groups is None else groups
+        if not isinstance(in_channels, int) or in_channels <= 0:
+            raise ValueError(f"slak.nn.ReparamLargeKernelConv: in_channels is {in_channels!r}, "
+                             "expected a positive channel count")
         if not (in_channels == out_channels == groups):
             raise ValueError(
                 "slak.nn.ReparamLargeKernelConv: in_channels, out_channels and groups are "
@@ -69,6 +72,10 @@ class ReparamLargeKernelConv(torch.nn.Module):
         _odd("kernel_size", kernel_size)
         if small_kernel is not None:
             _odd("small_kernel", small_kernel)
+        if small_kernel is not None and small_kernel >= kernel_size and Decom:
+            raise ValueError(
+                f"slak.nn.ReparamLargeKernelConv: small_kernel is {small_kernel}, expected less "
+                f"than kernel_size {kernel_size} (the strips are kernel_size x small_kernel)")
         if Decom and small_kernel is None:
             raise ValueError("slak.nn.ReparamLargeKernelConv: Decom=True needs small_kernel "
                              "(the short side N of the M x N strips)")

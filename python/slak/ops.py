@@ -20,7 +20,10 @@ def lk_conv(x, weights, masks=None, bias=None, per_branch=False, padding=None,
     """
     flat = []
     if padding is not None:
-        for pair in padding:
+        for b, pair in enumerate(padding):
+            if len(pair) != 2:
+                raise ValueError(f"slak.ops.lk_conv: padding[{b}] is {tuple(pair)!r}, expected "
+                                 "a (pad_h, pad_w) pair per branch")
             ph, pw = pair
             flat += [int(ph), int(pw)]
     return torch.ops.slak.lk_conv(x, list(weights), list(masks) if masks is not None else [],

@@ -227,6 +227,10 @@ def test_constructor_errors_name_the_value():
         ReparamLargeKernelConv(4, 4, 8, groups=4)
     with pytest.raises(ValueError, match="depthwise"):
         ReparamLargeKernelConv(4, 8, 9, groups=4)
+    with pytest.raises(ValueError, match="in_channels is 0, expected a positive"):
+        ReparamLargeKernelConv(0, 0, 7)
+    with pytest.raises(ValueError, match="small_kernel is 9, expected less than kernel_size 7"):
+        ReparamLargeKernelConv(4, 4, 7, groups=4, small_kernel=9)
 
 
 def test_torch_compile_training_step():

@@ -192,6 +192,21 @@ def test_bad_arguments_name_the_argument():
         ops.lk_conv(x[:, :4], weights)
     with pytest.raises(RuntimeError, match=r"masks\[0\] has shape"):
         ops.lk_conv(x, weights, [torch.ones(5, 1, 3, 7)])
+    with pytest.raises(ValueError, match=r"padding\[0\] is \(1, 2, 3\), expected a \(pad_h, pad_w\)"):
+        ops.lk_conv(x, weights, padding=[(1, 2, 3)])
+
+
+def test_a_library_that_does_not_load_names_the_variable(tmp_path):
+    import subprocess
+    import sys
+    bogus = tmp_path / "libslak_runtime.so"
+    bogus.write_text("not a library")
+    env = dict(__import__("os").environ, SLAK_RUNTIME_LIBRARY=str(bogus))
+    r = subprocess.run([sys.executable, "-c", "import slak"], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert f"cannot load {bogus} (from $SLAK_RUNTIME_LIBRARY)" in r.stderr
+    assert "Point SLAK_RUNTIME_LIBRARY" in r.stderr
 
 
 def test_library_path_is_this_build():
