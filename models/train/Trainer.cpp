@@ -1,6 +1,7 @@
 #include "models/train/Trainer.h"
 
 #include "models/deploy/Checkpoint.h"
+#include "models/deploy/ZipChecksums.h"
 #include "models/train/OutputDirectoryLock.h"
 #include "runtime/Log.h"
 
@@ -421,6 +422,15 @@ struct Trainer::State {
   void load(const std::string &path) {
     if (!fs::exists(path))
       throw std::runtime_error("--resume " + path + ": no such checkpoint");
+    try {
+      // LibTorch's zip reader does not check CRCs: refuse damaged records
+      // before their bytes become weights.
+      models::checkPyTorchArchive(path);
+    } catch (const std::runtime_error &e) {
+      throw std::runtime_error("--resume " + path + ": " + e.what() +
+                               "; resume from an intact checkpoint or start afresh without "
+                               "--resume");
+    }
     try {
       loadArchive(path);
     } catch (const c10::Error &e) {

@@ -111,6 +111,18 @@ def test_damaged_checkpoint_is_refused_not_loaded(work, checkpoint, tool):
     assert "the file was damaged after it was written" in line
 
 
+def test_damaged_checkpoint_is_refused_by_resume(work, checkpoint):
+    path = work / "damaged-resume.pt"
+    record = damaged_copy(checkpoint, path)
+    line = one_error(run("slak-train", "--model", "slak_nano", "--dataset", "synthetic",
+                         "--synthetic-train", "32", "--synthetic-test", "16", "--batch-size",
+                         "16", "--max-steps", "2", "--threads", "1", "--no-progress",
+                         "--out-dir", work / "resumed", "--resume", path, *TORCH), "slak-train")
+    assert f"--resume {path}: record {record} " in line
+    assert "the file was damaged after it was written" in line
+    assert "start afresh without --resume" in line
+
+
 @pytest.mark.parametrize("kind,expected", [
     ("png", "is a PNG image, not a checkpoint"),
     ("sqlite", "is an SQLite database (e.g. a tuning database), not a checkpoint"),

@@ -4,6 +4,7 @@
 #include "models/deploy/Deploy.h"
 #include "models/train/Trainer.h"
 #include "runtime/Log.h"
+#include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 
 #include <CLI/CLI.hpp>
@@ -293,12 +294,7 @@ int main(int argc, char **argv) {
   } catch (const std::exception &e) {
     std::string who =
         o.distributed.enabled() ? " (rank " + std::to_string(o.distributed.rank) + ")" : "";
-    // A LibTorch error's what() carries a C++ stack trace: one line unless
-    // SLAK_LOG=debug asks for the trace.
-    std::string message = e.what();
-    if (const auto *c10 = dynamic_cast<const c10::Error *>(&e); c10 && !runtime::debugLogging())
-      message = c10->what_without_backtrace();
-    std::fprintf(stderr, "slak-train%s: error: %s\n", who.c_str(), message.c_str());
+    std::fprintf(stderr, "slak-train%s: error: %s\n", who.c_str(), tools::errorMessage(e).c_str());
     return 1;
   }
 }
