@@ -282,10 +282,14 @@ int main(int argc, char **argv) {
     auto r = trainer.run();
     if (r.rank != 0)
       return 0;
-    std::printf("%s: %lld steps, %lld epochs%s, train loss %.4f acc %.2f%%, test acc %.2f%%",
-                o.model.c_str(), (long long)r.steps, (long long)r.epochsCompleted,
+    std::printf("%s: %lld steps, %lld epochs%s, train loss %.4f acc %.2f%%", o.model.c_str(),
+                (long long)r.steps, (long long)r.epochsCompleted,
                 r.stoppedEarly ? " (stopped at --max-steps)" : "", r.trainLoss,
-                100 * r.trainAccuracy, 100 * r.testAccuracy);
+                100 * r.trainAccuracy);
+    if (r.testAccuracy >= 0)
+      std::printf(", test acc %.2f%%", 100 * r.testAccuracy);
+    else
+      std::printf(", no test evaluation (stopped before the end of an epoch)");
     if (r.testAccuracyEma >= 0)
       std::printf(" (EMA %.2f%%)", 100 * r.testAccuracyEma);
     std::printf(", %.1f images/s, %.1f s training, density %.3f\n", r.imagesPerSecond,
