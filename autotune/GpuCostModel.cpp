@@ -35,12 +35,14 @@ constexpr double kLaunchMs = 0.004;
 constexpr double kHidingNeeded = 16.0;
 
 /// In-image taps summed over all outputs of one plane, for a window of
-/// `k` taps with padding `pad` along an axis of `in` inputs and `out` outputs.
+/// `k` taps with padding `pad` along an axis of `in` inputs and `out` outputs:
+/// the pairs (output i, tap u) with 0 <= i + u - pad < in. Counted per tap,
+/// so the time grows with the window, not with the image.
 int64_t inImageTaps(int k, int pad, int64_t in, int64_t out) {
   int64_t count = 0;
-  for (int64_t i = 0; i < out; ++i) {
-    const int64_t lo = std::max<int64_t>(0, pad - i);
-    const int64_t hi = std::min<int64_t>(k, in + pad - i);
+  for (int64_t u = 0; u < k; ++u) {
+    const int64_t lo = std::max<int64_t>(0, pad - u);
+    const int64_t hi = std::min<int64_t>(out, in + pad - u);
     count += std::max<int64_t>(0, hi - lo);
   }
   return count;
@@ -59,8 +61,10 @@ struct ThreadWork {
   double shared = 0; // shared-memory loads (warp-wide requests)
   double other = 0;  // integer, control, stores, global loads
   double ilp = 1;    // independent accumulators per thread
-  int barriers = 0;
-  int globalRounds = 0; // dependent rounds of global loads (staging)
+  // Counts that grow with the image (tiles per block): doubles, like the
+  // rest, so that no size overflows them.
+  double barriers = 0;
+  double globalRounds = 0; // dependent rounds of global loads (staging)
 };
 
 struct Occupancy {
@@ -342,8 +346,8 @@ GpuPrediction predictWeight(const KernelSpec &spec, const Workload &w, const Gpu
   t.shared = perTile.shared * tilesPerBlock;
   t.other = perTile.other * tilesPerBlock + std::ceil(static_cast<double>(maxTaps) / threads) * 20;
   t.ilp = perTile.ilp;
-  t.barriers = static_cast<int>(2 * tilesPerBlock) + 3;
-  t.globalRounds = static_cast<int>(tilesPerBlock);
+  t.barriers = 2 * tilesPerBlock + 3;
+  t.globalRounds = tilesPerBlock;
   p.fmasPerLoad = loadPerTile > 0 ? fmaPerTile / loadPerTile : 0;
   p.haloOverhead = SH * SW / (TH * TW);
 

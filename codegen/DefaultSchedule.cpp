@@ -20,6 +20,15 @@ std::string fits(const KernelSpec &spec) {
   }
 }
 
+/// The tiles are as small as they go and a kernel still does not fit: the
+/// emitter's advice to lower them no longer helps, so say what does.
+std::invalid_argument noScheduleFits(const std::string &err) {
+  return std::invalid_argument(
+      "defaultSchedule: no schedule fits this layer, not even with the smallest tiles (" + err +
+      "); the kernels stage a tile plus the halo of the largest window in shared memory, so "
+      "windows this large are not supported: use smaller kernels");
+}
+
 } // namespace
 
 Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
@@ -87,7 +96,7 @@ Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
       else if (s.weightTileW > 8)
         s.weightTileW /= 2;
       else
-        throw std::invalid_argument("defaultSchedule: no schedule fits: " + err);
+        throw noScheduleFits(err);
     } else if (err.find("tileH") != std::string::npos) {
       if (s.tileH > s.blockH && s.tileH / s.blockH > 1) {
         s.tileH = s.blockH * (s.tileH / s.blockH / 2);
@@ -102,7 +111,7 @@ Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
       } else if (s.stageTaps) {
         s.stageTaps = false;
       } else {
-        throw std::invalid_argument("defaultSchedule: no schedule fits: " + err);
+        throw noScheduleFits(err);
       }
     } else {
       throw std::invalid_argument("defaultSchedule: " + err);

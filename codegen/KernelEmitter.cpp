@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <initializer_list>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -1024,18 +1026,30 @@ LaunchGeometry EmittedKernels::geometry(KernelKind kind, int64_t n, int64_t h, i
   g.threads = threads[k];
   g.sharedBytes = sharedBytes[k];
   auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  // The kernels read their block index as an int (and CUDA's grid is at
+  // most 2^31 - 1 blocks wide); the product must not overflow either.
+  constexpr int64_t kMaxBlocks = std::numeric_limits<int32_t>::max();
+  auto blocks = [&](std::initializer_list<int64_t> factors) {
+    int64_t product = 1;
+    for (int64_t f : factors)
+      if (__builtin_mul_overflow(product, f, &product) || product > kMaxBlocks)
+        fail(cat("the ", kernelKindName(kind), " kernel needs more than ", kMaxBlocks,
+                 " blocks for a batch of ", n, " ", h, "x", w, " images with ", spec.channels,
+                 " channels (schedule ", s.str(), "); split the batch or use larger tiles"));
+    return product;
+  };
   switch (kind) {
   case KernelKind::Forward:
-    g.blocks = n * spec.channels * ceilDiv(ho, s.tileH) * ceilDiv(wo, s.tileW);
+    g.blocks = blocks({n, spec.channels, ceilDiv(ho, s.tileH), ceilDiv(wo, s.tileW)});
     break;
   case KernelKind::BackwardData:
-    g.blocks = n * spec.channels * ceilDiv(h, s.tileH) * ceilDiv(w, s.tileW);
+    g.blocks = blocks({n, spec.channels, ceilDiv(h, s.tileH), ceilDiv(w, s.tileW)});
     break;
   case KernelKind::BackwardWeight:
-    g.blocks = spec.channels * s.weightSplit;
+    g.blocks = blocks({spec.channels, s.weightSplit});
     break;
   case KernelKind::BackwardWeightReduce:
-    g.blocks = ceilDiv(weightCount(spec), s.weightThreads);
+    g.blocks = blocks({ceilDiv(weightCount(spec), s.weightThreads)});
     break;
   }
   return g;

@@ -1,5 +1,6 @@
 #include "codegen/KernelSpec.h"
 
+#include <limits>
 #include <sstream>
 
 namespace slak::codegen {
@@ -84,6 +85,12 @@ std::string KernelSpec::validate() const {
   std::ostringstream err;
   if (channels <= 0)
     return "channels is " + std::to_string(channels) + ", expected a positive count";
+  // The kernels take channels, height and width as 32-bit ints.
+  constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
+  if (channels > kMaxSize || height > kMaxSize || width > kMaxSize)
+    return "channels " + std::to_string(channels) + ", height " + std::to_string(height) +
+           " or width " + std::to_string(width) + " is too large, at most " +
+           std::to_string(kMaxSize);
   if (branches.empty())
     return "a layer needs at least one branch, found none";
   if (perBranchOutputs && hasBias)

@@ -12,6 +12,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
+#include <utility>
 
 using namespace mlir;
 using namespace mlir::slak;
@@ -163,6 +165,9 @@ LogicalResult BranchTapsAttr::verify(function_ref<InFlightDiagnostic()> emitErro
   if (kernelH <= 0 || kernelW <= 0 || kernelH % 2 == 0 || kernelW % 2 == 0)
     return emitError() << "#slak.branch_taps kernel is " << kernelH << "x" << kernelW
                        << ", expected odd positive sizes";
+  if (kernelH > 65535 || kernelW > 65535)
+    return emitError() << "#slak.branch_taps kernel is " << kernelH << "x" << kernelW
+                       << ", at most 65535 per axis is supported (taps are 16-bit)";
   const int64_t window = kernelH * kernelW;
   if (nnzMin < 0 || nnzMin > nnzMax || nnzMax > window)
     return emitError() << "#slak.branch_taps nnz is [" << nnzMin << ", " << nnzMax
@@ -311,9 +316,22 @@ LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW
                        << "] is not a multiple of block [" << blockH << ", " << blockW
                        << "]; each thread computes tile/block outputs";
-  if (blockH * blockW > 1024)
+  // Each side first: the product of two large ones overflows int64_t.
+  if (blockH > 1024 || blockW > 1024 || blockH * blockW > 1024)
     return emitError() << "#slak.schedule block [" << blockH << ", " << blockW << "] has "
-                       << blockH * blockW << " threads, at most 1024 are allowed";
+                       << (blockH > 1024 || blockW > 1024 ? "more than 1024"
+                                                          : std::to_string(blockH * blockW))
+                       << " threads, at most 1024 are allowed";
+  // codegen::Schedule holds ints: a larger value would be cut, not refused.
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+  if (tileH > kMaxInt || tileW > kMaxInt)
+    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW
+                       << "] is too large, at most " << kMaxInt << " per side";
+  if (weightSplit > kMaxInt || weightTileH > kMaxInt || weightTileW > kMaxInt ||
+      weightRows > kMaxInt)
+    return emitError() << "#slak.schedule weight_split " << weightSplit << ", weight_tile ["
+                       << weightTileH << ", " << weightTileW << "] or weight_rows_per_thread "
+                       << weightRows << " is too large, at most " << kMaxInt;
   if (weightSplit <= 0)
     return emitError() << "#slak.schedule weight_split is " << weightSplit
                        << ", expected a positive value";

@@ -10,6 +10,9 @@
 
 #include "llvm/ADT/STLExtras.h"
 
+#include <limits>
+#include <string>
+
 using namespace mlir;
 using namespace mlir::slak;
 
@@ -25,6 +28,10 @@ std::string shapeText(ArrayRef<int64_t> shape) {
 
 bool isSupportedElementType(Type type) { return type.isF32() || type.isF16() || type.isBF16(); }
 
+constexpr int64_t kMaxInputDim = std::numeric_limits<int32_t>::max();
+/// Taps are encoded as (row << 16) | column.
+constexpr int64_t kMaxKernelSize = 65535;
+
 /// The input: a rank-4 NCHW tensor with a static channel count and a
 /// supported element type.
 LogicalResult verifyInput(Operation *op, RankedTensorType input) {
@@ -36,6 +43,13 @@ LogicalResult verifyInput(Operation *op, RankedTensorType input) {
   if (!isSupportedElementType(input.getElementType()))
     return op->emitOpError() << "input element type " << input.getElementType()
                              << " is not supported; expected f32, f16 or bf16";
+  // The kernels take channels, height and width as 32-bit ints; the
+  // verifiers' own size arithmetic then cannot overflow either.
+  const char *names[] = {"batch", "channel", "height", "width"};
+  for (int d = 1; d < 4; ++d)
+    if (!input.isDynamicDim(d) && input.getDimSize(d) > kMaxInputDim)
+      return op->emitOpError() << "input " << names[d] << " dimension " << input.getDimSize(d)
+                               << " is too large, at most " << kMaxInputDim << " is supported";
   return success();
 }
 
@@ -66,6 +80,9 @@ LogicalResult verifyWeight(Operation *op, StringRef name, RankedTensorType weigh
   if (kh % 2 == 0 || kw % 2 == 0)
     return op->emitOpError() << name << " has kernel size " << kh << "x" << kw
                              << ", expected odd sizes on both axes (a centred window)";
+  if (kh > kMaxKernelSize || kw > kMaxKernelSize)
+    return op->emitOpError() << name << " has kernel size " << kh << "x" << kw << ", at most "
+                             << kMaxKernelSize << " per axis is supported (taps are 16-bit)";
   if (weight.getElementType() != input.getElementType())
     return op->emitOpError() << name << " element type " << weight.getElementType()
                              << " does not match input element type " << input.getElementType();
@@ -300,11 +317,16 @@ LogicalResult LkConvOp::verify() {
       haloH = std::max(haloH, getKernelH(b) - 1);
       haloW = std::max(haloW, getKernelW(b) - 1);
     }
-    const int64_t bytes = (schedule.getTileH() + haloH) * (schedule.getTileW() + haloW) * 4;
+    // Tiles up to 2^31 and halos up to 2^16 (verified above): the sides
+    // cannot overflow, their product can, so check the sides first.
     constexpr int64_t kMaxSharedBytes = 227 * 1024;
-    if (bytes > kMaxSharedBytes)
+    const int64_t rows = schedule.getTileH() + haloH, cols = schedule.getTileW() + haloW;
+    if (rows > kMaxSharedBytes || cols > kMaxSharedBytes || rows * cols * 4 > kMaxSharedBytes)
       return emitOpError() << "#slak.schedule tile [" << schedule.getTileH() << ", "
-                           << schedule.getTileW() << "] with stage_input needs " << bytes
+                           << schedule.getTileW() << "] with stage_input needs "
+                           << (rows > kMaxSharedBytes || cols > kMaxSharedBytes
+                                   ? std::to_string(rows) + " x " + std::to_string(cols) + " x 4"
+                                   : std::to_string(rows * cols * 4))
                            << " bytes of shared memory for the tile and its halo, more than "
                            << kMaxSharedBytes << "; use a smaller tile or stage_input = false";
   }
@@ -341,11 +363,16 @@ LogicalResult LkConvOp::verifyTapTable() {
     return emitOpError() << "tap_table offsets run from " << (*values)[0] << " to "
                          << (*values)[heads - 1] << ", expected 0 to " << numTaps
                          << " (the number of taps)";
+  // All offsets first: from 0 to the tap count without a decrease, every
+  // channel's range lies inside the taps. (Checked per channel while walking
+  // the taps, an offset past the end was read first.)
+  for (int64_t b = 0; b < getNumBranches(); ++b)
+    for (int64_t c = 0; c < channels; ++c)
+      if ((*values)[b * channels + c + 1] < (*values)[b * channels + c])
+        return emitOpError() << "tap_table offsets decrease at branch " << b << " channel " << c;
   for (int64_t b = 0; b < getNumBranches(); ++b)
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t begin = (*values)[b * channels + c], end = (*values)[b * channels + c + 1];
-      if (end < begin)
-        return emitOpError() << "tap_table offsets decrease at branch " << b << " channel " << c;
       for (int64_t k = begin; k < end; ++k) {
         const int32_t tap = (*values)[heads + k];
         if ((tap >> 16) >= getKernelH(b) || (tap & 0xffff) >= getKernelW(b) || tap < 0)

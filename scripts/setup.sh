@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages: the compiler stack, kernels backends, test tools and data.
 packages=(
-  build-essential cmake ninja-build ccache git pkg-config clang-format
+  build-essential cmake ninja-build ccache git pkg-config clang-format clang-22 libclang-rt-22-dev
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   pocl-opencl-icd ocl-icd-opencl-dev opencl-headers
   libhalide14-0-dev

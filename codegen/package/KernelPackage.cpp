@@ -9,11 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <tuple>
+#include <type_traits>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -197,7 +199,8 @@ public:
     static_assert(sizeof(T) == 4, "data.bin holds 32-bit elements");
     const size_t offset = bytes.size();
     bytes.resize(offset + values.size() * 4);
-    std::memcpy(bytes.data() + offset, values.data(), values.size() * 4);
+    if (!values.empty()) // an empty vector's data() may be null, and memcpy's source must not be
+      std::memcpy(bytes.data() + offset, values.data(), values.size() * 4);
     return json{{"offset", offset}, {"count", values.size()}};
   }
   std::string bytes;
@@ -353,6 +356,23 @@ std::optional<std::string> readFile(const fs::path &path) {
   return bytes.str();
 }
 
+/// `value` as a T when it is an integer that T holds. nlohmann's own
+/// get<int>() casts floats and wider integers without a check (1e300 as an
+/// int is undefined behaviour; 4294967312 became 16).
+template <typename T> std::optional<T> integerAs(const json &value) {
+  static_assert(std::is_integral_v<T> && std::is_signed_v<T>, "signed integers only");
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v <= static_cast<uint64_t>(std::numeric_limits<T>::max()))
+      return static_cast<T>(v);
+  } else if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    if (v >= std::numeric_limits<T>::min() && v <= std::numeric_limits<T>::max())
+      return static_cast<T>(v);
+  }
+  return std::nullopt;
+}
+
 /// Reads the parts of one op's manifest entry, naming the op and the key in
 /// every error.
 class EntryReader {
@@ -371,19 +391,31 @@ public:
 
   template <typename T> T get(const json &object, const char *key, const char *path) const {
     const json &value = at(object, key, path);
-    try {
-      return value.get<T>();
-    } catch (const json::exception &) {
-      fail(std::string("\"") + path + "\" has the wrong type: " + value.dump());
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (std::optional<T> v = integerAs<T>(value))
+        return *v;
+      fail(std::string("\"") + path + "\" is " + value.dump() + ", expected an integer from " +
+           std::to_string(std::numeric_limits<T>::min()) + " to " +
+           std::to_string(std::numeric_limits<T>::max()));
+    } else {
+      try {
+        return value.get<T>();
+      } catch (const json::exception &) {
+        fail(std::string("\"") + path + "\" has the wrong type: " + value.dump());
+      }
     }
   }
 
   std::pair<int, int> pair(const json &object, const char *key, const char *path) const {
     const json &value = at(object, key, path);
-    if (!value.is_array() || value.size() != 2 || !value[0].is_number_integer() ||
-        !value[1].is_number_integer())
+    std::optional<int> first, second;
+    if (value.is_array() && value.size() == 2) {
+      first = integerAs<int>(value[0]);
+      second = integerAs<int>(value[1]);
+    }
+    if (!first || !second)
       fail(std::string("\"") + path + "\" is " + value.dump() + ", expected [int, int]");
-    return {value[0].get<int>(), value[1].get<int>()};
+    return {*first, *second};
   }
 
   /// A data.bin blob {offset, count} of 32-bit elements.
@@ -476,12 +508,17 @@ TapTable readTapTable(const EntryReader &r, const json &ref, const KernelSpec &s
     r.fail("tap table offsets run from " + std::to_string(table.offsets.front()) + " to " +
            std::to_string(table.offsets.back()) + ", expected 0 to " +
            std::to_string(table.taps.size()) + " (the number of taps)");
-  for (int b = 0; b < table.numBranches; ++b) {
-    const Branch &branch = spec.branches[b];
-    for (int64_t c = 0; c < spec.channels; ++c) {
+  // All offsets first: with 0 at the front, the tap count at the back and
+  // no decrease, every channel's range lies inside the taps. (Checked per
+  // channel while walking the taps, an offset past the end was read first.)
+  for (int b = 0; b < table.numBranches; ++b)
+    for (int64_t c = 0; c < spec.channels; ++c)
       if (table.end(b, c) < table.begin(b, c))
         r.fail("tap table offsets decrease at branch " + std::to_string(b) + " channel " +
                std::to_string(c));
+  for (int b = 0; b < table.numBranches; ++b) {
+    const Branch &branch = spec.branches[b];
+    for (int64_t c = 0; c < spec.channels; ++c) {
       for (int64_t k = table.begin(b, c); k < table.end(b, c); ++k) {
         const int u = TapTable::unpackRow(table.taps[k]), v = TapTable::unpackCol(table.taps[k]);
         if (u < 0 || u >= branch.kernelH || v < 0 || v >= branch.kernelW)
@@ -555,17 +592,23 @@ KernelPackage readKernelPackage(const std::string &dir) {
     throw std::runtime_error(manifestPath.string() + " is not valid JSON: " + e.what());
   }
   const std::string where = manifestPath.string();
-  if (!manifest.is_object() || manifest.value("format", "") != "slak-kernel-package")
+  // Typed checks before value(): it throws json::type_error (not the
+  // runtime_error this function promises) for a key of another type.
+  auto textOf = [&](const char *key) {
+    return manifest.contains(key) && manifest[key].is_string() ? manifest[key].get<std::string>()
+                                                               : std::string();
+  };
+  if (!manifest.is_object() || textOf("format") != "slak-kernel-package")
     throw std::runtime_error(where + ": \"format\" is not \"slak-kernel-package\"");
   KernelPackage package;
   package.directory = dir;
-  package.version = manifest.value("version", 0);
+  const json version = manifest.value("version", json(0));
+  package.version = integerAs<int>(version).value_or(0);
   if (package.version != kKernelPackageVersion)
-    throw std::runtime_error(where + ": package version " + std::to_string(package.version) +
-                             ", this reader understands version " +
-                             std::to_string(kKernelPackageVersion) +
-                             "; regenerate it with this slak-translate");
-  package.generator = manifest.value("generator", "");
+    throw std::runtime_error(
+        where + ": package version " + version.dump() + ", this reader understands version " +
+        std::to_string(kKernelPackageVersion) + "; regenerate it with this slak-translate");
+  package.generator = textOf("generator");
   const json files = manifest.value("files", json::object());
   auto fileName = [&](const char *key, const char *fallback) {
     return files.contains(key) && files[key].is_string() ? files[key].get<std::string>()

@@ -75,6 +75,71 @@ TEST(CostModelTest, LargerBatchIsNeverFasterAndRooflineHolds) {
   }
 }
 
+/// Pairs (output i, tap u) of one axis with the input i + u - pad inside the
+/// image: the obvious loop over every output.
+int64_t bruteInImageTaps(int k, int pad, int64_t in) {
+  const int64_t out = in + 2 * pad - k + 1;
+  int64_t count = 0;
+  for (int64_t i = 0; i < out; ++i)
+    for (int u = 0; u < k; ++u)
+      count += i + u - pad >= 0 && i + u - pad < in;
+  return count;
+}
+
+KernelSpec oneBranch(int kh, int kw, int ph, int pw, int64_t h, int64_t w) {
+  KernelSpec spec;
+  spec.channels = 3;
+  spec.height = h;
+  spec.width = w;
+  spec.branches = {codegen::Branch{kh, kw, ph, pw, true}};
+  spec.schedule = codegen::defaultSchedule(spec);
+  return spec;
+}
+
+TEST(CostModelTest, UsefulFlopsCountTheInImageTaps) {
+  // Windows larger than the image, "valid" and "same" padding, 1-pixel images.
+  const int cases[][5] = {{51, 5, 25, 2, 56}, {51, 5, 0, 0, 56}, {13, 5, 6, 2, 7},
+                          {5, 5, 2, 2, 1},    {7, 3, 6, 2, 4},   {1, 1, 0, 0, 9}};
+  for (const auto &[kh, kw, ph, pw, size] : cases) {
+    const KernelSpec spec = oneBranch(kh, kw, ph, pw, size, size + 1);
+    Workload w;
+    w.batch = 2;
+    w.height = size;
+    w.width = size + 1;
+    const double taps = static_cast<double>(bruteInImageTaps(kh, ph, size)) *
+                        static_cast<double>(bruteInImageTaps(kw, pw, size + 1));
+    EXPECT_DOUBLE_EQ(usefulGflop(spec, w, KernelKind::Forward), 2.0 * taps * 2 * 3 / 1e9)
+        << kh << "x" << kw << " padding " << ph << "x" << pw << " on " << size;
+  }
+}
+
+TEST(CostModelTest, UsefulFlopsOfTheLargestImageReturnAtOnce) {
+  // Found by slak-fuzz-ir: the count looped over every output row, so
+  // --slak-apply-schedules on a 2^31 - 1 pixel tall image did not finish.
+  const int64_t side = (int64_t(1) << 31) - 1;
+  const KernelSpec spec = oneBranch(3, 1, 1, 0, side, side);
+  Workload w;
+  w.batch = 1;
+  w.height = w.width = side;
+  // Each output row sees 3 rows of taps, except the first and the last (2).
+  const double rows = 3.0 * static_cast<double>(side) - 2.0, cols = static_cast<double>(side);
+  EXPECT_DOUBLE_EQ(usefulGflop(spec, w, KernelKind::Forward), 2.0 * rows * cols * 3 / 1e9);
+
+  // The backward-weight model counted barriers per block in an int: 2^54
+  // tiles per block overflowed it (UB: UBSan, as in the fuzz build and
+  // scripts/sanitize.sh, stops here) and made the stall time negative.
+  KernelSpec tiled = spec;
+  tiled.schedule.weightSplit = 1;
+  const GpuCandidate candidate = describeSchedule(tiled);
+  const GpuDevice a100 = findGpu("a100");
+  const double roofline =
+      usefulGflop(tiled, w, KernelKind::BackwardWeight) / (a100.fp32Tflops * 1e3);
+  const GpuPrediction p = predictGpu(tiled, w, a100, KernelKind::BackwardWeight, candidate);
+  EXPECT_TRUE(std::isfinite(p.ms));
+  EXPECT_GE(p.ms, roofline);
+  EXPECT_GT(p.computeMs, 0.0);
+}
+
 TEST(CostModelTest, LowerDensityIsNeverSlowerForOneSchedule) {
   // The same sparse kernel with all taps live (density 1), 60%, 30%, 10%.
   for (const char *gpu : {"a100", "h100"})

@@ -7,6 +7,7 @@
 #include <regex>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 #include "codegen/BufferLayout.h"
 #include "codegen/DefaultSchedule.h"
@@ -158,6 +159,27 @@ TEST(KernelEmitter, GeometryRejectsShapesTheKernelCannotRun) {
   EXPECT_NE(error(1, 56, 57).find("width is 57"), std::string::npos) << error(1, 56, 57);
   EXPECT_NE(error(0, 56, 56).find("batch is 0"), std::string::npos) << error(0, 56, 56);
   EXPECT_EQ(error(1, 56, 56), "");
+  // The kernels read the block index as an int: 2^22 images of 124 planes
+  // of 4x2 tiles are 2^32 blocks. A batch of 2^62 overflowed the int64_t
+  // product (found by slak-fuzz-ir with a 2^31-pixel image; docs/fuzzing.md).
+  for (int64_t n : {int64_t(1) << 22, int64_t(1) << 62})
+    EXPECT_NE(error(n, 56, 56).find("needs more than 2147483647 blocks"), std::string::npos)
+        << n << ": " << error(n, 56, 56);
+  EXPECT_EQ(error(int64_t(1) << 20, 56, 56), ""); // 2^30 blocks
+}
+
+TEST(KernelEmitter, RejectsSizesTheKernelsCannotIndex) {
+  // Channels, height and width reach the kernels as ints; larger values
+  // were accepted and cut (the kernel package reader took them).
+  KernelSpec spec = slakStage1();
+  spec.channels = int64_t(1) << 31;
+  EXPECT_NE(emitError(spec).find("channels 2147483648, height 56 or width 56 is too large"),
+            std::string::npos)
+      << emitError(spec);
+  spec = slakStage1();
+  spec.height = spec.width = int64_t(1) << 32;
+  EXPECT_NE(emitError(spec).find("is too large, at most 2147483647"), std::string::npos)
+      << emitError(spec);
 }
 
 TEST(KernelEmitter, NamesDeriveFromTheSpec) {
@@ -243,6 +265,32 @@ TEST(DefaultSchedule, EveryKernelFitsSharedMemory) {
   for (int64_t bytes : k.sharedBytes)
     EXPECT_LE(bytes, kMaxSharedBytes);
   EXPECT_GT(k.sharedBytes[0], 0);
+}
+
+TEST(DefaultSchedule, SaysWhenNoTileIsSmallEnoughForTheWindows) {
+  // Found by slak-fuzz-readers (slak-autotune --layer ...,branches=771x5+5x51+5x5):
+  // even a 1x8 backward-weight tile needs 771 x 58 staged floats, and the
+  // message advised lowering the tiles the default had already minimised.
+  for (const auto &[kh, kw] : {std::pair{771, 51}, std::pair{121, 121}}) {
+    KernelSpec spec = slakStage1(124, 56);
+    spec.branches = {Branch::same(kh, 5, false), Branch::same(5, kw, false), Branch::same(5, 5)};
+    std::string err;
+    try {
+      defaultSchedule(spec);
+    } catch (const std::invalid_argument &e) {
+      err = e.what();
+    }
+    EXPECT_NE(err.find("no schedule fits this layer, not even with the smallest tiles"),
+              std::string::npos)
+        << kh << "x" << kw << ": " << err;
+    EXPECT_NE(err.find("windows this large are not supported: use smaller kernels"),
+              std::string::npos)
+        << err;
+  }
+  // SLaK's largest, 61x5 + 5x61, fits.
+  KernelSpec spec = slakStage1(124, 56);
+  spec.branches = {Branch::same(61, 5, false), Branch::same(5, 61, false)};
+  EXPECT_EQ(defaultSchedule(spec).validate(), "");
 }
 
 TEST(BufferLayout, BranchesConcatenateInOrder) {

@@ -16,6 +16,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include "codegen/FileKind.h"
+#include "dialect/ResourceBlobs.h"
 #include "dialect/SlakDialect.h"
 #include "dialect/SlakOps.h"
 #include "passes/ApplySchedules.h"
@@ -71,6 +72,13 @@ std::unique_ptr<ModelFile> ModelFile::load(const std::string &path, std::string 
   if (!buffer) {
     if (error)
       *error = "cannot read " + path + ": " + buffer.getError().message();
+    return nullptr;
+  }
+  // A blob MLIR's parser would abort on (dialect/ResourceBlobs.h).
+  if (auto problem = mlir::slak::zeroAlignedResourceBlob((*buffer)->getBuffer())) {
+    if (error)
+      *error = (*buffer)->getBufferIdentifier().str() + ":" + std::to_string(problem->line) + ":" +
+               std::to_string(problem->column) + ": error: " + problem->message;
     return nullptr;
   }
   im.sourceMgr.AddNewSourceBuffer(std::move(*buffer), llvm::SMLoc());

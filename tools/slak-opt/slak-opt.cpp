@@ -1,5 +1,6 @@
 // slak-opt: the MLIR optimiser driver with the slak dialect and its passes.
 #include "codegen/FileKind.h"
+#include "dialect/ResourceBlobs.h"
 #include "dialect/SlakDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -8,6 +9,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "mlir/Transforms/Passes.h"
 #include "passes/Passes.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
 int main(int argc, char **argv) {
@@ -24,5 +26,14 @@ int main(int argc, char **argv) {
     llvm::errs() << "slak-opt: " << error << "\n";
     return 1;
   }
+  // A blob MLIR's parser would abort on (dialect/ResourceBlobs.h); standard
+  // input is read by MlirOptMain itself and not checked.
+  if (input != "-")
+    if (auto file = llvm::MemoryBuffer::getFile(input))
+      if (auto problem = mlir::slak::zeroAlignedResourceBlob((*file)->getBuffer())) {
+        llvm::errs() << input << ":" << problem->line << ":" << problem->column
+                     << ": error: " << problem->message << "\n";
+        return 1;
+      }
   return mlir::asMainReturnCode(mlir::MlirOptMain(argc, argv, input, output, registry));
 }

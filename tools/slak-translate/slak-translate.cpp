@@ -6,12 +6,10 @@
 // writes a kernel package (codegen/package/KernelPackage.h) holding the
 // CUDA and OpenCL kernels, tap tables and constant weights of every
 // slak.lk_conv in the module.
-#include "codegen/DefaultSchedule.h"
-#include "codegen/KernelEmitter.h"
 #include "codegen/package/KernelPackage.h"
+#include "dialect/ResourceBlobs.h"
 #include "dialect/SlakDialect.h"
-#include "dialect/SlakOps.h"
-#include "passes/LkConvToSpec.h"
+#include "tools/slak-translate/PackageOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -40,10 +38,6 @@ llvm::cl::opt<bool> emitKernelPackage(
 llvm::cl::opt<std::string> outputDir("o", llvm::cl::desc("Output folder of the package"),
                                      llvm::cl::value_desc("dir"));
 
-std::vector<float> toFloats(const std::vector<double> &values) {
-  return std::vector<float>(values.begin(), values.end());
-}
-
 int run() {
   if (!emitKernelPackage) {
     llvm::errs() << "slak-translate: nothing to do; pass --emit-kernel-package -o DIR\n";
@@ -63,6 +57,12 @@ int run() {
     llvm::errs() << "slak-translate: " << error << "\n";
     return 1;
   }
+  // A blob MLIR's parser would abort on (dialect/ResourceBlobs.h).
+  if (auto problem = mlir::slak::zeroAlignedResourceBlob(file->getBuffer())) {
+    llvm::errs() << file->getBufferIdentifier() << ":" << problem->line << ":" << problem->column
+                 << ": error: " << problem->message << "\n";
+    return 1;
+  }
   auto sourceMgr = std::make_shared<llvm::SourceMgr>();
   sourceMgr->AddNewSourceBuffer(std::move(file), SMLoc());
   SourceMgrDiagnosticHandler diagnostics(*sourceMgr, &context);
@@ -70,42 +70,10 @@ int run() {
   if (!module)
     return 1;
 
-  std::vector<codegen::PackagedOp> ops;
-  unsigned index = 0;
-  bool failedAny = false;
-  module->walk([&](mlir::slak::LkConvOp op) {
-    FailureOr<mlir::slak::LkConvKernel> kernel = mlir::slak::convertLkConv(op);
-    if (failed(kernel)) {
-      failedAny = true;
-      return;
-    }
-    codegen::PackagedOp packaged;
-    packaged.name = mlir::slak::lkConvName(op, index++);
-    try {
-      if (kernel->defaultSchedule) {
-        kernel->spec.schedule = codegen::defaultSchedule(kernel->spec);
-        packaged.scheduleOrigin = "default";
-        emitRemark(op.getLoc()) << "no #slak.schedule: using the default schedule ("
-                                << kernel->spec.schedule.str() << ")";
-      } else {
-        packaged.scheduleOrigin = op.getScheduleAttr().getOrigin().getValue().str();
-      }
-      packaged.kernels = codegen::emitKernels(kernel->spec);
-    } catch (const std::exception &e) {
-      emitError(op.getLoc()) << "cannot generate kernels: " << e.what();
-      failedAny = true;
-      return;
-    }
-    packaged.table = kernel->table;
-    if (kernel->constantWeights) {
-      for (const std::vector<double> &w : kernel->weights)
-        packaged.weights.push_back(toFloats(w));
-      packaged.bias = toFloats(kernel->bias);
-    }
-    ops.push_back(std::move(packaged));
-  });
-  if (failedAny)
+  FailureOr<std::vector<codegen::PackagedOp>> packaged = mlir::slak::packageLkConvs(*module);
+  if (failed(packaged))
     return 1;
+  const std::vector<codegen::PackagedOp> &ops = *packaged;
   if (ops.empty())
     module->emitWarning() << "no slak.lk_conv in the module: the package has no ops "
                              "(run slak-opt --slak-pipeline first?)";

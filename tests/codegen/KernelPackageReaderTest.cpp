@@ -1,0 +1,142 @@
+// The kernel-package reader on manifests with values of the wrong kind or
+// size (LibTorch-free, so scripts/sanitize.sh runs it under ASan/UBSan; the
+// runtime's KernelPackageTest covers the rest). Found by slak-fuzz-readers
+// (docs/fuzzing.md): integer fields took floats and wide integers through
+// nlohmann's unchecked casts (1e300 as an int is undefined behaviour,
+// 4294967312 became 16), and a string "version" or a numeric "format"
+// escaped as json::type_error instead of the promised runtime_error; a tap
+// offset past the end was read before the offsets were checked.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+#include "codegen/DefaultSchedule.h"
+#include "codegen/KernelEmitter.h"
+#include "codegen/TapTable.h"
+#include "codegen/package/KernelPackage.h"
+
+namespace slak::codegen {
+namespace {
+
+namespace fs = std::filesystem;
+
+class KernelPackageReaderTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "slak-package-reader-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    root_ = pattern;
+    dir_ = root_ + "/pkg";
+    KernelSpec spec;
+    spec.channels = 3;
+    spec.height = spec.width = 8;
+    spec.branches = {Branch::same(3, 3), Branch::same(5, 1)};
+    spec.schedule = defaultSchedule(spec);
+    PackagedOp op;
+    op.name = "layer";
+    op.scheduleOrigin = "default";
+    op.kernels = emitKernels(spec);
+    writeKernelPackage(dir_, {op}, "KernelPackageReaderTest");
+    std::ifstream in(dir_ + "/manifest.json");
+    good_ = nlohmann::json::parse(in);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  /// The reader's message for the package with `edit` applied to its
+  /// manifest; fails the test on any other kind of exception.
+  std::string errorWith(const std::function<void(nlohmann::json &)> &edit) {
+    nlohmann::json j = good_;
+    edit(j);
+    std::ofstream(dir_ + "/manifest.json", std::ios::trunc) << j.dump(2);
+    try {
+      readKernelPackage(dir_);
+    } catch (const std::runtime_error &e) {
+      return e.what();
+    } catch (const std::exception &e) {
+      ADD_FAILURE() << "not a runtime_error: " << e.what();
+    }
+    return {};
+  }
+
+  std::string root_, dir_;
+  nlohmann::json good_;
+};
+
+#define EXPECT_HAS(message, part)                                                                  \
+  EXPECT_NE((message).find(part), std::string::npos) << "message: " << (message)
+
+TEST_F(KernelPackageReaderTest, ReadsWhatTheWriterWrote) {
+  EXPECT_EQ(errorWith([](nlohmann::json &) {}), "");
+}
+
+TEST_F(KernelPackageReaderTest, IntegersMustBeIntegersInRange) {
+  EXPECT_HAS(
+      errorWith([](nlohmann::json &j) { j["ops"][0]["schedule"]["weight_threads"] = 1e300; }),
+      "\"schedule.weight_threads\" is 1e+300, expected an integer from -2147483648 to "
+      "2147483647");
+  EXPECT_HAS(
+      errorWith([](nlohmann::json &j) { j["ops"][0]["schedule"]["weight_split"] = 4294967304ull; }),
+      "\"schedule.weight_split\" is 4294967304, expected an integer");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["ops"][0]["spec"]["channels"] = 2.5; }),
+             "\"spec.channels\" is 2.5, expected an integer");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) {
+               j["ops"][0]["schedule"]["tile"] = {4294967312ull, 32};
+             }),
+             "\"schedule.tile\" is [4294967312,32], expected [int, int]");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) {
+               j["ops"][0]["launch"]["forward"]["shared_bytes"] = -1e30;
+             }),
+             "\"launch.<kind>.shared_bytes\" is -1e+30, expected an integer");
+  // In range for int64_t, too large for the kernels' ints (KernelSpec::validate).
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["ops"][0]["spec"]["channels"] = 4294967296ll; }),
+             "channels 4294967296, height 8 or width 8 is too large, at most 2147483647");
+}
+
+TEST_F(KernelPackageReaderTest, FormatAndVersionOfAnotherTypeAreRuntimeErrors) {
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["version"] = "1"; }),
+             "package version \"1\", this reader understands version 1");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["version"] = 1.5; }),
+             "package version 1.5, this reader understands version 1");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["format"] = 5; }),
+             "\"format\" is not \"slak-kernel-package\"");
+  EXPECT_EQ(errorWith([](nlohmann::json &j) { j["generator"] = 7; }), ""); // informative only
+}
+
+TEST_F(KernelPackageReaderTest, TapOffsetsAreCheckedBeforeAnyTapIsRead) {
+  // Found by slak-fuzz-readers: an offset past the end (100 of 1 tap)
+  // between a valid first and last one was used to read taps before the
+  // decrease after it was seen (heap-buffer-overflow).
+  KernelSpec spec;
+  spec.channels = 2;
+  spec.height = spec.width = 8;
+  spec.branches = {Branch::same(3, 3, /*dense=*/false)};
+  spec.schedule = defaultSchedule(spec);
+  PackagedOp op;
+  op.name = "bad_table";
+  op.scheduleOrigin = "default";
+  op.kernels = emitKernels(spec);
+  op.table = TapTable{};
+  op.table->channels = 2;
+  op.table->numBranches = 1;
+  op.table->offsets = {0, 100, 1};
+  op.table->taps = {0};
+  const std::string dir = root_ + "/bad";
+  writeKernelPackage(dir, {op}, "KernelPackageReaderTest");
+  std::string error;
+  try {
+    readKernelPackage(dir);
+  } catch (const std::runtime_error &e) {
+    error = e.what();
+  }
+  EXPECT_HAS(error, "op 'bad_table': tap table offsets decrease at branch 0 channel 1");
+}
+
+} // namespace
+} // namespace slak::codegen
