@@ -427,7 +427,7 @@ struct Trainer::State {
       // before their bytes become weights.
       models::checkPyTorchArchive(path);
     } catch (const std::runtime_error &e) {
-      throw std::runtime_error("--resume " + path + ": " + e.what() +
+      throw std::runtime_error("--resume " + path + " is not an intact checkpoint: " + e.what() +
                                "; resume from an intact checkpoint or start afresh without "
                                "--resume");
     }

@@ -54,9 +54,10 @@ def body():
               "%s: the line names no fix: %s" % (name, line))
         check(not any(m in line for m in TRACE_MARKS), "%s: a stack trace: %s" % (name, line))
         print("%-14s %s" % (name, line))
-    # SLAK_LOG=debug keeps LibTorch's trace for the developer.
+    # SLAK_LOG=debug keeps LibTorch's trace for the developer (an intact zip
+    # that LibTorch then fails to read as a checkpoint).
     debug = run([a.train] + ARGS + ["--out-dir", os.path.join(a.work, "debug"), "--resume",
-                                    os.path.join(a.work, "half.pt")],
+                                    os.path.join(a.work, "tensor.pt")],
                 env=dict(os.environ, SLAK_LOG="debug"))
     check(debug.rc == 1 and any(m in debug.err for m in TRACE_MARKS),
           "SLAK_LOG=debug dropped the trace: " + debug.describe())

@@ -118,7 +118,7 @@ def test_damaged_checkpoint_is_refused_by_resume(work, checkpoint):
                          "--synthetic-train", "32", "--synthetic-test", "16", "--batch-size",
                          "16", "--max-steps", "2", "--threads", "1", "--no-progress",
                          "--out-dir", work / "resumed", "--resume", path, *TORCH), "slak-train")
-    assert f"--resume {path}: record {record} " in line
+    assert f"--resume {path} is not an intact checkpoint: record {record} " in line
     assert "the file was damaged after it was written" in line
     assert "start afresh without --resume" in line
 
