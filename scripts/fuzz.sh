@@ -78,9 +78,8 @@ cmake --build "$build" --parallel "${SLAK_FUZZ_JOBS:-2}" --target "${targets[@]}
 }
 
 fuzz="$build/fuzz"
-tmp="$fuzz/tmp"
-rm -rf "$tmp"
-mkdir -p "$tmp"
+mkdir -p "$fuzz"
+tmp="$(mktemp -d "$fuzz/tmp.XXXXXX")" # one per run: runs may overlap
 export TMPDIR="$tmp" # the targets' temporary files (tests/fuzz/FuzzSupport.h)
 # Leaks in LLVM's and MLIR's own global registries are theirs; see the file.
 export LSAN_OPTIONS="suppressions=$root/tests/fuzz/lsan.supp:print_suppressions=0"
@@ -99,6 +98,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   inputs=("$corpus" "$fuzz/seeds/$name")
   log="$fuzz/$name.log"
+  ((ci)) && log="$fuzz/ci-$name.log"
   start=$SECONDS
   rc=0
   "$fuzz/$target" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=3072 \
