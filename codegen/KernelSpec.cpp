@@ -19,6 +19,12 @@ const char *elementTypeName(ElementType type) {
 
 int elementTypeBytes(ElementType type) { return type == ElementType::F32 ? 4 : 2; }
 
+namespace {
+/// Outputs one thread may hold in registers; the tuner's space stays at 32,
+/// a GPU thread has at most 255 registers.
+constexpr int kMaxOutputsPerThread = 128;
+} // namespace
+
 std::string Schedule::validate() const {
   std::ostringstream err;
   auto positive = [&](const char *name, int value) {
@@ -45,6 +51,12 @@ std::string Schedule::validate() const {
   if (threadsPerBlock() > 1024)
     return "schedule uses " + std::to_string(threadsPerBlock()) +
            " threads per block (blockH * blockW), at most 1024 are allowed";
+  // Each thread holds its outputs in registers, and the emitter unrolls them:
+  // 865536x8 tiles of 2x8 threads generated a 200 MB kernel source.
+  if (static_cast<int64_t>(rowsPerThread()) * colsPerThread() > kMaxOutputsPerThread)
+    return "schedule gives each thread " + std::to_string(rowsPerThread()) + "x" +
+           std::to_string(colsPerThread()) + " outputs (tileH/blockH x tileW/blockW), at most " +
+           std::to_string(kMaxOutputsPerThread) + " are allowed (they live in registers)";
   if (weightRowsPerThread > 16)
     return "schedule weightRowsPerThread is " + std::to_string(weightRowsPerThread) +
            ", expected 1..16 (registers per thread grow with it)";

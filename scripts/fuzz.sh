@@ -58,6 +58,11 @@ for tool in clang-22 clang++-22; do
   }
 done
 
+# Overlapping runs (CI beside a long run) build one at a time: two ninjas in
+# one build folder race on its files.
+mkdir -p "$build"
+exec 9>"$build/.fuzz-build.lock"
+flock 9
 # Configure once (again only when the cache is not a fuzz build).
 if ! grep -q '^SLAK_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   echo "[fuzz] configuring $build"
@@ -77,6 +82,8 @@ cmake --build "$build" --parallel "${SLAK_FUZZ_JOBS:-2}" --target "${targets[@]}
   exit 1
 }
 
+flock -u 9
+
 fuzz="$build/fuzz"
 mkdir -p "$fuzz"
 tmp="$(mktemp -d "$fuzz/tmp.XXXXXX")" # one per run: runs may overlap
@@ -89,8 +96,7 @@ total_start=$SECONDS
 for target in "${targets[@]}"; do
   name="${target#slak-fuzz-}"
   if ((ci)); then
-    corpus="$fuzz/ci-corpus/$name" # from the seeds each time: a bounded, repeatable run
-    rm -rf "$corpus"
+    corpus="$tmp/corpus/$name" # from the seeds each time: a bounded, repeatable run
   else
     corpus="$fuzz/corpus/$name"
   fi
@@ -98,7 +104,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   inputs=("$corpus" "$fuzz/seeds/$name")
   log="$fuzz/$name.log"
-  ((ci)) && log="$fuzz/ci-$name.log"
+  ((ci)) && log="$fuzz/ci-$name.${tmp##*.}.log" # kept only when the run fails
   start=$SECONDS
   rc=0
   "$fuzz/$target" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=3072 \
@@ -120,6 +126,8 @@ for target in "${targets[@]}"; do
       echo "[fuzz] reproducer: $reproducer" >&2
       echo "[fuzz] rerun it:   TMPDIR=/tmp $fuzz/$target $reproducer" >&2
     fi
+  elif ((ci)); then
+    rm -f "$log"
   fi
 done
 rm -rf "$tmp"

@@ -63,6 +63,24 @@ TEST(ScheduleValidation, NamesTheField) {
   EXPECT_EQ(Schedule{}.validate(), "");
 }
 
+TEST(ScheduleValidation, BoundsTheOutputsPerThread) {
+  // Found by slak-fuzz-readers (a tuning-database row "tile=865536x8
+  // block=2x8 stageInput=0 ..."): the emitter unrolled 432768 outputs per
+  // thread into a 200 MB source instead of refusing the schedule.
+  Schedule s;
+  s.stageInput = false;
+  s.tileH = 865536;
+  s.blockH = 2;
+  s.tileW = s.blockW = 8;
+  EXPECT_NE(s.validate().find("each thread 432768x1 outputs (tileH/blockH x tileW/blockW), at "
+                              "most 128 are allowed"),
+            std::string::npos)
+      << s.validate();
+  s.tileH = 2 * 64; // 64 x 2 = 128 outputs: the limit itself is legal
+  s.tileW = 16;
+  EXPECT_EQ(s.validate(), "");
+}
+
 TEST(KernelEmitter, RejectsInvalidSpecsWithTheReason) {
   KernelSpec spec = slakStage1();
   spec.channels = 0;

@@ -186,6 +186,20 @@ std::string specMismatch(mlir::slak::LkConvOp op, const ::slak::codegen::KernelS
   return diff;
 }
 
+/// The files under `dir` with their sizes, for a report.
+std::string listFiles(const std::string &dir) {
+  std::string text;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    text += it->path().string();
+    if (it->is_regular_file(ec))
+      text += " (" + std::to_string(it->file_size(ec)) + " bytes)";
+    text += "\n";
+  }
+  return text;
+}
+
 /// slak-translate --emit-kernel-package into a temporary folder, then the
 /// runtime's reader on what was written.
 void emitAndReadPackage(ModuleOp module, const std::string &tmp, const Diagnostics &diags) {
@@ -215,8 +229,9 @@ void emitAndReadPackage(ModuleOp module, const std::string &tmp, const Diagnosti
               std::to_string(ops->size()) + " were written",
           diags, print(module));
   } catch (const std::exception &e) {
-    bug(std::string("the reader refuses the package slak-translate wrote: ") + e.what(), diags,
-        print(module));
+    bug(std::string("the reader refuses the package slak-translate wrote: ") + e.what() +
+            "\n--- files ---\n" + listFiles(tmp),
+        diags, print(module));
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
