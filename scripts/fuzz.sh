@@ -69,8 +69,8 @@ if ! grep -q '^SLAK_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 -DSLAK_FUZZ=ON \
     -DSLAK_WITH_TORCH=OFF -DSLAK_WITH_HALIDE=OFF -DSLAK_WITH_OPENCL=OFF -DSLAK_WITH_CUDA=OFF \
-    >"$build.configure.log" 2>&1 || {
-    cat "$build.configure.log" >&2
+    >"$build/fuzz-configure.log" 2>&1 || {
+    cat "$build/fuzz-configure.log" >&2
     exit 1
   }
 fi
