@@ -21,7 +21,7 @@ std::string fits(const KernelSpec &spec) {
 }
 
 /// The tiles are as small as they go and a kernel still does not fit: the
-/// emitter's advice to lower them no longer helps, so say what does.
+/// emitter's advice to lower them cannot help, so say what does.
 std::invalid_argument noScheduleFits(const std::string &err) {
   return std::invalid_argument(
       "defaultSchedule: no schedule fits this layer, not even with the smallest tiles (" + err +

@@ -110,9 +110,8 @@ TEST_F(KernelPackageReaderTest, FormatAndVersionOfAnotherTypeAreRuntimeErrors) {
 }
 
 TEST_F(KernelPackageReaderTest, TapOffsetsAreCheckedBeforeAnyTapIsRead) {
-  // Found by slak-fuzz-readers: an offset past the end (100 of 1 tap)
-  // between a valid first and last one was used to read taps before the
-  // decrease after it was seen (heap-buffer-overflow).
+  // An offset past the end (100 of 1 tap) between a valid first and last
+  // one must be refused before any tap is read through it.
   KernelSpec spec;
   spec.channels = 2;
   spec.height = spec.width = 8;

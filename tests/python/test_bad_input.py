@@ -229,7 +229,7 @@ def test_checkpoint_given_as_package(package, checkpoint, work):
 
 
 @pytest.mark.parametrize("damage,expected", [
-    # The JSON parser used to quote the PNG's first byte, raw.
+    # Named by its kind, not by the JSON parser's quote of its first byte.
     ("png-manifest", "manifest.json is a PNG image, not the JSON manifest of a kernel package"),
     ("truncated-manifest", "manifest.json is not valid JSON"),
     ("truncated-data", "data.bin"),
@@ -249,7 +249,7 @@ def test_damaged_package(package, work, damage, expected):
 
 def test_package_error_at_run_time_has_no_stack_trace(package):
     # An error raised by the runtime while serving the package (a c10::Error)
-    # used to reach the tool with LibTorch's C++ stack trace attached.
+    # reaches the user as one line, without LibTorch's C++ stack trace.
     env = {"SLAK_OPENCL_DEVICE": "no-such-device"}
     args = ["--kernels", package, "--kernel-backend", "opencl", *SYNTHETIC]
     line = one_error(run("slak-infer", *args, env=env), "slak-infer")
