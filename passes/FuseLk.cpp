@@ -8,6 +8,8 @@
 
 #include "passes/EraseDead.h"
 
+#include "codegen/Reparam.h"
+
 #include "dialect/ConstantData.h"
 #include "dialect/SlakOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -15,8 +17,6 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
-
-#include <cmath>
 
 namespace mlir::slak {
 #define GEN_PASS_DEF_SLAKFUSELK
@@ -83,19 +83,9 @@ Value sumOf(OpBuilder &builder, Location loc, ArrayRef<Value> values) {
   return sum;
 }
 
-/// Per-channel BatchNorm scale and shift, y = x * scale + shift.
-struct Affine {
-  std::vector<double> scale, shift;
-};
-
-/// The numbers of a branch in the inference fold, or why they are not known.
-struct FoldedBranch {
-  int64_t kh, kw, ph, pw;
-  std::vector<double> weight; // C * kh * kw, mask and batch norm applied
-  std::vector<double> bias;   // C
-};
-
-FailureOr<FoldedBranch> foldBranch(const Branch &branch, int index, std::string &why) {
+/// A branch as the inference fold reads it, or why its numbers are not known.
+FailureOr<::slak::codegen::ArrayFoldBranch> foldInput(const Branch &branch, int index,
+                                                      std::string &why) {
   DwConv2dOp conv = branch.conv;
   const std::string name = "branch " + std::to_string(index);
   auto weight = readFloats(constantElements(conv.getWeight()));
@@ -103,27 +93,25 @@ FailureOr<FoldedBranch> foldBranch(const Branch &branch, int index, std::string 
     why = "the weight of " + name + " is not a constant";
     return failure();
   }
-  FoldedBranch folded{conv.getKernelH(), conv.getKernelW(),  conv.getPadH(),
-                      conv.getPadW(),    std::move(*weight), {}};
-  const int64_t channels = conv.getWeight().getType().getDimSize(0);
-  const int64_t window = folded.kh * folded.kw;
+  ::slak::codegen::ArrayFoldBranch in;
+  in.weight = std::move(*weight);
+  in.window = {conv.getKernelH(), conv.getKernelW(), conv.getPadH(), conv.getPadW()};
   if (conv.getMask()) {
     auto mask = readBools(constantElements(conv.getMask()));
     if (!mask) {
       why = "the mask of " + name + " is not a constant";
       return failure();
     }
-    for (size_t i = 0; i < folded.weight.size(); ++i)
-      folded.weight[i] *= (*mask)[i];
+    in.mask.assign(mask->begin(), mask->end());
   }
-  folded.bias.assign(channels, 0.0);
   if (conv.getBias()) {
     auto bias = readFloats(constantElements(conv.getBias()));
     if (!bias) {
       why = "the bias of " + name + " is not a constant";
       return failure();
     }
-    folded.bias = *bias;
+    in.hasBias = true;
+    in.bias = std::move(*bias);
   }
   if (BatchNormOp norm = branch.norm) {
     auto mean = readFloats(constantElements(norm.getMean()));
@@ -134,46 +122,12 @@ FailureOr<FoldedBranch> foldBranch(const Branch &branch, int index, std::string 
       why = "the batch norm statistics of " + name + " are not constants";
       return failure();
     }
-    const double eps = norm.getEpsilon().convertToDouble();
-    for (int64_t c = 0; c < channels; ++c) {
-      const double scale = (*gamma)[c] / std::sqrt((*var)[c] + eps);
-      for (int64_t k = 0; k < window; ++k)
-        folded.weight[c * window + k] *= scale;
-      folded.bias[c] = (folded.bias[c] - (*mean)[c]) * scale + (*beta)[c];
-    }
+    in.hasNorm = true;
+    in.norm = ::slak::codegen::ArrayFoldBranch::Norm{std::move(*gamma), std::move(*beta),
+                                                     std::move(*mean), std::move(*var),
+                                                     norm.getEpsilon().convertToDouble()};
   }
-  return folded;
-}
-
-/// Merges every branch whose window nests inside a larger one into it (by
-/// zero-padding and adding) and returns the surviving branches.
-std::vector<FoldedBranch> mergeNested(std::vector<FoldedBranch> branches, int64_t channels) {
-  std::stable_sort(branches.begin(), branches.end(),
-                   [](const auto &a, const auto &b) { return a.kh * a.kw > b.kh * b.kw; });
-  std::vector<FoldedBranch> kept;
-  for (FoldedBranch &branch : branches) {
-    FoldedBranch *host = nullptr;
-    for (FoldedBranch &candidate : kept) {
-      const int64_t dh = candidate.ph - branch.ph, dw = candidate.pw - branch.pw;
-      if (dh >= 0 && dw >= 0 && dh + branch.kh <= candidate.kh && dw + branch.kw <= candidate.kw) {
-        host = &candidate;
-        break;
-      }
-    }
-    if (!host) {
-      kept.push_back(std::move(branch));
-      continue;
-    }
-    const int64_t dh = host->ph - branch.ph, dw = host->pw - branch.pw;
-    for (int64_t c = 0; c < channels; ++c) {
-      for (int64_t u = 0; u < branch.kh; ++u)
-        for (int64_t v = 0; v < branch.kw; ++v)
-          host->weight[(c * host->kh + u + dh) * host->kw + v + dw] +=
-              branch.weight[(c * branch.kh + u) * branch.kw + v];
-      host->bias[c] += branch.bias[c];
-    }
-  }
-  return kept;
+  return in;
 }
 
 struct FuseLkPass : public ::mlir::slak::impl::SlakFuseLkBase<FuseLkPass> {
@@ -325,30 +279,33 @@ struct FuseLkPass : public ::mlir::slak::impl::SlakFuseLkBase<FuseLkPass> {
     Location loc = branches.front().conv.getLoc();
     auto type = cast<RankedTensorType>(branches.front().result().getType());
     const int64_t channels = type.getDimSize(1);
-    std::vector<FoldedBranch> folded;
+    std::vector<::slak::codegen::ArrayFoldBranch> inputs;
     for (auto [i, branch] : llvm::enumerate(branches)) {
       std::string why;
-      FailureOr<FoldedBranch> f = foldBranch(branch, static_cast<int>(i), why);
-      if (failed(f)) {
+      FailureOr<::slak::codegen::ArrayFoldBranch> in = foldInput(branch, static_cast<int>(i), why);
+      if (failed(in)) {
         branch.conv.emitRemark() << "slak-fuse-lk: fused without folding batch norms or "
                                     "merging kernels: "
                                  << why;
         return fuseTrain(builder, input, branches);
       }
-      folded.push_back(std::move(*f));
+      inputs.push_back(std::move(*in));
     }
-    std::vector<double> bias(channels, 0.0);
-    for (const FoldedBranch &f : folded)
-      for (int64_t c = 0; c < channels; ++c)
-        bias[c] += f.bias[c];
-    std::vector<FoldedBranch> merged = mergeNested(std::move(folded), channels);
+    // Masks are multiplied into the weights; the sparsity pass reads the zeros.
+    ::slak::codegen::ArrayFoldedLayer folded =
+        ::slak::codegen::foldLayer(channels, std::move(inputs), nullptr);
+    const std::vector<double> bias =
+        folded.hasBias ? folded.bias : std::vector<double>(channels, 0.0);
 
     SmallVector<Value> weights;
     SmallVector<int64_t> paddings;
-    for (const FoldedBranch &f : merged) {
-      auto weightType = RankedTensorType::get({channels, 1, f.kh, f.kw}, type.getElementType());
-      weights.push_back(arith::ConstantOp::create(builder, loc, makeFloats(weightType, f.weight)));
-      paddings.append({f.ph, f.pw});
+    for (size_t b = 0; b < folded.weights.size(); ++b) {
+      const ::slak::codegen::KernelWindow &w = folded.windows[b];
+      auto weightType =
+          RankedTensorType::get({channels, 1, w.kernelH, w.kernelW}, type.getElementType());
+      weights.push_back(
+          arith::ConstantOp::create(builder, loc, makeFloats(weightType, folded.weights[b])));
+      paddings.append({w.padH, w.padW});
     }
     auto biasType = RankedTensorType::get({channels}, type.getElementType());
     Value biasValue = arith::ConstantOp::create(builder, loc, makeFloats(biasType, bias));

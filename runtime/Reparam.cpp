@@ -3,15 +3,43 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include <algorithm>
+#include "codegen/Reparam.h"
 
 namespace slak::runtime {
 namespace {
 
-/// One branch during folding.
-struct FoldBranch {
-  at::Tensor weight, mask; // weight double, mask uint8 or undefined
-  int64_t kh, kw, ph, pw;
+/// codegen's fold on ATen tensors (plain differentiable ops): kernels
+/// [C, 1, KH, KW] in double on the weights' device, masks uint8 on the CPU
+/// (undefined = dense), vectors [C].
+struct TensorFoldOps {
+  using Kernel = at::Tensor;
+  using Mask = at::Tensor;
+  using Vector = at::Tensor;
+
+  static std::vector<int64_t> nestedPadding(const codegen::KernelWindow &hw,
+                                            const codegen::KernelWindow &iw) {
+    const auto [dh, dw] = *hw.offsetOf(iw);
+    return {dw, hw.kernelW - iw.kernelW - dw, dh, hw.kernelH - iw.kernelH - dh};
+  }
+  bool hasMask(const Mask &m) const { return m.defined(); }
+  Kernel masked(const Kernel &w, const Mask &m) const { return w * m.to(w.device(), at::kDouble); }
+  Kernel scaled(const Kernel &w, const Vector &s) const { return w * s.view({-1, 1, 1, 1}); }
+  Vector add(const Vector &a, const Vector &b) const { return a + b; }
+  Vector sub(const Vector &a, const Vector &b) const { return a - b; }
+  Vector mul(const Vector &a, const Vector &b) const { return a * b; }
+  Vector div(const Vector &a, const Vector &b) const { return a / b; }
+  Vector sqrtPlus(const Vector &v, double eps) const { return at::sqrt(v + eps); }
+  Kernel addNested(const Kernel &host, const codegen::KernelWindow &hw, const Kernel &inner,
+                   const codegen::KernelWindow &iw) const {
+    return host + at::constant_pad_nd(inner, nestedPadding(hw, iw), 0);
+  }
+  Mask orNested(const Mask &host, const codegen::KernelWindow &hw, const Mask &inner,
+                const codegen::KernelWindow &iw) const {
+    const at::Tensor live =
+        inner.defined() ? inner
+                        : at::ones({host.size(0), 1, iw.kernelH, iw.kernelW}, host.options());
+    return at::logical_or(host, at::constant_pad_nd(live, nestedPadding(hw, iw), 0)).to(at::kByte);
+  }
 };
 
 } // namespace
@@ -20,79 +48,46 @@ ReparamLayer reparameterize(const std::vector<ReparamBranch> &branches, double e
                             const at::Tensor &sumBias) {
   TORCH_CHECK(!branches.empty(), "slak::reparameterize: no branches");
   const int64_t c = branches[0].weight.size(0);
-  std::vector<FoldBranch> folded;
-  at::Tensor bias;
+  std::vector<codegen::FoldBranch<TensorFoldOps>> inputs;
   for (size_t b = 0; b < branches.size(); ++b) {
     const ReparamBranch &in = branches[b];
     const at::Tensor &w = in.weight;
     TORCH_CHECK(w.dim() == 4 && w.size(0) == c && w.size(1) == 1, "slak::reparameterize: weights[",
                 b, "] has shape ", w.sizes(), ", expected [", c, ", 1, KH, KW]");
-    FoldBranch f;
-    f.kh = w.size(2);
-    f.kw = w.size(3);
-    f.ph = f.kh / 2;
-    f.pw = f.kw / 2;
+    codegen::FoldBranch<TensorFoldOps> f;
+    f.window = {w.size(2), w.size(3), w.size(2) / 2, w.size(3) / 2};
     f.weight = w.to(at::kDouble);
     if (in.mask.defined()) {
       TORCH_CHECK(in.mask.sizes() == w.sizes(), "slak::reparameterize: masks[", b, "] has shape ",
                   in.mask.sizes(), ", expected ", w.sizes());
       f.mask = in.mask.detach().ne(0).to(at::kCPU, at::kByte);
-      f.weight = f.weight * in.mask.to(w.device(), at::kDouble);
     }
     if (in.bnRunningMean.defined()) {
       const at::Tensor mean = in.bnRunningMean.to(at::kDouble);
-      const at::Tensor var = in.bnRunningVar.to(at::kDouble);
-      const at::Tensor gamma =
+      f.hasNorm = true;
+      f.norm.mean = mean;
+      f.norm.variance = in.bnRunningVar.to(at::kDouble);
+      f.norm.gamma =
           in.bnWeight.defined() ? in.bnWeight.to(at::kDouble) : at::ones({c}, mean.options());
-      const at::Tensor beta =
+      f.norm.beta =
           in.bnBias.defined() ? in.bnBias.to(at::kDouble) : at::zeros({c}, mean.options());
-      const at::Tensor scale = gamma / at::sqrt(var + eps);
-      f.weight = f.weight * scale.view({c, 1, 1, 1});
-      const at::Tensor shift = beta - mean * scale;
-      bias = bias.defined() ? bias + shift : shift;
+      f.norm.epsilon = eps;
     }
-    folded.push_back(std::move(f));
+    inputs.push_back(std::move(f));
   }
-  if (sumBias.defined())
-    bias = bias.defined() ? bias + sumBias.to(at::kDouble) : sumBias.to(at::kDouble);
-
-  std::stable_sort(folded.begin(), folded.end(), [](const FoldBranch &a, const FoldBranch &b) {
-    return a.kh * a.kw > b.kh * b.kw;
-  });
-  std::vector<FoldBranch> kept;
-  for (FoldBranch &branch : folded) {
-    FoldBranch *host = nullptr;
-    for (FoldBranch &cand : kept) {
-      const int64_t dh = cand.ph - branch.ph, dw = cand.pw - branch.pw;
-      if (dh >= 0 && dw >= 0 && dh + branch.kh <= cand.kh && dw + branch.kw <= cand.kw) {
-        host = &cand;
-        break;
-      }
-    }
-    if (!host) {
-      kept.push_back(std::move(branch));
-      continue;
-    }
-    const int64_t dh = host->ph - branch.ph, dw = host->pw - branch.pw;
-    const std::vector<int64_t> pad = {dw, host->kw - branch.kw - dw, dh, host->kh - branch.kh - dh};
-    host->weight = host->weight + at::constant_pad_nd(branch.weight, pad, 0);
-    if (host->mask.defined()) {
-      const at::Tensor nested = branch.mask.defined()
-                                    ? branch.mask
-                                    : at::ones(branch.weight.sizes(), host->mask.options());
-      host->mask = at::logical_or(host->mask, at::constant_pad_nd(nested, pad, 0)).to(at::kByte);
-    }
-  }
+  const at::Tensor layerBias = sumBias.defined() ? sumBias.to(at::kDouble) : at::Tensor();
+  codegen::FoldedLayer<TensorFoldOps> folded = codegen::foldLayerWith(
+      TensorFoldOps{}, std::move(inputs), sumBias.defined() ? &layerBias : nullptr);
 
   ReparamLayer out;
   const at::ScalarType type = branches[0].weight.scalar_type();
-  for (const FoldBranch &f : kept) {
-    out.weights.push_back(f.weight.to(type));
-    out.masks.push_back(f.mask);
-    out.paddings.emplace_back(f.ph, f.pw);
+  for (size_t b = 0; b < folded.weights.size(); ++b) {
+    out.weights.push_back(folded.weights[b].to(type));
+    out.masks.push_back(folded.masks[b]);
+    out.paddings.emplace_back(folded.windows[b].padH, folded.windows[b].padW);
   }
-  if (bias.defined())
-    out.bias = bias.to(type);
+  if (folded.hasBias)
+    out.bias = folded.bias.to(type);
   return out;
 }
 

@@ -6,9 +6,10 @@
 //
 // then every branch whose window nests in a larger one (the small kernel
 // inside M x N) is zero-padded and added to it; its mask is OR-ed in. The
-// arithmetic is double precision; results come back in the weights' dtype.
-// Differentiable (plain ATen ops). Used by LKConv2d's eval mode and, as the
-// op torch.ops.slak.reparameterize, by the Python package's modules.
+// steps are codegen/Reparam.h's (the pass and deploy run them on arrays),
+// here on ATen tensors: differentiable, double precision, results in the
+// weights' dtype. Used by LKConv2d's eval mode and, as the op
+// torch.ops.slak.reparameterize, by the Python package's modules.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,6 @@
 #include "models/deploy/Deploy.h"
 
+#include "codegen/Reparam.h"
 #include "codegen/package/KernelPackage.h"
 #include "models/deploy/LayerExport.h"
 
@@ -68,37 +69,47 @@ std::string checkPackagedOp(const codegen::PackagedOp &op, const ExportedLayer &
            "--slak-pipeline=mode=infer" +
            std::string(kFix);
 
-  // The layer folded: W' = W * mask * g / sqrt(v + eps), bias' = sum(beta - mean * g / ...).
+  // The layer folded (codegen/Reparam.h), every surviving branch added into
+  // one window of relative offsets.
   int rh = 0, rw = 0;
+  std::string layerWindows;
+  std::vector<codegen::ArrayFoldBranch> inputs;
   for (const ExportedBranch &b : layer.branches) {
     rh = std::max(rh, b.padH);
     rw = std::max(rw, b.padW);
-  }
-  EffectiveKernel model(C, rh, rw);
-  std::vector<double> modelBias(C, 0.0);
-  std::string layerWindows;
-  for (const ExportedBranch &b : layer.branches) {
     layerWindows += (layerWindows.empty() ? "" : ", ") + std::to_string(b.kernelH) + "x" +
                     std::to_string(b.kernelW);
-    for (int64_t c = 0; c < C; ++c) {
-      double g = 1.0;
-      if (b.batchNorm) {
-        g = b.scale[c] / std::sqrt(static_cast<double>(b.variance[c]) + b.epsilon);
-        modelBias[c] += b.shift[c] - b.mean[c] * g;
-      }
-      for (int u = 0; u < b.kernelH; ++u)
-        for (int v = 0; v < b.kernelW; ++v) {
-          const int64_t k = (c * b.kernelH + u) * b.kernelW + v;
-          if (!b.mask.empty() && !b.mask[k])
-            continue;
-          const int64_t i = model.index(c, u - b.padH, v - b.padW);
-          model.weight[i] += b.weight[k] * g;
-          model.live[i] = 1;
-        }
+    codegen::ArrayFoldBranch in;
+    in.window = {b.kernelH, b.kernelW, b.padH, b.padW};
+    in.weight.assign(b.weight.begin(), b.weight.end());
+    in.mask = b.mask;
+    if (b.batchNorm) {
+      in.hasNorm = true;
+      in.norm = {{b.scale.begin(), b.scale.end()},
+                 {b.shift.begin(), b.shift.end()},
+                 {b.mean.begin(), b.mean.end()},
+                 {b.variance.begin(), b.variance.end()},
+                 b.epsilon};
     }
+    inputs.push_back(std::move(in));
   }
-  for (int64_t c = 0; c < static_cast<int64_t>(layer.bias.size()); ++c)
-    modelBias[c] += layer.bias[c];
+  const std::vector<double> layerBias(layer.bias.begin(), layer.bias.end());
+  const codegen::ArrayFoldedLayer folded =
+      codegen::foldLayer(C, std::move(inputs), layer.bias.empty() ? nullptr : &layerBias);
+  const std::vector<double> modelBias = folded.hasBias ? folded.bias : std::vector<double>(C, 0.0);
+  EffectiveKernel model(C, rh, rw);
+  for (size_t f = 0; f < folded.weights.size(); ++f) {
+    const codegen::KernelWindow &w = folded.windows[f];
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t u = 0; u < w.kernelH; ++u)
+        for (int64_t v = 0; v < w.kernelW; ++v) {
+          const int64_t k = (c * w.kernelH + u) * w.kernelW + v;
+          const int64_t i =
+              model.index(c, static_cast<int>(u - w.padH), static_cast<int>(v - w.padW));
+          model.weight[i] += folded.weights[f][k];
+          model.live[i] |= folded.masks[f].empty() || folded.masks[f][k];
+        }
+  }
 
   // Each packaged branch window must lie inside one of the layer's (merging
   // only adds a window to a larger one; trimming only shrinks).
