@@ -172,32 +172,15 @@ GpuPrediction predictConv(const KernelSpec &spec, const Workload &w, const GpuDe
 
   GpuPrediction p;
   p.threads = threads;
-  p.blocks = w.batch * spec.channels * ceilDiv(outRows, s.tileH) * ceilDiv(outCols, s.tileW);
+  p.blocks = codegen::gridBlocks(spec, kind, w.batch, H, W);
 
-  // Staged input tiles: the union halo of the branches reading each input.
-  const bool perBranchInput = bwd && spec.perBranchOutputs;
+  // Staged input tiles (tile plus the union halo of the branches reading
+  // each input), as the plan lays them out.
+  const codegen::ConvPassPlan &pass = cand.plan.pass(kind);
+  const bool perBranchInput = pass.groups.size() > 1 || pass.groups[0].dyBranch >= 0;
   double stagedElems = 0;
-  auto haloOf = [&](const std::vector<const Branch *> &bs) {
-    int minR = 0, maxR = 0, minC = 0, maxC = 0;
-    for (const Branch *b : bs) {
-      const int ph = bwd ? b->kernelH - 1 - b->padH : b->padH;
-      const int pw = bwd ? b->kernelW - 1 - b->padW : b->padW;
-      minR = std::min(minR, -ph);
-      maxR = std::max(maxR, b->kernelH - 1 - ph);
-      minC = std::min(minC, -pw);
-      maxC = std::max(maxC, b->kernelW - 1 - pw);
-    }
-    return static_cast<double>(s.tileH + maxR - minR) * (s.tileW + maxC - minC);
-  };
-  if (perBranchInput) {
-    for (const Branch &b : spec.branches)
-      stagedElems += haloOf({&b});
-  } else {
-    std::vector<const Branch *> all;
-    for (const Branch &b : spec.branches)
-      all.push_back(&b);
-    stagedElems = haloOf(all);
-  }
+  for (const codegen::InputGroup &g : pass.groups)
+    stagedElems += static_cast<double>(g.rows) * g.cols;
 
   ThreadWork t;
   t.ilp = outputs;
@@ -206,12 +189,13 @@ GpuPrediction predictConv(const KernelSpec &spec, const Workload &w, const GpuDe
   if (s.stageInput)
     t.other += std::ceil(stagedElems / threads) * 9; // bounds-checked load + store
   double fmaTotal = 0, loadTotal = 0;
-  for (const Branch &b : spec.branches) {
+  for (const codegen::PassBranch &pb : pass.branches) {
+    const Branch &b = spec.branches[pb.index];
     const double live = liveFraction(spec, b, w);
     const double window = b.windowSize();
     const double liveTaps = std::max(1.0, std::round(live * window));
-    const bool table = !b.dense;
-    const bool masked = table && s.maskedWalk && s.stageInput && s.stageTaps;
+    const bool table = pb.table || pb.masked; // sparse
+    const bool masked = pb.masked;
     if (s.stageTaps) {
       if (masked)
         t.other += std::ceil(window / threads) * 3 + std::ceil(liveTaps / threads) * 12;
@@ -284,42 +268,30 @@ GpuPrediction predictWeight(const KernelSpec &spec, const Workload &w, const Gpu
   const int64_t H = w.height, W = w.width, OH = spec.outHeight(H), OW = spec.outWidth(W);
   const int TH = s.weightTileH, TW = s.weightTileW, threads = s.weightThreads;
   const int eb = codegen::elementTypeBytes(spec.elementType);
-  const int B = static_cast<int>(spec.branches.size());
-  const int numDy = spec.perBranchOutputs ? B : 1;
-  const bool perTapDy = numDy > 1;
 
-  int minR = 0, maxR = 0, minC = 0, maxC = 0, maxTaps = 0;
-  bool blocked = true;
+  const codegen::WeightGradPlan &plan = cand.plan.weightGrad;
+  const bool blocked = plan.blocked;
+  const int numDy = plan.numDy;
+  const bool perTapDy = plan.perTapDy();
   double liveTaps = 0;
-  for (const Branch &b : spec.branches) {
-    minR = std::min(minR, -b.padH);
-    maxR = std::max(maxR, b.kernelH - 1 - b.padH);
-    minC = std::min(minC, -b.padW);
-    maxC = std::max(maxC, b.kernelW - 1 - b.padW);
-    maxTaps += b.windowSize();
-    blocked = blocked && (b.dense || spec.denseWeightGrad || s.maskedWalk);
+  for (const Branch &b : spec.branches)
     liveTaps += std::max(1.0, std::round(liveFraction(spec, b, w, true) * b.windowSize()));
-  }
-  const int P = blocked ? s.weightRowsPerThread : 1;
-  const double SH = TH + maxR - minR + (blocked ? P - 1 : 0), SW = TW + maxC - minC;
+  const int P = plan.tapsPerThread;
+  const double SH = plan.tileRows, SW = plan.tileCols;
   const int64_t tilesTotal = w.batch * ceilDiv(OH, TH) * ceilDiv(OW, TW);
   const double tilesPerBlock = static_cast<double>(ceilDiv(tilesTotal, s.weightSplit));
 
   GpuPrediction p;
   p.threads = threads;
-  p.blocks = spec.channels * s.weightSplit;
+  p.blocks = codegen::gridBlocks(spec, KernelKind::BackwardWeight, w.batch, H, W);
 
   ThreadWork perTile;
   const double staged = SH * SW + numDy * TH * TW;
   perTile.other = std::ceil(staged / threads) * 9 + 6;
   double fmaPerTile = 0, loadPerTile = 0;
   if (blocked) {
-    int numBlocks = 0;
-    for (const Branch &b : spec.branches)
-      numBlocks += static_cast<int>(ceilDiv(b.kernelH, P)) * b.kernelW;
-    const int lanes = std::min(nextPow2(numBlocks), threads);
-    const int slots = static_cast<int>(ceilDiv(numBlocks, lanes));
-    const int groups = threads / lanes;
+    const int slots = plan.slots;
+    const int groups = plan.pixelGroups;
     const double cols = static_cast<double>(ceilDiv(TW, groups));
     // Per dy column: P - 1 x loads per slot, then per row one dy load (per
     // slot with one dy per branch), and per slot one x load and P FMAs.
@@ -328,7 +300,8 @@ GpuPrediction predictWeight(const KernelSpec &spec, const Workload &w, const Gpu
     perTile.other += cols * (TH + 4.0);
     perTile.ilp = slots * P;
   } else {
-    const int slots = static_cast<int>(ceilDiv(maxTaps, threads));
+    // The lanes per tap are chosen at run time from the live taps.
+    const int slots = plan.slots;
     const int need = static_cast<int>(std::ceil(liveTaps / slots));
     const int lanes = nextPow2(std::max(1, need));
     const int groups = std::max(1, threads / lanes);
@@ -344,7 +317,8 @@ GpuPrediction predictWeight(const KernelSpec &spec, const Workload &w, const Gpu
   ThreadWork t;
   t.fma = perTile.fma * tilesPerBlock;
   t.shared = perTile.shared * tilesPerBlock;
-  t.other = perTile.other * tilesPerBlock + std::ceil(static_cast<double>(maxTaps) / threads) * 20;
+  t.other = perTile.other * tilesPerBlock +
+            std::ceil(static_cast<double>(plan.windowTaps) / threads) * 20;
   t.ilp = perTile.ilp;
   t.barriers = 2 * tilesPerBlock + 3;
   t.globalRounds = tilesPerBlock;

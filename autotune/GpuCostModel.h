@@ -1,6 +1,7 @@
 // GpuCostModel: an analytic time estimate for one emitted kernel kind of a
 // spec on a named GPU, without running anything. It follows the emitter's
-// algorithm (codegen/KernelEmitter.h) step by step:
+// algorithm (codegen/KernelEmitter.h) step by step over the kernel plan
+// (codegen/KernelPlan.h):
 //
 //   per block:  staging (input tile + halo, taps) and the tap loop, counted
 //               as per-thread FMAs, shared-memory loads and other
@@ -53,7 +54,8 @@ struct GpuPrediction {
 
 /// Predicts `kind` (Forward, BackwardData or BackwardWeight, the latter with
 /// its reduction) of `spec` with spec.schedule on `device`. `candidate` is
-/// describeSchedule(spec) (pass it when known: emitting costs ~1 ms).
+/// describeSchedule(spec): its kernel plan gives the staged tiles, the
+/// backward-weight form, shared memory and registers.
 GpuPrediction predictGpu(const KernelSpec &spec, const Workload &workload, const GpuDevice &device,
                          KernelKind kind, const GpuCandidate &candidate);
 GpuPrediction predictGpu(const KernelSpec &spec, const Workload &workload, const GpuDevice &device,

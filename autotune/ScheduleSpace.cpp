@@ -3,10 +3,8 @@
 #include "codegen/DefaultSchedule.h"
 
 #include <algorithm>
-#include <mutex>
 #include <set>
 #include <stdexcept>
-#include <unordered_map>
 
 namespace slak::autotune {
 namespace {
@@ -14,66 +12,6 @@ namespace {
 using codegen::Schedule;
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-int nextPow2(int v) {
-  int p = 1;
-  while (p < v)
-    p *= 2;
-  return p;
-}
-
-/// Union halo of all branches: rows above/below and columns left/right.
-struct Halo {
-  int rows = 0, cols = 0;
-};
-Halo unionHalo(const KernelSpec &spec) {
-  int minR = 0, maxR = 0, minC = 0, maxC = 0;
-  for (const codegen::Branch &b : spec.branches) {
-    minR = std::min(minR, -b.padH);
-    maxR = std::max(maxR, b.kernelH - 1 - b.padH);
-    minC = std::min(minC, -b.padW);
-    maxC = std::max(maxC, b.kernelW - 1 - b.padW);
-  }
-  return {maxR - minR, maxC - minC};
-}
-
-int totalWindow(const KernelSpec &spec) {
-  int taps = 0;
-  for (const codegen::Branch &b : spec.branches)
-    taps += b.windowSize();
-  return taps;
-}
-
-/// True when backward-weight uses the blocked kernel (every branch computes
-/// its whole window), as the emitter decides.
-bool blockedWeight(const KernelSpec &spec) {
-  for (const codegen::Branch &b : spec.branches)
-    if (!(b.dense || spec.denseWeightGrad || spec.schedule.maskedWalk))
-      return false;
-  return true;
-}
-
-/// A lower bound of the conv kernels' shared memory (the emitter may pad
-/// rows for bank conflicts): skips emitting tiles that cannot fit.
-int64_t convSharedLowerBound(const KernelSpec &spec) {
-  const Schedule &s = spec.schedule;
-  const Halo h = unionHalo(spec);
-  int64_t bytes = 0;
-  if (s.stageInput)
-    bytes += 4LL * (s.tileH + h.rows) * (s.tileW + h.cols);
-  if (s.stageTaps)
-    bytes += 4LL * totalWindow(spec);
-  return bytes;
-}
-
-int64_t weightSharedLowerBound(const KernelSpec &spec) {
-  const Schedule &s = spec.schedule;
-  const Halo h = unionHalo(spec);
-  const int numDy = spec.perBranchOutputs ? static_cast<int>(spec.branches.size()) : 1;
-  const int extra = blockedWeight(spec) ? s.weightRowsPerThread - 1 : 0;
-  return 4LL * ((s.weightTileH + h.rows + extra) * (s.weightTileW + h.cols) +
-                numDy * s.weightTileH * s.weightTileW);
-}
 
 } // namespace
 
@@ -86,86 +24,15 @@ SchedulePart partOf(KernelKind kind) {
                                                                          : SchedulePart::Weight;
 }
 
-int registerBudget(int threads) {
-  // Mirrors the emitter's __launch_bounds__(threads, minBlocks): minBlocks
-  // blocks of `threads` must fit 64K registers at 128 per thread.
-  const int lanes = (threads + 31) / 32 * 32;
-  const int minBlocks = std::max(1, 65536 / (lanes * 128));
-  return std::min(255, 65536 / (minBlocks * lanes) / 8 * 8);
-}
-
-int estimateRegisters(const KernelSpec &spec, KernelKind kind) {
-  // Fitted to ptxas -v (CUDA 13, sm_80) over 192 schedules of the SLaK-T
-  // stage spaces (768 kernels): given the 128-register budget of the launch
-  // bounds, ptxas spends registers on unrolling, so usage grows with the
-  // outputs held per thread from a base of about 40. The estimates err high.
-  const Schedule &s = spec.schedule;
-  if (kind == KernelKind::BackwardWeightReduce)
-    return 16 + 2 * std::min(s.weightSplit, 32);
-  if (kind == KernelKind::Forward || kind == KernelKind::BackwardData) {
-    const int outputs = s.rowsPerThread() * s.colsPerThread();
-    // Staged walks keep rotating input rows (or pipelined tap loads) beside
-    // the sums; unstaged ones load straight into FMAs.
-    return s.stageInput ? 36 + 3 * outputs : 44 + 2 * outputs;
-  }
-  // Backward-weight phase 1.
-  const int threads = s.weightThreads;
-  if (blockedWeight(spec)) {
-    const int P = s.weightRowsPerThread;
-    int numBlocks = 0;
-    for (const codegen::Branch &b : spec.branches)
-      numBlocks += static_cast<int>(ceilDiv(b.kernelH, P)) * b.kernelW;
-    const int lanes = std::min(nextPow2(numBlocks), threads);
-    const int slots = static_cast<int>(ceilDiv(numBlocks, lanes));
-    return 56 + slots * (3 * P + (spec.perBranchOutputs ? 5 : 4));
-  }
-  const int slots = static_cast<int>(ceilDiv(totalWindow(spec), threads));
-  return 60 + slots * 6;
-}
-
 GpuCandidate describeSchedule(const KernelSpec &spec) {
-  // Emitting costs ~1 ms; searches ask for the same schedules again (other
-  // devices, other splits, whose shared memory and threads do not change).
-  struct Facts {
-    std::array<int, codegen::kNumKernelKinds> threads{};
-    std::array<int64_t, codegen::kNumKernelKinds> sharedBytes{};
-    std::string error;
-  };
-  static std::mutex mutex;
-  static std::unordered_map<std::string, Facts> cache;
-  KernelSpec normalised = spec;
-  normalised.schedule.weightSplit = 1;
-  const std::string key = normalised.signature();
-  Facts facts;
-  bool found = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = cache.find(key); it != cache.end()) {
-      facts = it->second;
-      found = true;
-    }
-  }
-  if (!found) {
-    try {
-      const codegen::EmittedKernels emitted = codegen::emitKernels(spec);
-      facts.threads = emitted.threads;
-      facts.sharedBytes = emitted.sharedBytes;
-    } catch (const std::invalid_argument &e) {
-      facts.error = e.what();
-    }
-    std::lock_guard<std::mutex> lock(mutex);
-    if (cache.size() > 200000)
-      cache.clear();
-    cache.emplace(key, facts);
-  }
-  if (!facts.error.empty())
-    throw std::invalid_argument(facts.error);
   GpuCandidate c;
   c.schedule = spec.schedule;
-  c.threads = facts.threads;
-  c.sharedBytes = facts.sharedBytes;
-  for (int k = 0; k < codegen::kNumKernelKinds; ++k)
-    c.registers[k] = estimateRegisters(spec, static_cast<KernelKind>(k));
+  c.plan = codegen::planKernels(spec);
+  if (std::string err = c.plan.sharedMemoryError(); !err.empty())
+    throw std::invalid_argument("describeSchedule: " + err);
+  c.threads = c.plan.threads;
+  c.sharedBytes = c.plan.sharedBytes;
+  c.registers = c.plan.registers;
   return c;
 }
 
@@ -210,7 +77,6 @@ std::vector<GpuCandidate> gpuScheduleSpace(const KernelSpec &specIn, const Workl
   // Forward tiles the output, backward-data the input: cover the larger.
   const int64_t rows = std::max<int64_t>(h, spec.outHeight(h));
   const int64_t cols = std::max<int64_t>(w, spec.outWidth(w));
-  const int64_t sharedLimit = std::min<int64_t>(codegen::kMaxSharedBytes, device.sharedPerBlock);
   const int maxThreads = std::min(512, device.maxThreadsPerBlock);
   // Tiles may overshoot the image, but not compute more than twice it.
   auto fitsImage = [](int64_t tile, int64_t extent, int64_t smallest) {
@@ -247,7 +113,7 @@ std::vector<GpuCandidate> gpuScheduleSpace(const KernelSpec &specIn, const Workl
           }
   } else {
     std::set<int> splits = {1, 2, 4, 8, 16, 32, 64, base.weightSplit};
-    const bool blocked = blockedWeight(spec);
+    const bool blocked = codegen::planKernels(spec).weightGrad.blocked;
     std::vector<int> rowsPerThread = {base.weightRowsPerThread};
     if (blocked) {
       int maxKh = 1;
@@ -285,15 +151,11 @@ std::vector<GpuCandidate> gpuScheduleSpace(const KernelSpec &specIn, const Workl
     spec.schedule = proposals[i];
     if (!spec.schedule.validate().empty())
       continue;
-    const int64_t bound =
-        part == SchedulePart::Conv ? convSharedLowerBound(spec) : weightSharedLowerBound(spec);
-    if (bound > sharedLimit)
-      continue;
     GpuCandidate c;
     try {
       c = describeSchedule(spec);
     } catch (const std::invalid_argument &) {
-      continue; // the emitter's shared-memory check
+      continue; // a kernel overflows the static shared-memory limit
     }
     if (!checkFits(c, device).empty())
       continue;

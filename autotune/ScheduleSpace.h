@@ -8,7 +8,7 @@
 // instead of millions; the search recombines the best of each part.
 //
 // A schedule is legal when spec.validate() passes, every kernel fits the
-// static shared-memory limit (emitKernels decides) and the device's
+// static shared-memory limit (the kernel plan decides) and the device's
 // per-block limits, and the estimated registers per thread fit the budget
 // the emitted __launch_bounds__ promise (so ptxas does not spill).
 #pragma once
@@ -21,7 +21,7 @@
 
 #include "autotune/Device.h"
 #include "autotune/Workload.h"
-#include "codegen/KernelEmitter.h"
+#include "codegen/KernelPlan.h"
 
 namespace slak::autotune {
 
@@ -30,26 +30,23 @@ const char *schedulePartName(SchedulePart part); // "conv", "weight"
 /// The part a kernel kind reads.
 SchedulePart partOf(KernelKind kind);
 
-/// One legal schedule with what the emitter reported for it.
+/// One schedule with its kernel plan and what the cost model and the fit
+/// check read from it.
 struct GpuCandidate {
   codegen::Schedule schedule;
+  codegen::KernelPlan plan;
   std::array<int, codegen::kNumKernelKinds> threads{};
   std::array<int64_t, codegen::kNumKernelKinds> sharedBytes{};
-  /// Estimated registers per thread of each kind (see estimateRegisters).
+  /// Estimated registers per thread of each kind (codegen::estimateRegisters).
   std::array<int, codegen::kNumKernelKinds> registers{};
 };
 
-/// Registers per thread the emitted __launch_bounds__ leave for a block of
-/// `threads` (ptxas spills above it): 128, or 64 at 1024 threads.
-int registerBudget(int threads);
-/// Registers per thread a kernel of `spec` (with its schedule) is expected to
-/// use: a base for addressing and unrolling plus the outputs (or tap
-/// blocks) each thread holds; fitted to ptxas reports and meant to err
-/// high. tests/autotune compiles the chosen schedules: no spills.
-int estimateRegisters(const KernelSpec &spec, KernelKind kind);
+using codegen::estimateRegisters;
+using codegen::registerBudget;
 
-/// The facts the cost model needs for spec.schedule (emits the kernels).
-/// Throws std::invalid_argument when the schedule is illegal for the spec.
+/// The plan of spec.schedule and the facts the cost model needs. Throws
+/// std::invalid_argument when the schedule is illegal for the spec (a kernel
+/// overflows the static shared-memory limit).
 GpuCandidate describeSchedule(const KernelSpec &spec);
 /// Empty when `candidate` fits `device` (threads, shared memory, register
 /// budget), else why not.

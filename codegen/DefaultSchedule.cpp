@@ -3,25 +3,15 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "codegen/KernelEmitter.h"
+#include "codegen/KernelPlan.h"
 
 namespace slak::codegen {
 namespace {
 
 int tileWidthFor(int64_t width) { return width >= 24 ? 32 : width >= 12 ? 16 : 8; }
 
-/// Empty when every kernel of `spec` fits, else the emitter's message.
-std::string fits(const KernelSpec &spec) {
-  try {
-    emitKernels(spec);
-    return {};
-  } catch (const std::invalid_argument &e) {
-    return e.what();
-  }
-}
-
 /// The tiles are as small as they go and a kernel still does not fit: the
-/// emitter's advice to lower them cannot help, so say what does.
+/// plan's advice to lower them cannot help, so say what does.
 std::invalid_argument noScheduleFits(const std::string &err) {
   return std::invalid_argument(
       "defaultSchedule: no schedule fits this layer, not even with the smallest tiles (" + err +
@@ -88,16 +78,11 @@ Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
   s.weightSplit =
       static_cast<int>(std::clamp<int64_t>((1024 + spec.channels - 1) / spec.channels, 1, 32));
 
-  // Shrink the tiles until every kernel's shared memory fits.
-  for (std::string err = fits(spec); !err.empty(); err = fits(spec)) {
-    if (err.find("weightTile") != std::string::npos) {
-      if (s.weightTileH > 1)
-        s.weightTileH /= 2;
-      else if (s.weightTileW > 8)
-        s.weightTileW /= 2;
-      else
-        throw noScheduleFits(err);
-    } else if (err.find("tileH") != std::string::npos) {
+  // Shrink the tiles until every kernel's shared memory fits: the conv
+  // tiles while forward or backward-data overflows, then the weight tiles.
+  for (KernelPlan plan = planKernels(spec); !plan.sharedMemoryError().empty();
+       plan = planKernels(spec)) {
+    if (!plan.convFits()) {
       if (s.tileH > s.blockH && s.tileH / s.blockH > 1) {
         s.tileH = s.blockH * (s.tileH / s.blockH / 2);
       } else if (s.blockH > 1) {
@@ -111,10 +96,14 @@ Schedule defaultSchedule(const KernelSpec &specIn, double sparseDensity) {
       } else if (s.stageTaps) {
         s.stageTaps = false;
       } else {
-        throw noScheduleFits(err);
+        throw noScheduleFits(plan.sharedMemoryError());
       }
+    } else if (s.weightTileH > 1) {
+      s.weightTileH /= 2;
+    } else if (s.weightTileW > 8) {
+      s.weightTileW /= 2;
     } else {
-      throw std::invalid_argument("defaultSchedule: " + err);
+      throw noScheduleFits(plan.sharedMemoryError());
     }
   }
   return s;

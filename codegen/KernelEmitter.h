@@ -22,8 +22,12 @@
 // live taps of the table. Pixel groups are summed in a fixed order, and phase
 // 2 sums the weightSplit partials in a fixed order: the same bits every run.
 //
-// Entry points (buffer layouts: codegen/BufferLayout.h; T = element type;
-// height/width are always the input (x) size, ignored when the spec is static):
+// The plan (codegen/KernelPlan.h) decides tiles, halos, shared memory and
+// threads; this file and its parts (ConvPassEmitter, WeightGradEmitter)
+// only write text from it. Entry points (parameters:
+// codegen/KernelArguments.h; buffer layouts: codegen/BufferLayout.h; T =
+// element type; height/width are always the input (x) size, ignored when the
+// spec is static):
 //   <base>_fwd(const T *x, const T *wt, const int *tapOffsets, const int *taps,
 //              const T *bias, T *y, int batch, int height, int width)
 //   <base>_bwd_data(const T *dy, const T *wt, const int *tapOffsets,
@@ -41,35 +45,26 @@
 #include <string>
 #include <vector>
 
+#include "codegen/KernelPlan.h"
 #include "codegen/KernelSpec.h"
 #include "codegen/Prelude.h"
 
 namespace slak::codegen {
-
-enum class KernelKind { Forward, BackwardData, BackwardWeight, BackwardWeightReduce };
-constexpr int kNumKernelKinds = 4;
-const char *kernelKindName(KernelKind kind); // "forward", ...
-
-/// Static shared memory one block may use (CUDA's static limit).
-constexpr int64_t kMaxSharedBytes = 48 * 1024;
-
-struct LaunchGeometry {
-  int64_t blocks = 0;      // CUDA gridDim.x; OpenCL global size = blocks * threads
-  int threads = 0;         // CUDA blockDim.x; OpenCL local size
-  int64_t sharedBytes = 0; // static shared (__local) memory per block
-};
 
 struct EmittedKernels {
   KernelSpec spec;
   /// Backend-neutral kernel text; needs emitPrelude(backend) before it.
   std::string body;
   std::array<std::string, kNumKernelKinds> names;
+  /// The plan's threads and shared bytes (as recorded, for a package read
+  /// back).
   std::array<int, kNumKernelKinds> threads{};
   std::array<int64_t, kNumKernelKinds> sharedBytes{};
 
   const std::string &name(KernelKind kind) const { return names[static_cast<int>(kind)]; }
   /// Launch geometry for a batch-n input of h x w (h, w must match a static
-  /// spec). Throws std::invalid_argument naming the bad value.
+  /// spec): the grid from launchBlocks, threads and shared bytes from above.
+  /// Throws std::invalid_argument naming the bad value.
   LaunchGeometry geometry(KernelKind kind, int64_t n, int64_t h, int64_t w) const;
 };
 

@@ -1,0 +1,323 @@
+#include "codegen/ConvPassEmitter.h"
+
+#include <algorithm>
+
+namespace slak::codegen {
+namespace {
+
+class ConvPassEmitter : KernelText {
+public:
+  ConvPassEmitter(const KernelPlan &plan, KernelKind kind)
+      : KernelText(plan), pass_(plan.pass(kind)) {}
+
+  void run(Code &c) {
+    const KernelKind kind = pass_.kind;
+    const bool bwd = kind == KernelKind::BackwardData;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
+    const int BH = s_.blockH, BW = s_.blockW, TH = s_.tileH, TW = s_.tileW;
+    const int C = static_cast<int>(spec_.channels);
+    const std::vector<PassBranch> &pbs = pass_.branches;
+    const std::vector<InputGroup> &groups = pass_.groups;
+
+    const std::string in = bwd ? "dy" : "x";
+    const std::string outName = bwd ? "dx" : "y";
+    const std::string IH = bwd ? "HO" : "H", IW = bwd ? "WO" : "W";
+    const std::string OH = bwd ? "H" : "HO", OW = bwd ? "W" : "WO";
+    const bool perBranchStore = !bwd && spec_.perBranchOutputs;
+    const bool usesN = spec_.perBranchOutputs;
+
+    c("");
+    c("/* ", kernelKindName(kind), ": ", TH, "x", TW, " outputs per block, ", R, "x", CC,
+      " per thread */");
+    signature(c, kind);
+    c.open("");
+    sizes(c);
+    if (usesN)
+      c("const int N = batch;");
+    c("const int tilesW = (", OW, " + ", TW - 1, ") / ", TW, ";");
+    c("const int tilesPerPlane = ((", OH, " + ", TH - 1, ") / ", TH, ") * tilesW;");
+    c("const slak_i64 blockId = SLAK_BLOCK_ID;");
+    c("const int plane = (int)(blockId / tilesPerPlane);");
+    c("const int tile = (int)(blockId - (slak_i64)plane * tilesPerPlane);");
+    c("const int c = plane % ", C, ";");
+    c("const int tileRow = tile / tilesW;");
+    c("const int oy0 = tileRow * ", TH, ";");
+    c("const int ox0 = (tile - tileRow * tilesW) * ", TW, ";");
+    c("const int tid = SLAK_THREAD_ID;");
+    c("const int ty = tid / ", BW, ";");
+    c("const int tx = tid - ty * ", BW, ";");
+    if (s_.stageInput)
+      c("SLAK_SHARED float xs[", pass_.stagedInput, "];");
+    if (s_.stageTaps)
+      c("SLAK_SHARED float ws[", std::max(1, pass_.stagedWeights), "];");
+    if (s_.stageTaps && pass_.stagedOffsets > 0)
+      c("SLAK_SHARED int toff[", pass_.stagedOffsets, "];");
+    for (const PassBranch &pb : pbs) {
+      const int b = pb.index;
+      c("const slak_i64 wrow", b, " = (slak_i64)", pb.weightBase, " + (slak_i64)c * ",
+        pb.kh * pb.kw, ";");
+      if (pb.table || pb.masked) {
+        c("const int tb", b, " = tapOffsets[", b * C, " + c];");
+        c("const int nt", b, " = tapOffsets[", b * C, " + c + 1] - tb", b, ";");
+      }
+    }
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const std::string planeExpr = groups[g].dyBranch >= 0 ? cat("((slak_i64)", groups[g].dyBranch,
+                                                                  " * N * ", C, " + plane)")
+                                                            : std::string("(slak_i64)plane");
+      c("const slak_i64 ib", g, " = ", planeExpr, " * ", IH, " * ", IW, ";");
+    }
+    if (s_.stageTaps)
+      stageTaps(c);
+
+    // Accumulators.
+    const std::string bv = !bwd && spec_.hasBias && !spec_.perBranchOutputs ? " + bv" : "";
+    if (!bv.empty())
+      c("const float bv = ", ld("bias", "c"), ";");
+    for (int r = 0; r < R; ++r) {
+      std::string line = "float ";
+      for (int k = 0; k < CC; ++k)
+        line += cat(k ? ", " : "", "a", r, "_", k, " = 0.0f");
+      c(line, ";");
+    }
+
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      const InputGroup &g = groups[gi];
+      if (s_.stageInput) {
+        if (gi > 0)
+          c("SLAK_BARRIER(); /* the previous input is no longer read */");
+        c.open("for (int r = ty; r < ", g.rows, "; r += ", BH, ")");
+        c("const int iy = oy0 + (", g.halo.minRow, ") + r;");
+        c.open("for (int q = tx; q < ", g.cols, "; q += ", BW, ")");
+        c("xs[r * ", g.stride,
+          " + q] = ", ld2(in, cat("ib", gi), "iy", cat("ox0 + (", g.halo.minCol, ") + q"), IH, IW),
+          ";");
+        c.close();
+        c.close();
+        c("SLAK_BARRIER();");
+      } else if (gi == 0 && s_.stageTaps) {
+        c("SLAK_BARRIER();");
+      }
+      for (int i : g.branches) {
+        const PassBranch &pb = pbs[i];
+        if (s_.stageInput && !pb.table)
+          denseRotating(c, pb, g);
+        else if (s_.stageInput)
+          sparseStaged(c, pb, g);
+        else
+          unstaged(c, pb, in, cat("ib", gi), IH, IW);
+        if (perBranchStore) {
+          store(c, outName, cat("((slak_i64)", pb.index, " * N * ", C, " + plane)"), OH, OW, "");
+          for (int r = 0; r < R; ++r)
+            for (int k = 0; k < CC; ++k)
+              c("a", r, "_", k, " = 0.0f;");
+        }
+      }
+    }
+    if (!perBranchStore)
+      store(c, outName, "(slak_i64)plane", OH, OW, bv);
+    c.close();
+  }
+
+private:
+  /// Stages the channel's taps: weights as f32 (flipped for backward-data),
+  /// and the staged-tile offsets of table taps.
+  void stageTaps(Code &c) {
+    const int threads = pass_.threads;
+    bool anyMasked = false;
+    for (const PassBranch &pb : pass_.branches) {
+      if (!pb.masked)
+        continue;
+      anyMasked = true;
+      c.open("for (int e = tid; e < ", pb.kh * pb.kw, "; e += ", threads, ")");
+      c("ws[", pb.wsOffset, " + e] = 0.0f;");
+      c.close();
+    }
+    if (anyMasked)
+      c("SLAK_BARRIER(); /* dead taps are 0 before the live ones land */");
+    for (const PassBranch &pb : pass_.branches) {
+      const int b = pb.index, window = pb.kh * pb.kw;
+      const InputGroup &g = pass_.groups[pass_.groupOf(b)];
+      if (pb.masked) {
+        c.open("for (int k = tid; k < nt", b, "; k += ", threads, ")");
+        c("const int t = taps[tb", b, " + k];");
+        c("const int e = (t >> 16) * ", pb.kw, " + (t & 0xffff);");
+        c("ws[", pb.wsOffset, " + ", pb.flip ? cat(window - 1, " - e") : std::string("e"),
+          "] = ", ld("wt", cat("wrow", b, " + e")), ";");
+        c.close();
+      } else if (!pb.table) {
+        c.open("for (int e = tid; e < ", window, "; e += ", threads, ")");
+        c("ws[", pb.wsOffset,
+          " + e] = ", ld("wt", cat("wrow", b, pb.flip ? cat(" + ", window - 1, " - e") : " + e")),
+          ";");
+        c.close();
+      } else {
+        c.open("for (int k = tid; k < nt", b, "; k += ", threads, ")");
+        c("const int t = taps[tb", b, " + k];");
+        c("const int u = t >> 16;");
+        c("const int v = t & 0xffff;");
+        c("ws[", pb.wsOffset, " + k] = ", ld("wt", cat("wrow", b, " + u * ", pb.kw, " + v")), ";");
+        const std::string uu = pb.flip ? cat("(", pb.kh - 1, " - u)") : "u";
+        const std::string vv = pb.flip ? cat("(", pb.kw - 1, " - v)") : "v";
+        if (s_.stageInput)
+          c("toff[", pb.toffOffset, " + k] = (", uu, " + ", pb.rowBase, ") * ", g.stride, " + ", vv,
+            " + ", pb.colBase, ";");
+        else
+          c("toff[", pb.toffOffset, " + k] = (", uu, " << 16) | ", vv, ";");
+        c.close();
+      }
+    }
+  }
+
+  std::string weightAt(const PassBranch &pb, const std::string &u, const std::string &v) const {
+    if (s_.stageTaps)
+      return cat("ws[", pb.wsOffset, " + (", u, ") * ", pb.kw, " + ", v, "]");
+    const std::string idx = cat("(", u, ") * ", pb.kw, " + ", v);
+    return ld("wt", cat("wrow", pb.index, " + ",
+                        pb.flip ? cat("(", pb.kh * pb.kw - 1, " - (", idx, "))") : idx));
+  }
+
+  /// Dense branch over a staged input: for each window column v, walk the
+  /// window rows u keeping the R input rows that the thread's R outputs need
+  /// in a rotating set of registers, so each shared-memory load feeds R FMAs
+  /// per column.
+  void denseRotating(Code &c, const PassBranch &pb, const InputGroup &g) {
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    const int full = pb.kh / R, tail = pb.kh % R;
+    c.open("/* branch ", pb.index, ": ", pb.masked ? "masked " : "dense ", pb.kh, "x", pb.kw,
+           " */");
+    c("const int xb = (ty * ", R, " + ", pb.rowBase, ") * ", g.stride, " + tx + ", pb.colBase, ";");
+    for (int r = 0; r < R; ++r) {
+      std::string line = "float ";
+      for (int k = 0; k < CC; ++k)
+        line += cat(k ? ", " : "", "x", r, "_", k);
+      c(line, ";");
+    }
+    // One window column per iteration: unrolling columns too lets the
+    // compiler hoist loads across them until registers spill.
+    c("#pragma unroll 1");
+    c.open("for (int v = 0; v < ", pb.kw, "; ++v)");
+    c("const int xc = xb + v;");
+    for (int r = 0; r + 1 < R; ++r)
+      for (int k = 0; k < CC; ++k)
+        c("x", r, "_", k, " = xs[xc + ", r * g.stride + k * BW, "];");
+    auto step = [&](int p, const std::string &u) {
+      const int slot = (p + R - 1) % R;
+      for (int k = 0; k < CC; ++k)
+        c("x", slot, "_", k, " = xs[xc + (", u, " + ", p + R - 1, ") * ", g.stride, " + ", k * BW,
+          "];");
+      c.open("");
+      c("const float wv = ", weightAt(pb, cat(u, " + ", p), "v"), ";");
+      if (pb.masked) // uniform: every thread of the block reads the same weight
+        c.open("if (wv != 0.0f)");
+      for (int r = 0; r < R; ++r)
+        for (int k = 0; k < CC; ++k)
+          c("a", r, "_", k, " += wv * x", (p + r) % R, "_", k, ";");
+      if (pb.masked)
+        c.close();
+      c.close();
+    };
+    if (full > 1) {
+      c.open("for (int u = 0; u < ", full * R, "; u += ", R, ")");
+      for (int p = 0; p < R; ++p)
+        step(p, "u");
+      c.close();
+    } else if (full == 1) {
+      for (int p = 0; p < R; ++p)
+        step(p, "0");
+    }
+    for (int p = 0; p < tail; ++p)
+      step(p, std::to_string(full * R));
+    c.close();
+    c.close();
+  }
+
+  /// Table branch over a staged input: one weight and one offset per live tap,
+  /// then R x CC FMAs from shared memory.
+  void sparseStaged(Code &c, const PassBranch &pb, const InputGroup &g) {
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    c.open("/* branch ", pb.index, ": ", pb.kh, "x", pb.kw, " tap table */");
+    c("const int xb = ty * ", R * g.stride, " + tx;");
+    c.open("for (int k = 0; k < nt", pb.index, "; ++k)");
+    if (s_.stageTaps) {
+      c("const float wv = ws[", pb.wsOffset, " + k];");
+      c("const int o = xb + toff[", pb.toffOffset, " + k];");
+    } else {
+      c("const int t = taps[tb", pb.index, " + k];");
+      c("const int u = t >> 16;");
+      c("const int v = t & 0xffff;");
+      c("const float wv = ", ld("wt", cat("wrow", pb.index, " + u * ", pb.kw, " + v")), ";");
+      const std::string uu = pb.flip ? cat("(", pb.kh - 1, " - u)") : "u";
+      const std::string vv = pb.flip ? cat("(", pb.kw - 1, " - v)") : "v";
+      c("const int o = xb + (", uu, " + ", pb.rowBase, ") * ", g.stride, " + ", vv, " + ",
+        pb.colBase, ";");
+    }
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < CC; ++k)
+        c("a", r, "_", k, " += wv * xs[o + ", r * g.stride + k * BW, "];");
+    c.close();
+    c.close();
+  }
+
+  /// Without a staged input every tap reads global memory with bounds checks.
+  void unstaged(Code &c, const PassBranch &pb, const std::string &in, const std::string &ib,
+                const std::string &IH, const std::string &IW) {
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    c.open("/* branch ", pb.index, ": ", pb.kh, "x", pb.kw, pb.table ? " tap table" : " dense",
+           ", unstaged input */");
+    c("const int iy0 = oy0 + ty * ", R, " - ", pb.ph, ";");
+    c("const int ix0 = ox0 + tx - ", pb.pw, ";");
+    if (!pb.table) {
+      c.open("for (int u = 0; u < ", pb.kh, "; ++u)");
+      c.open("for (int v = 0; v < ", pb.kw, "; ++v)");
+      c("const float wv = ", weightAt(pb, "u", "v"), ";");
+    } else {
+      c.open("for (int k = 0; k < nt", pb.index, "; ++k)");
+      if (s_.stageTaps) {
+        c("const float wv = ws[", pb.wsOffset, " + k];");
+        c("const int u = toff[", pb.toffOffset, " + k] >> 16;");
+        c("const int v = toff[", pb.toffOffset, " + k] & 0xffff;");
+      } else {
+        c("const int t = taps[tb", pb.index, " + k];");
+        c("const float wv = ",
+          ld("wt", cat("wrow", pb.index, " + (t >> 16) * ", pb.kw, " + (t & 0xffff)")), ";");
+        c("const int u = ", pb.flip ? cat(pb.kh - 1, " - (t >> 16)") : "t >> 16", ";");
+        c("const int v = ", pb.flip ? cat(pb.kw - 1, " - (t & 0xffff)") : "t & 0xffff", ";");
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < CC; ++k)
+        c("a", r, "_", k, " += wv * ",
+          ld2(in, ib, cat("iy0 + u + ", r), cat("ix0 + v + ", k * BW), IH, IW), ";");
+    c.close();
+    if (!pb.table)
+      c.close();
+    c.close();
+  }
+
+  void store(Code &c, const std::string &outName, const std::string &planeExpr,
+             const std::string &OH, const std::string &OW, const std::string &bv) {
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    c.open("");
+    c("const slak_i64 ob = ", planeExpr, " * ", OH, " * ", OW, ";");
+    for (int r = 0; r < R; ++r) {
+      c.open("if (oy0 + ty * ", R, " + ", r, " < ", OH, ")");
+      c("const slak_i64 orow = ob + (slak_i64)(oy0 + ty * ", R, " + ", r, ") * ", OW, ";");
+      for (int k = 0; k < CC; ++k)
+        c("if (ox0 + tx + ", k * BW, " < ", OW, ") ",
+          st(outName, cat("orow + ox0 + tx + ", k * BW), cat("a", r, "_", k, bv)));
+      c.close();
+    }
+    c.close();
+  }
+
+  const ConvPassPlan &pass_;
+};
+
+} // namespace
+
+void emitConvPass(const KernelPlan &plan, KernelKind kind, Code &code) {
+  ConvPassEmitter(plan, kind).run(code);
+}
+
+} // namespace slak::codegen
