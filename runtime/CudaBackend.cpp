@@ -15,15 +15,18 @@
 #include <mutex>
 
 #include "codegen/BufferLayout.h"
+#include "codegen/KernelArguments.h"
 #include "runtime/Files.h"
 #include "runtime/LkConvBackend.h"
 #include "runtime/cuda/CudaCompiler.h"
 #include "runtime/cuda/CudaDriver.h"
+#include "runtime/cuda/CudaLaunch.h"
 #include "runtime/cuda/DynamicLibrary.h"
 
 namespace slak::runtime {
 namespace {
 
+using codegen::KernelBuffer;
 using codegen::KernelKind;
 using cuda::CudaDriver;
 using cuda::CudaModule;
@@ -82,42 +85,51 @@ public:
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
     c10::DeviceGuard guard(x.device());
-    auto t = tapTensors(taps);
-    void *xp = x.data_ptr(), *wp = weights.data_ptr(), *op = t->offsets.data_ptr(),
-         *tp = t->taps.data_ptr(), *yp = y.data_ptr();
-    void *bp = spec_.hasBias ? bias.data_ptr() : wp; // unused without a bias
-    int n = size(x, 0), h = size(x, 2), w = size(x, 3);
-    launch(KernelKind::Forward, x, {&xp, &wp, &op, &tp, &bp, &yp, &n, &h, &w});
+    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
+    cuda::DeviceBuffers buffers = tapBuffers(*t);
+    set(buffers, KernelBuffer::X, x);
+    set(buffers, KernelBuffer::Weights, weights);
+    set(buffers, KernelBuffer::Bias, spec_.hasBias ? bias : weights); // unread without a bias
+    set(buffers, KernelBuffer::Y, y);
+    run(KernelKind::Forward, x, buffers);
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
                     at::Tensor &dx) override {
     c10::DeviceGuard guard(dx.device());
-    auto t = tapTensors(taps);
-    void *dyp = dy.data_ptr(), *wp = weights.data_ptr(), *op = t->offsets.data_ptr(),
-         *tp = t->taps.data_ptr(), *dxp = dx.data_ptr();
-    int n = size(dx, 0), h = size(dx, 2), w = size(dx, 3);
-    launch(KernelKind::BackwardData, dx, {&dyp, &wp, &op, &tp, &dxp, &n, &h, &w});
+    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
+    cuda::DeviceBuffers buffers = tapBuffers(*t);
+    set(buffers, KernelBuffer::Dy, dy);
+    set(buffers, KernelBuffer::Weights, weights);
+    set(buffers, KernelBuffer::Dx, dx);
+    run(KernelKind::BackwardData, dx, buffers);
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
     c10::DeviceGuard guard(x.device());
-    auto t = tapTensors(taps);
+    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
+    cuda::DeviceBuffers buffers = tapBuffers(*t);
     at::Tensor workspace =
         at::empty({codegen::weightWorkspaceCount(spec_)}, x.options().dtype(at::kFloat));
-    void *xp = x.data_ptr(), *dyp = dy.data_ptr(), *op = t->offsets.data_ptr(),
-         *tp = t->taps.data_ptr(), *wsp = workspace.data_ptr(), *dwp = dw.data_ptr();
-    int n = size(x, 0), h = size(x, 2), w = size(x, 3);
-    launch(KernelKind::BackwardWeight, x, {&xp, &dyp, &op, &tp, &wsp, &n, &h, &w});
-    launch(KernelKind::BackwardWeightReduce, x, {&wsp, &dwp});
+    set(buffers, KernelBuffer::X, x);
+    set(buffers, KernelBuffer::Dy, dy);
+    set(buffers, KernelBuffer::Workspace, workspace);
+    set(buffers, KernelBuffer::Dw, dw);
+    run(KernelKind::BackwardWeight, x, buffers);
   }
 
 private:
-  static int size(const at::Tensor &t, int dim) {
-    TORCH_CHECK(t.size(dim) <= INT32_MAX, "slak: dimension ", dim, " of size ", t.size(dim),
-                " exceeds the kernels' 32-bit sizes");
-    return static_cast<int>(t.size(dim));
+  static void set(cuda::DeviceBuffers &buffers, KernelBuffer which, const at::Tensor &t) {
+    buffers.set(which, t.data_ptr(), static_cast<int64_t>(t.nbytes()));
+  }
+
+  /// Buffers holding the layer's tap table on this device.
+  static cuda::DeviceBuffers tapBuffers(const UploadedTaps &taps) {
+    cuda::DeviceBuffers buffers;
+    set(buffers, KernelBuffer::TapOffsets, taps.offsets);
+    set(buffers, KernelBuffer::Taps, taps.taps);
+    return buffers;
   }
 
   std::shared_ptr<UploadedTaps> tapTensors(LayerTaps &taps) {
@@ -137,14 +149,16 @@ private:
     return std::static_pointer_cast<UploadedTaps>(p);
   }
 
-  /// Launches kernel `kind` for input `x` on the current stream of x's device.
-  void launch(KernelKind kind, const at::Tensor &x, std::vector<void *> args) {
-    const codegen::LaunchGeometry g = kernels_.geometry(kind, x.size(0), x.size(2), x.size(3));
+  /// Launches pass `kind` for input `x` (sizes from its NCHW shape) on the
+  /// current stream of x's device.
+  void run(KernelKind kind, const at::Tensor &x, const cuda::DeviceBuffers &buffers) {
     const c10::Stream stream =
         c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(x.device());
+    const std::vector<codegen::KernelLaunch> launches =
+        codegen::bindPass(kernels_, kind, x.size(0), x.size(2), x.size(3));
     try {
-      module_->launch(kernels_.name(kind), g.blocks, g.threads,
-                      static_cast<CUstream>(stream.native_handle()), std::move(args));
+      for (const codegen::KernelLaunch &launch : launches)
+        cuda::launchBound(*module_, launch, buffers, static_cast<CUstream>(stream.native_handle()));
     } catch (const std::exception &e) {
       TORCH_CHECK(false, "slak: CUDA backend: ", e.what());
     }

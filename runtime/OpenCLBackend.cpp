@@ -5,12 +5,16 @@
 #include <ATen/ATen.h>
 
 #include "codegen/BufferLayout.h"
+#include "codegen/KernelArguments.h"
 #include "runtime/LkConvBackend.h"
 #include "runtime/OpenCLProgramCache.h"
+#include "runtime/opencl/LkConvExecutor.h"
 
 namespace slak::runtime {
 namespace {
 
+using codegen::KernelBuffer;
+using codegen::KernelBuffers;
 using codegen::KernelKind;
 using opencl::Buffer;
 
@@ -31,8 +35,12 @@ public:
     auto bb = spec_.hasBias ? upload(bias) : std::make_unique<Buffer>(context(), 4);
     Buffer yb(context(), y.nbytes());
     auto t = tapBuffers(taps);
-    launch(KernelKind::Forward, x,
-           {xb->mem(), wb->mem(), t->offsets->mem(), t->taps->mem(), bb->mem(), yb.mem()}, true);
+    KernelBuffers<cl_mem> buffers{};
+    buffers[index(KernelBuffer::X)] = xb->mem();
+    buffers[index(KernelBuffer::Weights)] = wb->mem();
+    buffers[index(KernelBuffer::Bias)] = bb->mem();
+    buffers[index(KernelBuffer::Y)] = yb.mem();
+    run(KernelKind::Forward, x, *t, buffers);
     yb.read(y.data_ptr(), y.nbytes());
   }
 
@@ -41,8 +49,11 @@ public:
     auto dyb = upload(dy), wb = upload(weights);
     Buffer dxb(context(), dx.nbytes());
     auto t = tapBuffers(taps);
-    launch(KernelKind::BackwardData, dx,
-           {dyb->mem(), wb->mem(), t->offsets->mem(), t->taps->mem(), dxb.mem()}, true);
+    KernelBuffers<cl_mem> buffers{};
+    buffers[index(KernelBuffer::Dy)] = dyb->mem();
+    buffers[index(KernelBuffer::Weights)] = wb->mem();
+    buffers[index(KernelBuffer::Dx)] = dxb.mem();
+    run(KernelKind::BackwardData, dx, *t, buffers);
     dxb.read(dx.data_ptr(), dx.nbytes());
   }
 
@@ -52,9 +63,12 @@ public:
     Buffer workspace(context(), codegen::weightWorkspaceCount(spec_) * sizeof(float));
     Buffer dwb(context(), dw.nbytes());
     auto t = tapBuffers(taps);
-    launch(KernelKind::BackwardWeight, x,
-           {xb->mem(), dyb->mem(), t->offsets->mem(), t->taps->mem(), workspace.mem()}, true);
-    launch(KernelKind::BackwardWeightReduce, x, {workspace.mem(), dwb.mem()}, false);
+    KernelBuffers<cl_mem> buffers{};
+    buffers[index(KernelBuffer::X)] = xb->mem();
+    buffers[index(KernelBuffer::Dy)] = dyb->mem();
+    buffers[index(KernelBuffer::Workspace)] = workspace.mem();
+    buffers[index(KernelBuffer::Dw)] = dwb.mem();
+    run(KernelKind::BackwardWeight, x, *t, buffers);
     dwb.read(dw.data_ptr(), dw.nbytes());
   }
 
@@ -78,28 +92,18 @@ private:
     return std::static_pointer_cast<UploadedTaps>(p);
   }
 
-  /// Runs kernel `kind` for input `x` (sizes from its NCHW shape) and waits.
-  void launch(KernelKind kind, const at::Tensor &x, const std::vector<cl_mem> &buffers,
-              bool withSizes) {
-    const codegen::LaunchGeometry g = kernels_.geometry(kind, x.size(0), x.size(2), x.size(3));
+  static int index(KernelBuffer buffer) { return static_cast<int>(buffer); }
+
+  /// Runs pass `kind` for input `x` (sizes from its NCHW shape) with the
+  /// layer's tap table and waits.
+  void run(KernelKind kind, const at::Tensor &x, const UploadedTaps &taps,
+           KernelBuffers<cl_mem> buffers) {
+    buffers[index(KernelBuffer::TapOffsets)] = taps.offsets->mem();
+    buffers[index(KernelBuffer::Taps)] = taps.taps->mem();
+    const auto launches = codegen::bindPass(kernels_, kind, x.size(0), x.size(2), x.size(3));
     std::lock_guard<std::mutex> lock(program_->launchMutex());
-    cl_kernel kernel = program_->kernel(kernels_.name(kind));
-    cl_uint index = 0;
-    for (cl_mem mem : buffers)
-      opencl::check(clSetKernelArg(kernel, index++, sizeof(cl_mem), &mem), "clSetKernelArg");
-    if (withSizes) {
-      const cl_int sizes[3] = {static_cast<cl_int>(x.size(0)), static_cast<cl_int>(x.size(2)),
-                               static_cast<cl_int>(x.size(3))};
-      for (cl_int size : sizes)
-        opencl::check(clSetKernelArg(kernel, index++, sizeof(cl_int), &size), "clSetKernelArg");
-    }
-    const size_t global = static_cast<size_t>(g.blocks) * g.threads;
-    const size_t local = static_cast<size_t>(g.threads);
-    cl_command_queue queue = context()->queue();
-    opencl::check(
-        clEnqueueNDRangeKernel(queue, kernel, 1, nullptr, &global, &local, 0, nullptr, nullptr),
-        ("clEnqueueNDRangeKernel(" + kernels_.name(kind) + ")").c_str());
-    opencl::check(clFinish(queue), "clFinish");
+    for (const codegen::KernelLaunch &launch : launches)
+      opencl::runKernel(program_->kernel(launch.name), context()->queue(), launch, buffers);
   }
 
   codegen::EmittedKernels kernels_;

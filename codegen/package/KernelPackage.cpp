@@ -235,15 +235,16 @@ json specJson(const KernelSpec &spec) {
               {"branches", branches}};
 }
 
-/// Grid size as blocks = base + per_batch * N (exact: the emitter's grids
-/// are affine in the batch).
-json launchJson(const EmittedKernels &k, KernelKind kind) {
-  const KernelSpec &spec = k.spec;
-  json launch{{"threads", k.threads[static_cast<int>(kind)]},
-              {"shared_bytes", k.sharedBytes[static_cast<int>(kind)]}};
+/// The kernel plan's threads and shared bytes, and for a static spec its
+/// grid as blocks = base + per_batch * N (exact: the grids are affine in the
+/// batch).
+json launchJson(const KernelPlan &plan, KernelKind kind) {
+  const KernelSpec &spec = plan.spec;
+  json launch{{"threads", plan.threads[static_cast<int>(kind)]},
+              {"shared_bytes", plan.sharedBytes[static_cast<int>(kind)]}};
   if (spec.height > 0 && spec.width > 0) {
-    const int64_t one = k.geometry(kind, 1, spec.height, spec.width).blocks;
-    const int64_t two = k.geometry(kind, 2, spec.height, spec.width).blocks;
+    const int64_t one = plan.geometry(kind, 1, spec.height, spec.width).blocks;
+    const int64_t two = plan.geometry(kind, 2, spec.height, spec.width).blocks;
     launch["blocks"] = json{{"base", 2 * one - two}, {"per_batch", two - one}};
   }
   return launch;
@@ -288,10 +289,11 @@ void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &o
                {"spec", specJson(k.spec)},
                {"schedule", scheduleJson(k.spec.schedule, op.scheduleOrigin)}};
     json entries, launch;
+    const KernelPlan plan = planKernels(k.spec);
     for (int i = 0; i < kNumKernelKinds; ++i) {
       const auto kind = static_cast<KernelKind>(i);
       entries[kernelKindName(kind)] = k.name(kind);
-      launch[kernelKindName(kind)] = launchJson(k, kind);
+      launch[kernelKindName(kind)] = launchJson(plan, kind);
     }
     entry["entry_points"] = entries;
     entry["launch"] = launch;

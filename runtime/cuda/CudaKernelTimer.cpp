@@ -1,6 +1,7 @@
 #include "runtime/cuda/CudaKernelTimer.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -10,10 +11,11 @@
 #include "autotune/Device.h"
 #include "autotune/Measure.h"
 #include "autotune/Workload.h"
-#include "codegen/BufferLayout.h"
+#include "codegen/KernelArguments.h"
 #include "codegen/KernelEmitter.h"
 #include "runtime/cuda/CudaCompiler.h"
 #include "runtime/cuda/CudaDriver.h"
+#include "runtime/cuda/CudaLaunch.h"
 
 namespace slak::runtime {
 namespace {
@@ -21,6 +23,7 @@ namespace {
 using autotune::GpuDevice;
 using autotune::MeasureOptions;
 using autotune::Timing;
+using codegen::KernelBuffer;
 using codegen::KernelKind;
 using codegen::KernelSpec;
 using cuda::CudaDriver;
@@ -103,7 +106,7 @@ public:
   ~CudaKernelTimer() override {
     try {
       CudaDriver::ContextScope scope(device_);
-      buffers_.clear();
+      buffers_.reset();
       modules_.clear();
     } catch (...) {
     }
@@ -119,30 +122,13 @@ public:
     CudaModule &module = moduleFor(kernels);
     CudaDriver &driver = CudaDriver::get();
     CudaDriver::ContextScope scope(device_);
-    Buffers &b = buffersFor(spec, workload);
-    int n = static_cast<int>(workload.batch), h = static_cast<int>(workload.height),
-        w = static_cast<int>(workload.width);
-    auto launch = [&](KernelKind k, std::vector<void *> args) {
-      const codegen::LaunchGeometry g = kernels.geometry(k, n, h, w);
-      module.launch(kernels.name(k), g.blocks, g.threads, nullptr, std::move(args));
-    };
+    // Backward-weight times both phases.
+    const std::vector<codegen::KernelLaunch> launches =
+        codegen::bindPass(kernels, kind, workload.batch, workload.height, workload.width);
+    const cuda::DeviceBuffers &buffers = buffersFor(spec, workload, launches);
     auto once = [&] {
-      switch (kind) {
-      case KernelKind::Forward:
-        launch(kind, {&b.x->ptr, &b.weights->ptr, &b.offsets->ptr, &b.taps->ptr, &b.bias->ptr,
-                      &b.y->ptr, &n, &h, &w});
-        break;
-      case KernelKind::BackwardData:
-        launch(kind,
-               {&b.y->ptr, &b.weights->ptr, &b.offsets->ptr, &b.taps->ptr, &b.x->ptr, &n, &h, &w});
-        break;
-      case KernelKind::BackwardWeight:
-      case KernelKind::BackwardWeightReduce:
-        launch(KernelKind::BackwardWeight, {&b.x->ptr, &b.y->ptr, &b.offsets->ptr, &b.taps->ptr,
-                                            &b.workspace->ptr, &n, &h, &w});
-        launch(KernelKind::BackwardWeightReduce, {&b.workspace->ptr, &b.dw->ptr});
-        break;
-      }
+      for (const codegen::KernelLaunch &launch : launches)
+        cuda::launchBound(module, launch, buffers, nullptr);
     };
     CUevent start = nullptr, stop = nullptr;
     driver.check(api_->eventCreate(&start, 0), "cuEventCreate");
@@ -178,8 +164,10 @@ public:
   }
 
 private:
+  /// Device buffers of one problem, by KernelBuffer.
   struct Buffers {
-    std::unique_ptr<DeviceBuffer> x, y, weights, bias, offsets, taps, workspace, dw;
+    std::array<std::unique_ptr<DeviceBuffer>, codegen::kNumKernelBuffers> owned;
+    cuda::DeviceBuffers view;
   };
 
   GpuDevice describe(CudaDriver &driver) const {
@@ -240,47 +228,58 @@ private:
   }
 
   /// Device buffers for a spec's problem signature and workload, kept
-  /// across candidates (schedules do not change buffer sizes).
-  Buffers &buffersFor(const KernelSpec &spec, const autotune::Workload &w) {
+  /// across candidates and grown where a schedule needs more (the
+  /// backward-weight workspace grows with weightSplit). Inputs and weights
+  /// hold 1.0, outputs 0, the tap table a random one of the workload's
+  /// density.
+  const cuda::DeviceBuffers &buffersFor(const KernelSpec &spec, const autotune::Workload &w,
+                                        const std::vector<codegen::KernelLaunch> &launches) {
     const std::string key =
         autotune::problemSignature(spec) + " " + w.str() + " seed " + std::to_string(w.seed);
-    auto it = buffers_.find(key);
-    if (it != buffers_.end())
-      return *it->second;
-    buffers_.clear(); // one problem at a time: keep device memory small
-    auto b = std::make_unique<Buffers>();
-    const size_t elem = codegen::elementTypeBytes(spec.elementType);
-    auto make = [&](int64_t count, size_t bytes, const std::string &what, unsigned pattern) {
-      auto buffer = std::make_unique<DeviceBuffer>(*api_, static_cast<size_t>(count) * bytes, what);
-      const size_t words = (buffer->bytes + 3) / 4;
-      CudaDriver::get().check(api_->memsetD32(buffer->ptr, pattern, words), "cuMemsetD32");
-      return buffer;
-    };
+    if (key != buffersKey_) {
+      buffers_.reset(); // one problem at a time: keep device memory small
+      buffers_ = std::make_unique<Buffers>();
+      buffersKey_ = key;
+    }
+    Buffers &b = *buffers_;
     // 1.0 in every element: f32 0x3f800000, two f16 (0x3c00) or bf16 (0x3f80) per word.
-    const unsigned one = elem == 4                                       ? 0x3f800000u
+    const unsigned one = spec.elementType == codegen::ElementType::F32   ? 0x3f800000u
                          : spec.elementType == codegen::ElementType::F16 ? 0x3c003c00u
                                                                          : 0x3f803f80u;
-    const int64_t in = codegen::inputCount(spec, w.batch, w.height, w.width);
-    const int64_t out = codegen::outputCount(spec, w.batch, w.height, w.width);
-    b->x = make(in, elem, "x", one);
-    b->y = make(out, elem, "y / dy", one);
-    b->weights = make(codegen::weightCount(spec), elem, "weights", one);
-    b->dw = make(codegen::weightCount(spec), elem, "dW", 0);
-    b->bias = make(spec.channels, elem, "bias", 0);
-    b->workspace = make(codegen::weightWorkspaceCount(spec), 4, "the backward-weight workspace", 0);
-    const codegen::TapTable table = autotune::randomTapTable(spec, w.density, w.seed);
-    auto upload = [&](const std::vector<int32_t> &values, const std::string &what) {
-      auto buffer = std::make_unique<DeviceBuffer>(*api_, values.size() * 4, what);
-      if (!values.empty())
-        CudaDriver::get().check(api_->memcpyHtoD(buffer->ptr, values.data(), values.size() * 4),
-                                "cuMemcpyHtoD(" + what + ")");
-      return buffer;
-    };
-    b->offsets = upload(table.offsets, "tap offsets");
-    b->taps = upload(table.taps, "taps");
-    Buffers &ref = *b;
-    buffers_.emplace(key, std::move(b));
-    return ref;
+    const codegen::KernelBuffers<int64_t> need = codegen::bufferBytes(launches);
+    for (int i = 0; i < codegen::kNumKernelBuffers; ++i) {
+      const auto which = static_cast<KernelBuffer>(i);
+      if (which == KernelBuffer::TapOffsets || which == KernelBuffer::Taps)
+        continue;
+      if (b.owned[i] && static_cast<int64_t>(b.owned[i]->bytes) >= need[i])
+        continue;
+      const bool input =
+          which == KernelBuffer::X || which == KernelBuffer::Dy || which == KernelBuffer::Weights;
+      auto buffer = std::make_unique<DeviceBuffer>(*api_, static_cast<size_t>(need[i]),
+                                                   codegen::kernelBufferName(which));
+      const size_t words = (buffer->bytes + 3) / 4;
+      CudaDriver::get().check(api_->memsetD32(buffer->ptr, input ? one : 0u, words), "cuMemsetD32");
+      b.view.set(which, reinterpret_cast<void *>(buffer->ptr),
+                 static_cast<int64_t>(std::max<size_t>(buffer->bytes, 4)));
+      b.owned[i] = std::move(buffer);
+    }
+    if (!b.owned[static_cast<int>(KernelBuffer::TapOffsets)]) {
+      const codegen::TapTable table = autotune::randomTapTable(spec, w.density, w.seed);
+      auto upload = [&](KernelBuffer which, const std::vector<int32_t> &values) {
+        auto buffer = std::make_unique<DeviceBuffer>(*api_, values.size() * 4,
+                                                     codegen::kernelBufferName(which));
+        if (!values.empty())
+          CudaDriver::get().check(api_->memcpyHtoD(buffer->ptr, values.data(), values.size() * 4),
+                                  std::string("cuMemcpyHtoD(") + codegen::kernelBufferName(which) +
+                                      ")");
+        b.view.set(which, reinterpret_cast<void *>(buffer->ptr),
+                   static_cast<int64_t>(std::max<size_t>(buffer->bytes, 4)));
+        b.owned[static_cast<int>(which)] = std::move(buffer);
+      };
+      upload(KernelBuffer::TapOffsets, table.offsets);
+      upload(KernelBuffer::Taps, table.taps);
+    }
+    return b.view;
   }
 
   int device_ = 0;
@@ -289,7 +288,8 @@ private:
   GpuDevice deviceInfo_;
   std::unique_ptr<TimerApi> api_;
   std::map<std::string, std::unique_ptr<CudaModule>> modules_;
-  std::map<std::string, std::unique_ptr<Buffers>> buffers_;
+  std::string buffersKey_;
+  std::unique_ptr<Buffers> buffers_;
 };
 
 } // namespace

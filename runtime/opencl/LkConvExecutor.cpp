@@ -1,7 +1,9 @@
 #include "runtime/opencl/LkConvExecutor.h"
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "codegen/BufferLayout.h"
 #include "codegen/ElementCodec.h"
@@ -9,6 +11,7 @@
 namespace slak::runtime::opencl {
 
 using codegen::ElementType;
+using codegen::KernelBuffer;
 using codegen::KernelKind;
 
 namespace {
@@ -31,6 +34,14 @@ std::unique_ptr<Buffer> uploadInts(const std::shared_ptr<Context> &context,
   return std::make_unique<Buffer>(context, values.size() * sizeof(int32_t), values.data());
 }
 
+codegen::KernelBuffers<cl_mem>
+buffersOf(std::initializer_list<std::pair<KernelBuffer, cl_mem>> entries) {
+  codegen::KernelBuffers<cl_mem> buffers{};
+  for (const auto &[which, mem] : entries)
+    buffers[static_cast<int>(which)] = mem;
+  return buffers;
+}
+
 std::vector<float> download(const Buffer &buffer, int64_t count, ElementType type) {
   std::vector<uint8_t> bytes(count * codegen::elementTypeBytes(type));
   buffer.read(bytes.data(), bytes.size());
@@ -38,6 +49,35 @@ std::vector<float> download(const Buffer &buffer, int64_t count, ElementType typ
 }
 
 } // namespace
+
+void runKernel(cl_kernel kernel, cl_command_queue queue, const codegen::KernelLaunch &launch,
+               const codegen::KernelBuffers<cl_mem> &buffers) {
+  cl_uint index = 0;
+  for (const codegen::BoundArgument &a : launch.arguments) {
+    const codegen::KernelParameter &p = a.parameter;
+    if (!p.isBuffer()) {
+      const cl_int value = a.value;
+      check(clSetKernelArg(kernel, index++, sizeof(cl_int), &value), "clSetKernelArg(size)");
+      continue;
+    }
+    const cl_mem mem = buffers[static_cast<int>(p.buffer)];
+    size_t held = 0;
+    if (mem)
+      check(clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof held, &held, nullptr),
+            "clGetMemObjectInfo(CL_MEM_SIZE)");
+    if (!mem || static_cast<int64_t>(held) < a.bytes)
+      throw std::invalid_argument("runKernel: " + launch.name + " needs a " +
+                                  codegen::kernelBufferName(p.buffer) + " buffer of at least " +
+                                  std::to_string(a.bytes) + " bytes, " +
+                                  (mem ? "got " + std::to_string(held) : std::string("got none")));
+    check(clSetKernelArg(kernel, index++, sizeof(cl_mem), &mem), "clSetKernelArg(buffer)");
+  }
+  const size_t global = static_cast<size_t>(launch.geometry.blocks) * launch.geometry.threads;
+  const size_t local = static_cast<size_t>(launch.geometry.threads);
+  check(clEnqueueNDRangeKernel(queue, kernel, 1, nullptr, &global, &local, 0, nullptr, nullptr),
+        ("clEnqueueNDRangeKernel(" + launch.name + ")").c_str());
+  check(clFinish(queue), "clFinish");
+}
 
 std::shared_ptr<Program> buildProgram(std::shared_ptr<Context> context,
                                       const std::vector<codegen::EmittedKernels> &layers) {
@@ -56,33 +96,10 @@ void LkConvExecutor::checkTable(const codegen::TapTable &table) const {
                                 std::to_string(expected) + " (branches * channels + 1)");
 }
 
-void LkConvExecutor::launch(KernelKind kind, int64_t n, int64_t h, int64_t w,
-                            const std::vector<cl_mem> &buffers) {
-  const size_t expected = kind == KernelKind::Forward                ? 6
-                          : kind == KernelKind::BackwardWeightReduce ? 2
-                                                                     : 5;
-  if (buffers.size() != expected)
-    throw std::invalid_argument("LkConvExecutor::launch: " + kernels_.name(kind) + " takes " +
-                                std::to_string(expected) + " buffers, got " +
-                                std::to_string(buffers.size()));
-  const bool withSizes = kind != KernelKind::BackwardWeightReduce;
-  const codegen::LaunchGeometry g = kernels_.geometry(kind, n, h, w);
-  cl_kernel kernel = program_->kernel(kernels_.name(kind));
-  cl_uint index = 0;
-  for (cl_mem mem : buffers)
-    check(clSetKernelArg(kernel, index++, sizeof(cl_mem), &mem), "clSetKernelArg(buffer)");
-  if (withSizes) {
-    const cl_int sizes[3] = {static_cast<cl_int>(n), static_cast<cl_int>(h),
-                             static_cast<cl_int>(w)};
-    for (cl_int size : sizes)
-      check(clSetKernelArg(kernel, index++, sizeof(cl_int), &size), "clSetKernelArg(size)");
-  }
-  const size_t global = static_cast<size_t>(g.blocks) * g.threads;
-  const size_t local = static_cast<size_t>(g.threads);
-  cl_command_queue queue = program_->context()->queue();
-  check(clEnqueueNDRangeKernel(queue, kernel, 1, nullptr, &global, &local, 0, nullptr, nullptr),
-        ("clEnqueueNDRangeKernel(" + kernels_.name(kind) + ")").c_str());
-  check(clFinish(queue), "clFinish");
+void LkConvExecutor::run(KernelKind kind, int64_t n, int64_t h, int64_t w,
+                         const codegen::KernelBuffers<cl_mem> &buffers) {
+  for (const codegen::KernelLaunch &launch : codegen::bindPass(kernels_, kind, n, h, w))
+    runKernel(program_->kernel(launch.name), program_->context()->queue(), launch, buffers);
 }
 
 std::vector<float> LkConvExecutor::forward(int64_t n, int64_t h, int64_t w,
@@ -103,8 +120,13 @@ std::vector<float> LkConvExecutor::forward(int64_t n, int64_t h, int64_t w,
   auto bb = upload(ctx, bias, s.elementType);
   const int64_t count = codegen::outputCount(s, n, h, w);
   Buffer yb(ctx, count * codegen::elementTypeBytes(s.elementType));
-  launch(KernelKind::Forward, n, h, w,
-         {xb->mem(), wb->mem(), ob->mem(), tb->mem(), bb->mem(), yb.mem()});
+  run(KernelKind::Forward, n, h, w,
+      buffersOf({{KernelBuffer::X, xb->mem()},
+                 {KernelBuffer::Weights, wb->mem()},
+                 {KernelBuffer::TapOffsets, ob->mem()},
+                 {KernelBuffer::Taps, tb->mem()},
+                 {KernelBuffer::Bias, bb->mem()},
+                 {KernelBuffer::Y, yb.mem()}}));
   return download(yb, count, s.elementType);
 }
 
@@ -123,8 +145,12 @@ std::vector<float> LkConvExecutor::backwardData(int64_t n, int64_t h, int64_t w,
   auto tb = uploadInts(ctx, table.taps);
   const int64_t count = codegen::inputCount(s, n, h, w);
   Buffer dxb(ctx, count * codegen::elementTypeBytes(s.elementType));
-  launch(KernelKind::BackwardData, n, h, w,
-         {dyb->mem(), wb->mem(), ob->mem(), tb->mem(), dxb.mem()});
+  run(KernelKind::BackwardData, n, h, w,
+      buffersOf({{KernelBuffer::Dy, dyb->mem()},
+                 {KernelBuffer::Weights, wb->mem()},
+                 {KernelBuffer::TapOffsets, ob->mem()},
+                 {KernelBuffer::Taps, tb->mem()},
+                 {KernelBuffer::Dx, dxb.mem()}}));
   return download(dxb, count, s.elementType);
 }
 
@@ -144,9 +170,13 @@ std::vector<float> LkConvExecutor::backwardWeight(int64_t n, int64_t h, int64_t 
   Buffer workspace(ctx, codegen::weightWorkspaceCount(s) * sizeof(float));
   const int64_t count = codegen::weightCount(s);
   Buffer dwb(ctx, count * codegen::elementTypeBytes(s.elementType));
-  launch(KernelKind::BackwardWeight, n, h, w,
-         {xb->mem(), dyb->mem(), ob->mem(), tb->mem(), workspace.mem()});
-  launch(KernelKind::BackwardWeightReduce, n, h, w, {workspace.mem(), dwb.mem()});
+  run(KernelKind::BackwardWeight, n, h, w,
+      buffersOf({{KernelBuffer::X, xb->mem()},
+                 {KernelBuffer::Dy, dyb->mem()},
+                 {KernelBuffer::TapOffsets, ob->mem()},
+                 {KernelBuffer::Taps, tb->mem()},
+                 {KernelBuffer::Workspace, workspace.mem()},
+                 {KernelBuffer::Dw, dwb.mem()}}));
   return download(dwb, count, s.elementType);
 }
 

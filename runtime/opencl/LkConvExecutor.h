@@ -10,11 +10,19 @@
 #include <memory>
 #include <vector>
 
+#include "codegen/KernelArguments.h"
 #include "codegen/KernelEmitter.h"
 #include "codegen/TapTable.h"
 #include "runtime/opencl/OpenCLContext.h"
 
 namespace slak::runtime::opencl {
+
+/// Sets the arguments of `kernel` from `launch` (each buffer parameter takes
+/// its handle from `buffers`, each scalar its bound value), enqueues the
+/// launch's grid on `queue` and waits. Throws std::invalid_argument when a
+/// buffer the launch reads is missing or smaller than the launch needs.
+void runKernel(cl_kernel kernel, cl_command_queue queue, const codegen::KernelLaunch &launch,
+               const codegen::KernelBuffers<cl_mem> &buffers);
 
 /// Builds one program holding the kernels of all `layers` (deduplicated).
 std::shared_ptr<Program> buildProgram(std::shared_ptr<Context> context,
@@ -42,12 +50,11 @@ public:
   std::vector<float> backwardWeight(int64_t n, int64_t h, int64_t w, const std::vector<float> &x,
                                     const std::vector<float> &dy, const codegen::TapTable &table);
 
-  /// Runs kernel `kind` on device buffers and waits: `buffers` are the entry
-  /// point's pointer arguments in order (codegen/KernelEmitter.h); batch,
-  /// height and width follow for all but the reduce kernel. For callers that
-  /// keep their buffers on the device.
-  void launch(codegen::KernelKind kind, int64_t n, int64_t h, int64_t w,
-              const std::vector<cl_mem> &buffers);
+  /// Runs the launches of pass `kind` (codegen::bindPass) for a batch-n
+  /// input of h x w on device buffers and waits. For callers that keep their
+  /// buffers on the device.
+  void run(codegen::KernelKind kind, int64_t n, int64_t h, int64_t w,
+           const codegen::KernelBuffers<cl_mem> &buffers);
 
 private:
   void checkTable(const codegen::TapTable &table) const;

@@ -14,6 +14,7 @@
 
 #include "codegen/BufferLayout.h"
 #include "codegen/ElementCodec.h"
+#include "codegen/KernelArguments.h"
 #include "codegen/KernelEmitter.h"
 #include "codegen/TapTable.h"
 #include "codegen/reference/Reference.h"
@@ -210,6 +211,57 @@ TEST(LkConvExecutorTest, RejectsBuffersOfTheWrongSize) {
   EXPECT_EQ(y[0], 4.5f);
   EXPECT_EQ(y[5], 9.5f);
   EXPECT_EQ(y[1], 6.5f);
+}
+
+TEST(LkConvExecutorTest, RunsOnDeviceBuffersTheBinderSized) {
+  std::shared_ptr<Context> context = openclContext();
+  if (!context)
+    GTEST_SKIP() << "no OpenCL device";
+  KernelSpec spec;
+  spec.channels = 2;
+  spec.branches = {Branch::same(3, 3)};
+  const EmittedKernels kernels = emitKernels(spec);
+  LkConvExecutor executor(runtime::opencl::buildProgram(context, {kernels}), kernels);
+  const int64_t n = 1, h = 4, w = 4;
+  const KernelBuffers<int64_t> need = bufferBytes(bindPass(kernels, KernelKind::Forward, n, h, w));
+  const std::vector<float> ones(2 * 16, 1.0f);
+  using runtime::opencl::Buffer;
+  Buffer x(context, need[static_cast<int>(KernelBuffer::X)], ones.data());
+  Buffer wt(context, need[static_cast<int>(KernelBuffer::Weights)], ones.data());
+  const int32_t offsets[3] = {0, 0, 0};
+  Buffer tapOffsets(context, sizeof offsets, offsets), taps(context, 4), bias(context, 4);
+  Buffer y(context, need[static_cast<int>(KernelBuffer::Y)]);
+  KernelBuffers<cl_mem> buffers{};
+  buffers[static_cast<int>(KernelBuffer::X)] = x.mem();
+  buffers[static_cast<int>(KernelBuffer::Weights)] = wt.mem();
+  buffers[static_cast<int>(KernelBuffer::TapOffsets)] = tapOffsets.mem();
+  buffers[static_cast<int>(KernelBuffer::Taps)] = taps.mem();
+  buffers[static_cast<int>(KernelBuffer::Bias)] = bias.mem();
+  buffers[static_cast<int>(KernelBuffer::Y)] = y.mem();
+  executor.run(KernelKind::Forward, n, h, w, buffers);
+  std::vector<float> out(2 * 16);
+  y.read(out.data(), out.size() * sizeof(float));
+  EXPECT_EQ(out[0], 4.0f); // corner: 2 x 2 taps in the image
+  EXPECT_EQ(out[5], 9.0f); // inside
+
+  // A y buffer one element short is refused before anything runs.
+  Buffer shortY(context, need[static_cast<int>(KernelBuffer::Y)] - 4);
+  buffers[static_cast<int>(KernelBuffer::Y)] = shortY.mem();
+  std::string err;
+  try {
+    executor.run(KernelKind::Forward, n, h, w, buffers);
+  } catch (const std::invalid_argument &e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find("needs a y buffer of at least 128 bytes, got 124"), std::string::npos) << err;
+  buffers[static_cast<int>(KernelBuffer::Y)] = nullptr;
+  err.clear();
+  try {
+    executor.run(KernelKind::Forward, n, h, w, buffers);
+  } catch (const std::invalid_argument &e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find("needs a y buffer of at least 128 bytes, got none"), std::string::npos) << err;
 }
 
 std::string caseName(const ::testing::TestParamInfo<CodegenCase> &info) { return info.param.name; }
