@@ -11,45 +11,6 @@
 
 namespace slak::autotune {
 
-CpuSchedule parseCpuSchedule(const std::string &text) {
-  auto fields = parseFields(text);
-  auto take = [&](const char *key) {
-    auto it = fields.find(key);
-    if (it == fields.end())
-      throw std::invalid_argument("CPU schedule '" + text + "' has no field " + key);
-    std::string value = it->second;
-    fields.erase(it);
-    return value;
-  };
-  auto toInt = [](const char *key, const std::string &value) {
-    return parseIntField("CPU schedule", key, value);
-  };
-  auto toBool = [](const char *key, const std::string &value) {
-    return parseBoolField("CPU schedule", key, value);
-  };
-  CpuSchedule s;
-  s.vectorWidth = toInt("vec", take("vec"));
-  const std::string tile = take("tile");
-  const size_t x = tile.find('x');
-  if (x == std::string::npos)
-    throw std::invalid_argument("CPU schedule field tile=" + tile + " is not RxV");
-  s.tileRows = toInt("tile", tile.substr(0, x));
-  s.tileVectors = toInt("tile", tile.substr(x + 1));
-  s.transposeWide = toBool("transposeWide", take("transposeWide"));
-  s.mergeTaps = toBool("mergeTaps", take("mergeTaps"));
-  s.alignLoads = toBool("alignLoads", take("alignLoads"));
-  s.weightTaps = toInt("wtaps", take("wtaps"));
-  s.weightVectors = toInt("wvec", take("wvec"));
-  if (fields.count("tapBlock")) // optional: written only when not 1
-    s.tapBlock = toInt("tapBlock", take("tapBlock"));
-  if (!fields.empty())
-    throw std::invalid_argument("CPU schedule '" + text + "' has unknown field " +
-                                fields.begin()->first);
-  if (std::string err = s.validate(); !err.empty())
-    throw std::invalid_argument("CPU schedule '" + text + "': " + err);
-  return s;
-}
-
 std::vector<std::string> hostCpuKeys(int threads) {
   const CpuDevice host = hostCpu(threads);
   std::vector<std::string> keys = {host.name};

@@ -1,13 +1,14 @@
-// CpuScheduleLookup: the CPU (Halide) schedule text and "which CPU schedule
-// for this spec on this host?" from the tuning database. Halide-free, so the
-// runtime's library and the MLIR pass can ask without linking Halide; the
-// CPU tuner itself (CpuTuning.h) needs the Halide backend.
+// CpuScheduleLookup: "which CPU (Halide) schedule for this spec on this
+// host?" from the tuning database (its text: ScheduleText.h). Halide-free,
+// so the runtime's library can ask without linking Halide; the CPU tuner
+// itself (CpuTuning.h) needs the Halide backend.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "autotune/ScheduleText.h"
 #include "autotune/TuningDatabase.h"
 #include "codegen/KernelSpec.h"
 #include "codegen/halide/CpuSchedule.h"
@@ -16,9 +17,6 @@ namespace slak::autotune {
 
 using codegen::KernelSpec;
 using codegen::cpu::CpuSchedule;
-
-/// Inverse of CpuSchedule::str(); validated. Throws std::invalid_argument.
-CpuSchedule parseCpuSchedule(const std::string &text);
 
 struct CpuScheduleChoice {
   CpuSchedule schedule;

@@ -19,63 +19,6 @@ const char *elementTypeName(ElementType type) {
 
 int elementTypeBytes(ElementType type) { return type == ElementType::F32 ? 4 : 2; }
 
-namespace {
-/// Outputs one thread may hold in registers; the tuner's space stays at 32,
-/// a GPU thread has at most 255 registers.
-constexpr int kMaxOutputsPerThread = 128;
-} // namespace
-
-std::string Schedule::validate() const {
-  std::ostringstream err;
-  auto positive = [&](const char *name, int value) {
-    if (value <= 0 && err.tellp() == 0)
-      err << "schedule " << name << " is " << value << ", expected a positive value";
-  };
-  positive("tileH", tileH);
-  positive("tileW", tileW);
-  positive("blockH", blockH);
-  positive("blockW", blockW);
-  positive("weightSplit", weightSplit);
-  positive("weightThreads", weightThreads);
-  positive("weightTileH", weightTileH);
-  positive("weightTileW", weightTileW);
-  positive("weightRowsPerThread", weightRowsPerThread);
-  if (err.tellp() != 0)
-    return err.str();
-  if (tileH % blockH != 0)
-    return "schedule tileH " + std::to_string(tileH) + " is not a multiple of blockH " +
-           std::to_string(blockH);
-  if (tileW % blockW != 0)
-    return "schedule tileW " + std::to_string(tileW) + " is not a multiple of blockW " +
-           std::to_string(blockW);
-  if (threadsPerBlock() > 1024)
-    return "schedule uses " + std::to_string(threadsPerBlock()) +
-           " threads per block (blockH * blockW), at most 1024 are allowed";
-  // Each thread holds its outputs in registers, and the emitter unrolls them:
-  // 865536x8 tiles of 2x8 threads generated a 200 MB kernel source.
-  if (static_cast<int64_t>(rowsPerThread()) * colsPerThread() > kMaxOutputsPerThread)
-    return "schedule gives each thread " + std::to_string(rowsPerThread()) + "x" +
-           std::to_string(colsPerThread()) + " outputs (tileH/blockH x tileW/blockW), at most " +
-           std::to_string(kMaxOutputsPerThread) + " are allowed (they live in registers)";
-  if (weightRowsPerThread > 16)
-    return "schedule weightRowsPerThread is " + std::to_string(weightRowsPerThread) +
-           ", expected 1..16 (registers per thread grow with it)";
-  if (weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
-    return "schedule weightThreads is " + std::to_string(weightThreads) +
-           ", expected a power of two <= 1024";
-  return {};
-}
-
-std::string Schedule::str() const {
-  std::ostringstream os;
-  os << "tile=" << tileH << "x" << tileW << " block=" << blockH << "x" << blockW
-     << " stageInput=" << stageInput << " stageTaps=" << stageTaps << " maskedWalk=" << maskedWalk
-     << " weightSplit=" << weightSplit << " weightThreads=" << weightThreads
-     << " weightTile=" << weightTileH << "x" << weightTileW
-     << " weightRows=" << weightRowsPerThread;
-  return os.str();
-}
-
 int64_t KernelSpec::outHeight(int64_t inH) const {
   const Branch &b = branches.front();
   return inH + 2 * b.padH - b.kernelH + 1;

@@ -10,6 +10,8 @@
 // TapTable listing, per branch and channel, the live window positions.
 #pragma once
 
+#include "codegen/Schedule.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -35,50 +37,6 @@ struct Branch {
     return Branch{kh, kw, kh / 2, kw / 2, dense};
   }
   int windowSize() const { return kernelH * kernelW; }
-};
-
-/// How a kernel is laid out on the GPU (or CPU). Any legal schedule must give
-/// correct results; only speed depends on it.
-struct Schedule {
-  // Forward / backward-data: one block computes a tileH x tileW output tile
-  // of one (n, c) plane with blockH x blockW threads; each thread keeps
-  // (tileH / blockH) x (tileW / blockW) outputs in registers.
-  int tileH = 16;
-  int tileW = 32;
-  int blockH = 4;
-  int blockW = 32;
-  /// Stage the input tile plus halo in shared (local) memory.
-  bool stageInput = true;
-  /// Stage the channel's taps and weights in shared memory.
-  bool stageTaps = true;
-  /// Sparse branches walk their whole window like dense ones (rotating
-  /// register rows) over a staged weight copy with zeros at dead taps, whose
-  /// FMAs are skipped but whose input loads are not: faster than walking the
-  /// tap table above ~30% density. Forward/backward-data need stageInput and
-  /// stageTaps for it (they walk the table otherwise); backward-weight then
-  /// computes the whole window blocked and zeroes the dead taps.
-  bool maskedWalk = false;
-  // Backward-weight: the N*H*W reduction for each (channel, tap) is split
-  // into `weightSplit` partial sums (phase 1), reduced in a fixed order in
-  // phase 2, so results are bit-identical run to run.
-  int weightSplit = 8;
-  int weightThreads = 256;
-  // Backward-weight phase 1 walks its share of the N*Ho*Wo domain in
-  // weightTileH x weightTileW tiles of dy (plus the x halo) staged in shared
-  // memory.
-  int weightTileH = 8;
-  int weightTileW = 32;
-  /// When every branch computes its whole window (dense, denseWeightGrad or
-  /// maskedWalk), each thread owns this many vertically adjacent taps and
-  /// reuses each loaded x value for all of them.
-  int weightRowsPerThread = 8;
-
-  int rowsPerThread() const { return tileH / blockH; }
-  int colsPerThread() const { return tileW / blockW; }
-  int threadsPerBlock() const { return blockH * blockW; }
-  /// Empty when legal, otherwise a message naming the bad field.
-  std::string validate() const;
-  std::string str() const; // "tile=16x32 block=4x32 ..." for logs and keys
 };
 
 /// One fused large-kernel layer.

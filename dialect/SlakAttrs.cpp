@@ -1,5 +1,7 @@
 // Parsing, printing and verification of the slak attributes. They all use
-// the form `#slak.name<key = value, ...>` with keys in any order.
+// the form `#slak.name<key = value, ...>` with keys in any order; the keys,
+// defaults and legal values of #slak.schedule come from codegen's schedule
+// field table.
 #include "dialect/SlakAttrs.h"
 
 #include "mlir/IR/Builders.h"
@@ -12,11 +14,16 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <utility>
 
 using namespace mlir;
 using namespace mlir::slak;
+using ::slak::codegen::FieldKind;
+using ::slak::codegen::FieldSpelling;
+using ::slak::codegen::FieldValues;
+using ::slak::codegen::Schedule;
+using ::slak::codegen::ScheduleField;
+using ::slak::codegen::ScheduleTable;
 
 #define GET_ATTRDEF_CLASSES
 #include "dialect/SlakAttrs.cpp.inc"
@@ -80,14 +87,17 @@ ParseResult parseIntList(AsmParser &parser, StringRef key, MutableArrayRef<int64
   return success();
 }
 
-ParseResult parseBool(AsmParser &parser, bool &value) {
+/// One of two keywords: `isSecond` tells which.
+ParseResult parseEitherKeyword(AsmParser &parser, StringRef key, StringRef first, StringRef second,
+                               bool &isSecond) {
   SMLoc loc = parser.getCurrentLocation();
   StringRef word;
   if (parser.parseKeyword(&word))
     return failure();
-  if (word != "true" && word != "false")
-    return parser.emitError(loc) << "expected true or false, found '" << word << "'";
-  value = word == "true";
+  if (word != first && word != second)
+    return parser.emitError(loc) << key << " is '" << word << "', expected " << first << " or "
+                                 << second;
+  isSecond = word == second;
   return success();
 }
 
@@ -129,15 +139,8 @@ Attribute BranchTapsAttr::parse(AsmParser &parser, Type) {
           return parser.parseFloat(mean);
         if (key == "density")
           return parser.parseFloat(density);
-        if (key == "form") {
-          StringRef form;
-          if (parser.parseKeyword(&form))
-            return failure();
-          if (form != "dense" && form != "table")
-            return parser.emitError(loc) << "form is '" << form << "', expected dense or table";
-          table = form == "table";
-          return success();
-        }
+        if (key == "form")
+          return parseEitherKeyword(parser, key, "dense", "table", table);
         return unknownKey(parser, loc, kName, key, keys);
       }))
     return {};
@@ -253,97 +256,87 @@ LogicalResult TapsAttr::verify(function_ref<InFlightDiagnostic()> emitError, Arr
 //===----------------------------------------------------------------------===//
 
 Attribute ScheduleAttr::parse(AsmParser &parser, Type) {
-  static constexpr StringLiteral kName = "#slak.schedule";
-  const SmallVector<StringRef> keys = {"tile",           "block",       "stage_input",
-                                       "stage_taps",     "masked_walk", "weight_split",
-                                       "weight_threads", "weight_tile", "weight_rows_per_thread",
-                                       "origin"};
-  // Defaults are codegen::Schedule's.
-  int64_t tile[2] = {0, 0}, block[2] = {0, 0}, weightTile[2] = {8, 32};
-  int64_t weightSplit = 8, weightThreads = 256, weightRows = 8;
-  bool stageInput = true, stageTaps = true, maskedWalk = false;
+  const ScheduleTable<Schedule> &table = ::slak::codegen::scheduleFields();
+  const StringRef name = table.irName;
+  SmallVector<StringRef> keys, required;
+  for (const ScheduleField<Schedule> &f : table.fields) {
+    keys.push_back(f.irKey);
+    if (f.has(::slak::codegen::kRequiredInIr))
+      required.push_back(f.irKey);
+  }
+  keys.push_back("origin");
+  FieldValues values = fieldValues(table, Schedule{});
   std::string origin = "default";
-  if (parseKeyValues(parser, kName, {"tile", "block"},
-                     [&](StringRef key, SMLoc loc) -> ParseResult {
-                       if (key == "tile")
-                         return parseIntList(parser, key, tile);
-                       if (key == "block")
-                         return parseIntList(parser, key, block);
-                       if (key == "weight_tile")
-                         return parseIntList(parser, key, weightTile);
-                       if (key == "stage_input")
-                         return parseBool(parser, stageInput);
-                       if (key == "stage_taps")
-                         return parseBool(parser, stageTaps);
-                       if (key == "masked_walk")
-                         return parseBool(parser, maskedWalk);
-                       if (key == "weight_split")
-                         return parser.parseInteger(weightSplit);
-                       if (key == "weight_threads")
-                         return parser.parseInteger(weightThreads);
-                       if (key == "weight_rows_per_thread")
-                         return parser.parseInteger(weightRows);
-                       if (key == "origin")
-                         return parser.parseString(&origin);
-                       return unknownKey(parser, loc, kName, key, keys);
-                     }))
+  if (parseKeyValues(parser, name, required, [&](StringRef key, SMLoc loc) -> ParseResult {
+        if (key == "origin")
+          return parser.parseString(&origin);
+        size_t i = 0;
+        for (const ScheduleField<Schedule> &f : table.fields) {
+          if (key == f.irKey) {
+            switch (f.kind) {
+            case FieldKind::Int:
+              return parser.parseInteger(values[i]);
+            case FieldKind::Pair:
+              return parseIntList(parser, key, MutableArrayRef<int64_t>(&values[i], 2));
+            case FieldKind::Flag: {
+              bool isFalse = false;
+              if (parseEitherKeyword(parser, key, "true", "false", isFalse))
+                return failure();
+              values[i] = !isFalse;
+              return success();
+            }
+            }
+          }
+          i += f.components();
+        }
+        return unknownKey(parser, loc, name, key, keys);
+      }))
     return {};
-  return parser.getChecked<ScheduleAttr>(parser.getContext(), tile[0], tile[1], block[0], block[1],
-                                         stageInput, stageTaps, maskedWalk, weightSplit,
-                                         weightThreads, weightTile[0], weightTile[1], weightRows,
-                                         StringAttr::get(parser.getContext(), origin));
+  MLIRContext *context = parser.getContext();
+  return parser.getChecked<ScheduleAttr>(context, values, StringAttr::get(context, origin));
 }
 
 void ScheduleAttr::print(AsmPrinter &printer) const {
-  auto flag = [](bool b) { return b ? "true" : "false"; };
-  printer << "<tile = [" << getTileH() << ", " << getTileW() << "], block = [" << getBlockH()
-          << ", " << getBlockW() << "], stage_input = " << flag(getStageInput())
-          << ", stage_taps = " << flag(getStageTaps())
-          << ", masked_walk = " << flag(getMaskedWalk()) << ", weight_split = " << getWeightSplit()
-          << ", weight_threads = " << getWeightThreads() << ", weight_tile = [" << getWeightTileH()
-          << ", " << getWeightTileW() << "], weight_rows_per_thread = " << getWeightRowsPerThread()
-          << ", origin = \"" << getOrigin().getValue() << "\">";
+  const ScheduleTable<Schedule> &table = ::slak::codegen::scheduleFields();
+  ArrayRef<int64_t> values = getValues();
+  printer << "<";
+  size_t i = 0;
+  for (const ScheduleField<Schedule> &f : table.fields) {
+    printer << f.irKey << " = ";
+    if (f.kind == FieldKind::Flag)
+      printer << (values[i] ? "true" : "false");
+    else if (f.kind == FieldKind::Int)
+      printer << values[i];
+    else
+      printer << "[" << values[i] << ", " << values[i + 1] << "]";
+    printer << ", ";
+    i += f.components();
+  }
+  printer << "origin = \"" << getOrigin().getValue() << "\">";
 }
 
-LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t tileH,
-                                   int64_t tileW, int64_t blockH, int64_t blockW, bool, bool, bool,
-                                   int64_t weightSplit, int64_t weightThreads, int64_t weightTileH,
-                                   int64_t weightTileW, int64_t weightRows, StringAttr origin) {
-  if (tileH <= 0 || tileW <= 0 || blockH <= 0 || blockW <= 0)
-    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW << "] and block ["
-                       << blockH << ", " << blockW << "] must be positive";
-  if (tileH % blockH != 0 || tileW % blockW != 0)
-    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW
-                       << "] is not a multiple of block [" << blockH << ", " << blockW
-                       << "]; each thread computes tile/block outputs";
-  // Each side first: the product of two large ones overflows int64_t.
-  if (blockH > 1024 || blockW > 1024 || blockH * blockW > 1024)
-    return emitError() << "#slak.schedule block [" << blockH << ", " << blockW << "] has "
-                       << (blockH > 1024 || blockW > 1024 ? "more than 1024"
-                                                          : std::to_string(blockH * blockW))
-                       << " threads, at most 1024 are allowed";
-  // codegen::Schedule holds ints: a larger value would be cut, not refused.
-  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
-  if (tileH > kMaxInt || tileW > kMaxInt)
-    return emitError() << "#slak.schedule tile [" << tileH << ", " << tileW
-                       << "] is too large, at most " << kMaxInt << " per side";
-  if (weightSplit > kMaxInt || weightTileH > kMaxInt || weightTileW > kMaxInt ||
-      weightRows > kMaxInt)
-    return emitError() << "#slak.schedule weight_split " << weightSplit << ", weight_tile ["
-                       << weightTileH << ", " << weightTileW << "] or weight_rows_per_thread "
-                       << weightRows << " is too large, at most " << kMaxInt;
-  if (weightSplit <= 0)
-    return emitError() << "#slak.schedule weight_split is " << weightSplit
-                       << ", expected a positive value";
-  if (weightThreads <= 0 || weightThreads > 1024 || (weightThreads & (weightThreads - 1)) != 0)
-    return emitError() << "#slak.schedule weight_threads is " << weightThreads
-                       << ", expected a power of two <= 1024";
-  if (weightTileH <= 0 || weightTileW <= 0 || weightRows <= 0)
-    return emitError() << "#slak.schedule weight_tile [" << weightTileH << ", " << weightTileW
-                       << "] and weight_rows_per_thread " << weightRows << " must be positive";
+LogicalResult ScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                   ArrayRef<int64_t> values, StringAttr origin) {
+  const ScheduleTable<Schedule> &table = ::slak::codegen::scheduleFields();
+  const std::string invalid =
+      validateFields(table, FieldValues(values.begin(), values.end()), FieldSpelling::Ir);
+  if (!invalid.empty())
+    return emitError() << invalid;
   StringRef o = origin ? origin.getValue() : "";
   if (o != "default" && o != "model" && o != "measured")
-    return emitError() << "#slak.schedule origin is \"" << o
+    return emitError() << table.irName << " origin is \"" << o
                        << "\", expected \"default\", \"model\" or \"measured\"";
   return success();
+}
+
+ScheduleAttr ScheduleAttr::get(MLIRContext *context, const Schedule &schedule, StringRef origin) {
+  return Base::get(context,
+                   ArrayRef<int64_t>(fieldValues(::slak::codegen::scheduleFields(), schedule)),
+                   StringAttr::get(context, origin));
+}
+
+Schedule ScheduleAttr::getSchedule() const {
+  ArrayRef<int64_t> values = getValues();
+  return scheduleFromValues(::slak::codegen::scheduleFields(),
+                            FieldValues(values.begin(), values.end()));
 }

@@ -60,7 +60,8 @@ def Slak_TapsAttr : Slak_Attr<"Taps", "taps"> {
 def Slak_ScheduleAttr : Slak_Attr<"Schedule", "schedule"> {
   let summary = "Tile schedule of an lk_conv's kernels";
   let description = [{
-    Mirrors `codegen::Schedule`: the output tile of one block (`tile`), its
+    A `codegen::Schedule`, one key per row of its field table
+    (codegen/Schedule.cpp): the output tile of one block (`tile`), its
     threads (`block`, each thread computing tile/block outputs in registers),
     whether the input tile and the taps are staged in shared memory, whether
     sparse branches walk their whole window with zeros at dead taps
@@ -75,14 +76,21 @@ def Slak_ScheduleAttr : Slak_Attr<"Schedule", "schedule"> {
                    weight_threads = 256, weight_tile = [8, 32],
                    weight_rows_per_thread = 8, origin = "default">
     ```
+
+    The values are held in the table's order, one integer per component
+    (flags 0 or 1, pairs two), so that a new table row needs no change here.
   }];
   let parameters = (ins
-    "int64_t":$tileH, "int64_t":$tileW,
-    "int64_t":$blockH, "int64_t":$blockW,
-    "bool":$stageInput, "bool":$stageTaps, "bool":$maskedWalk,
-    "int64_t":$weightSplit, "int64_t":$weightThreads,
-    "int64_t":$weightTileH, "int64_t":$weightTileW, "int64_t":$weightRowsPerThread,
+    ArrayRefParameter<"int64_t", "field values in codegen::scheduleFields() order">:$values,
     "::mlir::StringAttr":$origin);
+  let builders = [
+    AttrBuilder<(ins "const ::slak::codegen::Schedule &":$schedule,
+                     "::llvm::StringRef":$origin)>
+  ];
+  let extraClassDeclaration = [{
+    /// The schedule; only for a verified attribute (every value fits).
+    ::slak::codegen::Schedule getSchedule() const;
+  }];
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
 }

@@ -309,7 +309,8 @@ LogicalResult LkConvOp::verify() {
   }
   if (failed(verifyTapTable()))
     return failure();
-  if (auto schedule = getScheduleAttr(); schedule && schedule.getStageInput()) {
+  if (ScheduleAttr attr = getScheduleAttr(); attr && attr.getSchedule().stageInput) {
+    const ::slak::codegen::Schedule schedule = attr.getSchedule();
     // The staged input tile covers the output tile plus the halo of the
     // largest window; no GPU gives a block more than 227 KiB of shared memory.
     int64_t haloH = 0, haloW = 0;
@@ -320,10 +321,10 @@ LogicalResult LkConvOp::verify() {
     // Tiles up to 2^31 and halos up to 2^16 (verified above): the sides
     // cannot overflow, their product can, so check the sides first.
     constexpr int64_t kMaxSharedBytes = 227 * 1024;
-    const int64_t rows = schedule.getTileH() + haloH, cols = schedule.getTileW() + haloW;
+    const int64_t rows = int64_t{schedule.tileH} + haloH, cols = int64_t{schedule.tileW} + haloW;
     if (rows > kMaxSharedBytes || cols > kMaxSharedBytes || rows * cols * 4 > kMaxSharedBytes)
-      return emitOpError() << "#slak.schedule tile [" << schedule.getTileH() << ", "
-                           << schedule.getTileW() << "] with stage_input needs "
+      return emitOpError() << "#slak.schedule tile [" << schedule.tileH << ", " << schedule.tileW
+                           << "] with stage_input needs "
                            << (rows > kMaxSharedBytes || cols > kMaxSharedBytes
                                    ? std::to_string(rows) + " x " + std::to_string(cols) + " x 4"
                                    : std::to_string(rows * cols * 4))

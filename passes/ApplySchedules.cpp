@@ -62,7 +62,7 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
     const std::vector<std::string> keys =
         key == "cpu" ? autotune::hostCpuKeys(0) : std::vector<std::string>{key};
     WalkResult result = getOperation()->walk([&](LkConvOp op) {
-      FailureOr<LkConvKernel> kernel = convertLkConv(op);
+      FailureOr<LkConvCodegenInput> kernel = convertLkConv(op);
       if (failed(kernel))
         return WalkResult::interrupt();
       const autotune::Workload workload = lkConvWorkload(op, kernel->spec);
@@ -105,7 +105,7 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
       return signalPassFailure();
     }
     WalkResult result = getOperation()->walk([&](LkConvOp op) {
-      FailureOr<LkConvKernel> kernel = convertLkConv(op);
+      FailureOr<LkConvCodegenInput> kernel = convertLkConv(op);
       if (failed(kernel))
         return WalkResult::interrupt();
       const autotune::Workload workload = lkConvWorkload(op, kernel->spec);
@@ -117,12 +117,8 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
         mlir::emitError(getOperation()->getLoc()) << "slak-apply-schedules: " << error;
         return WalkResult::interrupt();
       }
-      const ::slak::codegen::Schedule &s = choice.schedule;
       op.setScheduleAttr(
-          ScheduleAttr::get(op.getContext(), s.tileH, s.tileW, s.blockH, s.blockW, s.stageInput,
-                            s.stageTaps, s.maskedWalk, s.weightSplit, s.weightThreads,
-                            s.weightTileH, s.weightTileW, s.weightRowsPerThread,
-                            StringAttr::get(op.getContext(), autotune::originName(choice.origin))));
+          ScheduleAttr::get(op.getContext(), choice.schedule, autotune::originName(choice.origin)));
       return WalkResult::advance();
     });
     if (result.wasInterrupted())

@@ -9,8 +9,8 @@ namespace codegen = ::slak::codegen;
 
 namespace mlir::slak {
 
-FailureOr<LkConvKernel> convertLkConv(LkConvOp op) {
-  LkConvKernel kernel;
+FailureOr<LkConvCodegenInput> convertLkConv(LkConvOp op) {
+  LkConvCodegenInput kernel;
   codegen::KernelSpec &spec = kernel.spec;
   RankedTensorType input = op.getInput().getType();
   spec.channels = input.getDimSize(1);
@@ -34,24 +34,12 @@ FailureOr<LkConvKernel> convertLkConv(LkConvOp op) {
                         static_cast<int>(op.getPadH(b)), static_cast<int>(op.getPadW(b)), dense});
   }
 
-  if (ScheduleAttr schedule = op.getScheduleAttr()) {
-    spec.schedule.tileH = schedule.getTileH();
-    spec.schedule.tileW = schedule.getTileW();
-    spec.schedule.blockH = schedule.getBlockH();
-    spec.schedule.blockW = schedule.getBlockW();
-    spec.schedule.stageInput = schedule.getStageInput();
-    spec.schedule.stageTaps = schedule.getStageTaps();
-    spec.schedule.maskedWalk = schedule.getMaskedWalk();
-    spec.schedule.weightSplit = schedule.getWeightSplit();
-    spec.schedule.weightThreads = schedule.getWeightThreads();
-    spec.schedule.weightTileH = schedule.getWeightTileH();
-    spec.schedule.weightTileW = schedule.getWeightTileW();
-    spec.schedule.weightRowsPerThread = schedule.getWeightRowsPerThread();
-  } else {
-    // The caller picks codegen::defaultSchedule(spec) (it may throw, and
-    // this library is built without exceptions).
+  // Without one the caller picks codegen::defaultSchedule(spec) (it may
+  // throw, and this library is built without exceptions).
+  if (ScheduleAttr schedule = op.getScheduleAttr())
+    spec.schedule = schedule.getSchedule();
+  else
     kernel.defaultSchedule = true;
-  }
   std::string invalid = spec.validate();
   if (!invalid.empty())
     return op.emitOpError() << "cannot be converted to a kernel: " << invalid;

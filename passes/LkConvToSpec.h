@@ -14,7 +14,9 @@
 
 namespace mlir::slak {
 
-struct LkConvKernel {
+/// What code generation needs from one slak.lk_conv: its KernelSpec and,
+/// when the IR holds them, its tap table and constant weights.
+struct LkConvCodegenInput {
   ::slak::codegen::KernelSpec spec;
   /// From the op's tap_table, or built from constant masks / dense branches;
   /// absent for runtime-sparse ops (the runtime builds it from live masks).
@@ -29,7 +31,7 @@ struct LkConvKernel {
 };
 
 /// Fails with a message on `op` for what cannot be converted.
-FailureOr<LkConvKernel> convertLkConv(LkConvOp op);
+FailureOr<LkConvCodegenInput> convertLkConv(LkConvOp op);
 
 /// The op's name in a kernel package and a tuning report: the model's layer
 /// path. Taken from the op's NameLoc (slak-export puts loc("<layer path>") on

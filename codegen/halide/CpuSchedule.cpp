@@ -1,45 +1,54 @@
 #include "codegen/halide/CpuSchedule.h"
 
 #include <algorithm>
-#include <sstream>
 
 namespace slak::codegen::cpu {
 
-std::string CpuSchedule::validate() const {
-  auto positive = [](const char *name, int value, int limit) -> std::string {
-    if (value <= 0 || value > limit)
-      return std::string("cpu schedule ") + name + " is " + std::to_string(value) +
-             ", expected 1.." + std::to_string(limit);
-    return {};
-  };
-  if (vectorWidth != 4 && vectorWidth != 8 && vectorWidth != 16)
-    return "cpu schedule vectorWidth is " + std::to_string(vectorWidth) + ", expected 4, 8 or 16";
-  for (const std::string &err :
-       {positive("tileRows", tileRows, 64), positive("tileVectors", tileVectors, 16),
-        positive("weightTaps", weightTaps, 32), positive("weightVectors", weightVectors, 16),
-        positive("tapBlock", tapBlock, 8)})
-    if (!err.empty())
-      return err;
-  // Past the register file the tile spills to the stack: still correct, but
-  // certainly not what anyone wants, so the tuner never has to try it.
-  if (tileRows * tileVectors > 64)
-    return "cpu schedule tile " + std::to_string(tileRows) + "x" + std::to_string(tileVectors) +
-           " holds " + std::to_string(tileRows * tileVectors) +
-           " vectors, at most 64 are allowed (32 registers on AVX-512)";
+namespace {
+
+/// Accumulator vectors of one tile: past the register file the tile spills
+/// to the stack (still correct, never what anyone wants, so the tuner never
+/// has to try it).
+constexpr int kMaxTileVectors = 64;
+
+std::string crossCheck(const ScheduleTable<CpuSchedule> &table, const CpuSchedule &s,
+                       FieldSpelling) {
+  if (s.tileRows * s.tileVectors > kMaxTileVectors)
+    return std::string(table.structName) + " tile " + std::to_string(s.tileRows) + "x" +
+           std::to_string(s.tileVectors) + " holds " + std::to_string(s.tileRows * s.tileVectors) +
+           " vectors, at most " + std::to_string(kMaxTileVectors) +
+           " are allowed (32 registers on AVX-512)";
   return {};
 }
 
-std::string CpuSchedule::str() const {
-  std::ostringstream os;
-  os << "vec=" << vectorWidth << " tile=" << tileRows << "x" << tileVectors
-     << " transposeWide=" << transposeWide << " mergeTaps=" << mergeTaps
-     << " alignLoads=" << alignLoads << " wtaps=" << weightTaps << " wvec=" << weightVectors;
-  if (tapBlock != 1)
-    os << " tapBlock=" << tapBlock;
-  return os.str();
+ScheduleTable<CpuSchedule> makeTable() {
+  using S = CpuSchedule;
+  const FieldRange tileVectors{1, 16};
+  return {
+      "cpu schedule",
+      "CPU schedule",
+      "",
+      {
+          intField("vec", "vector_width", &S::vectorWidth, "vectorWidth", FieldRange{4, 16, true},
+                   "float lanes per vector"),
+          pairField("tile", "tile", &S::tileRows, "tileRows", &S::tileVectors, "tileVectors",
+                    FieldRange{1, 64}, "register tile: rows x vectors", 0, &tileVectors),
+          flagField("transposeWide", "transpose_wide", &S::transposeWide, "transposeWide",
+                    "wide branches on transposed planes"),
+          flagField("mergeTaps", "merge_taps", &S::mergeTaps, "mergeTaps",
+                    "fold taps of branches at the same offset"),
+          flagField("alignLoads", "align_loads", &S::alignLoads, "alignLoads",
+                    "shifted plane copies for aligned loads"),
+          intField("wtaps", "weight_taps", &S::weightTaps, "weightTaps", FieldRange{1, 32},
+                   "backward-weight taps accumulated at once"),
+          intField("wvec", "weight_vectors", &S::weightVectors, "weightVectors", FieldRange{1, 16},
+                   "backward-weight dy strip in vectors"),
+          intField("tapBlock", "tap_block", &S::tapBlock, "tapBlock", FieldRange{1, 8},
+                   "taps of one column per input-row load", kTextOmitsDefault),
+      },
+      crossCheck,
+  };
 }
-
-namespace {
 
 /// Rows per tile for a tile row of `vectors` vectors: as many as fit in about
 /// 28 accumulator registers (capped at 8 so that row trimming stays fine),
@@ -59,6 +68,18 @@ int pickTileRows(int vectors, int64_t height) {
 }
 
 } // namespace
+
+const ScheduleTable<CpuSchedule> &cpuScheduleFields() {
+  static const ScheduleTable<CpuSchedule> table = makeTable();
+  return table;
+}
+
+std::string CpuSchedule::validate() const {
+  const ScheduleTable<CpuSchedule> &table = cpuScheduleFields();
+  return validateFields(table, fieldValues(table, *this), FieldSpelling::Struct);
+}
+
+std::string CpuSchedule::str() const { return scheduleText(cpuScheduleFields(), *this); }
 
 CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width) {
   if (spec.height > 0)

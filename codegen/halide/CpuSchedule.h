@@ -6,12 +6,15 @@
 #pragma once
 
 #include "codegen/KernelSpec.h"
+#include "codegen/ScheduleFields.h"
 
 #include <cstdint>
 #include <string>
 
 namespace slak::codegen::cpu {
 
+/// A new field is a member here plus a row in cpuScheduleFields()
+/// (CpuSchedule.cpp); the text, its reader and validate() follow.
 struct CpuSchedule {
   /// Float lanes per vector: 8 (256-bit) or 16 (512-bit); 4 is allowed for
   /// very narrow images.
@@ -47,13 +50,17 @@ struct CpuSchedule {
 
   int tileWidth() const { return tileVectors * vectorWidth; }
   int weightStripWidth() const { return weightVectors * vectorWidth; }
-  /// Empty when legal, otherwise a message naming the bad field and value.
+  /// Empty when legal, otherwise a message naming the bad field, its value
+  /// and the legal range.
   std::string validate() const;
   /// "vec=8 tile=4x7 transposeWide=1 mergeTaps=1 alignLoads=1 wtaps=8 wvec=4"
   /// (plus " tapBlock=P" when P > 1): logs, cache keys, the tuning database.
   std::string str() const;
   bool operator==(const CpuSchedule &other) const { return str() == other.str(); }
 };
+
+/// The fields of CpuSchedule, in the order of its text.
+const ScheduleTable<CpuSchedule> &cpuScheduleFields();
 
 /// A good schedule for `spec` on images of about height x width (the spec's
 /// own sizes when they are static, else these): the tile spans the image

@@ -206,17 +206,23 @@ public:
   std::string bytes;
 };
 
+/// One key per row of the schedule's field table (flags as booleans, pairs
+/// as [a, b]), and where the schedule came from.
 json scheduleJson(const Schedule &s, const std::string &origin) {
-  return json{{"tile", {s.tileH, s.tileW}},
-              {"block", {s.blockH, s.blockW}},
-              {"stage_input", s.stageInput},
-              {"stage_taps", s.stageTaps},
-              {"masked_walk", s.maskedWalk},
-              {"weight_split", s.weightSplit},
-              {"weight_threads", s.weightThreads},
-              {"weight_tile", {s.weightTileH, s.weightTileW}},
-              {"weight_rows_per_thread", s.weightRowsPerThread},
-              {"origin", origin}};
+  const ScheduleTable<Schedule> &table = scheduleFields();
+  const FieldValues values = fieldValues(table, s);
+  json j{{"origin", origin}};
+  size_t i = 0;
+  for (const ScheduleField<Schedule> &f : table.fields) {
+    if (f.kind == FieldKind::Flag)
+      j[f.irKey] = values[i] != 0;
+    else if (f.kind == FieldKind::Int)
+      j[f.irKey] = values[i];
+    else
+      j[f.irKey] = json::array({values[i], values[i + 1]});
+    i += f.components();
+  }
+  return j;
 }
 
 json specJson(const KernelSpec &spec) {
@@ -447,6 +453,31 @@ ElementType parseElementType(const EntryReader &r, const std::string &name) {
   r.fail("\"spec.element_type\" is \"" + name + "\", expected f32, f16 or bf16");
 }
 
+/// The schedule of an entry, one key per row of the field table. A field
+/// that packages written before it existed lack may be absent: it keeps its
+/// default and `*complete` is false (the recorded signature cannot be
+/// checked then; the entry points and launch data are recorded).
+Schedule readSchedule(const EntryReader &r, const json &j, bool *complete) {
+  const ScheduleTable<Schedule> &table = scheduleFields();
+  FieldValues values = fieldValues(table, Schedule{});
+  *complete = true;
+  size_t i = 0;
+  for (const ScheduleField<Schedule> &f : table.fields) {
+    const std::string path = std::string("schedule.") + f.irKey;
+    if (f.has(kOptionalInPackage) && !(j.is_object() && j.contains(f.irKey)))
+      *complete = false;
+    else if (f.kind == FieldKind::Flag)
+      values[i] = r.get<bool>(j, f.irKey, path.c_str());
+    else if (f.kind == FieldKind::Int)
+      values[i] = r.get<int>(j, f.irKey, path.c_str());
+    else
+      std::tie(values[i], values[i + 1]) = r.pair(j, f.irKey, path.c_str());
+    i += f.components();
+  }
+  // Each value fits an int (read as one); KernelSpec::validate() checks the rest.
+  return scheduleFromValues(table, values);
+}
+
 KernelSpec readSpec(const EntryReader &r, const json &entry, bool *completeSchedule) {
   const json &s = r.at(entry, "spec", "spec");
   KernelSpec spec;
@@ -472,25 +503,7 @@ KernelSpec readSpec(const EntryReader &r, const json &entry, bool *completeSched
     spec.branches.push_back(branch);
   }
 
-  const json &j = r.at(entry, "schedule", "schedule");
-  Schedule &sched = spec.schedule;
-  std::tie(sched.tileH, sched.tileW) = r.pair(j, "tile", "schedule.tile");
-  std::tie(sched.blockH, sched.blockW) = r.pair(j, "block", "schedule.block");
-  sched.stageInput = r.get<bool>(j, "stage_input", "schedule.stage_input");
-  sched.stageTaps = r.get<bool>(j, "stage_taps", "schedule.stage_taps");
-  sched.weightSplit = r.get<int>(j, "weight_split", "schedule.weight_split");
-  sched.weightThreads = r.get<int>(j, "weight_threads", "schedule.weight_threads");
-  // Written since the reader exists; older packages lack them (the entry
-  // points and launch data, which are recorded, do not depend on them).
-  *completeSchedule = j.contains("masked_walk") && j.contains("weight_tile") &&
-                      j.contains("weight_rows_per_thread");
-  if (*completeSchedule) {
-    sched.maskedWalk = r.get<bool>(j, "masked_walk", "schedule.masked_walk");
-    std::tie(sched.weightTileH, sched.weightTileW) =
-        r.pair(j, "weight_tile", "schedule.weight_tile");
-    sched.weightRowsPerThread =
-        r.get<int>(j, "weight_rows_per_thread", "schedule.weight_rows_per_thread");
-  }
+  spec.schedule = readSchedule(r, r.at(entry, "schedule", "schedule"), completeSchedule);
   if (std::string err = spec.validate(); !err.empty())
     r.fail("invalid spec: " + err);
   return spec;

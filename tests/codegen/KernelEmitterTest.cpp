@@ -52,7 +52,7 @@ TEST(ScheduleValidation, NamesTheField) {
          s.blockH = 64;
          s.tileH = 64;
        },
-       "threads per block"},
+       "allowed per block"},
   };
   for (const Case &c : cases) {
     KernelSpec spec = slakStage1();

@@ -21,6 +21,7 @@
 #include "codegen/KernelEmitter.h"
 #include "codegen/TapTable.h"
 #include "codegen/package/KernelPackage.h"
+#include "tests/spec/ScheduleVariants.h"
 
 namespace slak::codegen {
 namespace {
@@ -135,6 +136,53 @@ TEST_F(KernelPackageReaderTest, TapOffsetsAreCheckedBeforeAnyTapIsRead) {
     error = e.what();
   }
   EXPECT_HAS(error, "op 'bad_table': tap table offsets decrease at branch 0 channel 1");
+}
+
+TEST_F(KernelPackageReaderTest, EveryScheduleFieldRoundTripsThroughTheManifest) {
+  KernelSpec spec;
+  spec.channels = 3;
+  spec.height = spec.width = 8;
+  spec.branches = {Branch::same(3, 3), Branch::same(5, 1)};
+  const ScheduleTable<Schedule> &table = scheduleFields();
+  const auto variants = testing::fieldVariants(table, Schedule{});
+  ASSERT_EQ(variants.size(), table.size());
+  for (const auto &variant : variants) {
+    spec.schedule = variant.schedule;
+    PackagedOp op;
+    op.name = "layer";
+    op.scheduleOrigin = "measured";
+    op.kernels = emitKernels(spec);
+    writeKernelPackage(dir_, {op}, "KernelPackageReaderTest");
+    const KernelPackage back = readKernelPackage(dir_);
+    ASSERT_EQ(back.ops.size(), 1u);
+    EXPECT_EQ(back.ops[0].kernels.spec.schedule.str(), variant.schedule.str()) << variant.what;
+    EXPECT_EQ(back.ops[0].scheduleOrigin, "measured");
+  }
+}
+
+TEST_F(KernelPackageReaderTest, ScheduleKeysAreTheAttributeKeys) {
+  // One key per table row, named as in #slak.schedule, plus the origin.
+  const nlohmann::json &schedule = good_["ops"][0]["schedule"];
+  EXPECT_EQ(schedule.size(), scheduleFields().fields.size() + 1);
+  for (const ScheduleField<Schedule> &f : scheduleFields().fields)
+    EXPECT_TRUE(schedule.contains(f.irKey)) << f.irKey;
+  EXPECT_TRUE(schedule["tile"].is_array() && schedule["tile"].size() == 2) << schedule.dump();
+  EXPECT_TRUE(schedule["stage_input"].is_boolean()) << schedule.dump();
+  EXPECT_TRUE(schedule["weight_split"].is_number_integer()) << schedule.dump();
+}
+
+TEST_F(KernelPackageReaderTest, ScheduleFieldsOlderPackagesLackKeepTheirDefaults) {
+  // masked_walk, weight_tile and weight_rows_per_thread came after the first
+  // packages: without them the package reads, the rest must be there.
+  EXPECT_EQ(errorWith([](nlohmann::json &j) {
+              for (const char *key : {"masked_walk", "weight_tile", "weight_rows_per_thread"})
+                j["ops"][0]["schedule"].erase(key);
+            }),
+            "");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["ops"][0]["schedule"].erase("stage_taps"); }),
+             "missing \"schedule.stage_taps\"");
+  EXPECT_HAS(errorWith([](nlohmann::json &j) { j["ops"][0]["schedule"]["weight_threads"] = 96; }),
+             "schedule weightThreads is 96, expected a power of two in 1..1024");
 }
 
 } // namespace

@@ -172,16 +172,16 @@ std::string specMismatch(mlir::slak::LkConvOp op, const ::slak::codegen::KernelS
     check(name + " padding width", spec.branches[b].padW, op.getPadW(b));
   }
   if (mlir::slak::ScheduleAttr s = op.getScheduleAttr()) {
-    const ::slak::codegen::Schedule &t = spec.schedule;
-    check("schedule tile height", t.tileH, s.getTileH());
-    check("schedule tile width", t.tileW, s.getTileW());
-    check("schedule block height", t.blockH, s.getBlockH());
-    check("schedule block width", t.blockW, s.getBlockW());
-    check("schedule weight_split", t.weightSplit, s.getWeightSplit());
-    check("schedule weight_threads", t.weightThreads, s.getWeightThreads());
-    check("schedule weight_tile height", t.weightTileH, s.getWeightTileH());
-    check("schedule weight_tile width", t.weightTileW, s.getWeightTileW());
-    check("schedule weight_rows_per_thread", t.weightRowsPerThread, s.getWeightRowsPerThread());
+    // Every field of the table, flags included.
+    const auto &table = ::slak::codegen::scheduleFields();
+    const ::slak::codegen::FieldValues inSpec = fieldValues(table, spec.schedule);
+    const llvm::ArrayRef<int64_t> inOp = s.getValues();
+    size_t i = 0;
+    for (const auto &field : table.fields)
+      for (int c = 0; c < field.components(); ++c, ++i)
+        check(std::string("schedule ") + field.irKey +
+                  (field.components() == 2 ? (c == 0 ? " height" : " width") : ""),
+              inSpec[i], inOp[i]);
   }
   return diff;
 }

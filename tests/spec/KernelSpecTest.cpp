@@ -68,15 +68,16 @@ TEST(KernelSpec, ScheduleErrorsNameTheField) {
   KernelSpec spec = slakSpec();
   spec.schedule.tileW = 30;
   spec.schedule.blockW = 32;
-  EXPECT_EQ(spec.validate(), "schedule tileW 30 is not a multiple of blockW 32");
+  EXPECT_EQ(spec.validate(), "schedule tileW 30 is not a multiple of blockW 32; each thread "
+                             "computes tile/block outputs");
   spec.schedule = {};
   spec.schedule.blockH = 64;
   spec.schedule.tileH = 64;
   EXPECT_EQ(spec.validate(),
-            "schedule uses 2048 threads per block (blockH * blockW), at most 1024 are allowed");
+            "schedule block 64x32 has 2048 threads, at most 1024 are allowed per block");
   spec.schedule = {};
   spec.schedule.weightSplit = 0;
-  EXPECT_EQ(spec.validate(), "schedule weightSplit is 0, expected a positive value");
+  EXPECT_EQ(spec.validate(), "schedule weightSplit is 0, expected 1..2147483647");
 }
 
 TEST(KernelSpec, SignatureSeparatesWhatChangesTheCode) {

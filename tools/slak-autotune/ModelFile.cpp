@@ -147,7 +147,7 @@ bool ModelFile::layers(std::vector<ModelLayer> &out, std::string *error) {
   unsigned index = 0;
   bool ok = true;
   im.module->walk([&](mlir::slak::LkConvOp op) {
-    FailureOr<mlir::slak::LkConvKernel> kernel = mlir::slak::convertLkConv(op);
+    FailureOr<mlir::slak::LkConvCodegenInput> kernel = mlir::slak::convertLkConv(op);
     if (failed(kernel)) {
       ok = false;
       return WalkResult::interrupt();

@@ -22,7 +22,7 @@ mlir::FailureOr<std::vector<codegen::PackagedOp>> mlir::slak::packageLkConvs(Mod
   unsigned index = 0;
   bool failedAny = false;
   module->walk([&](LkConvOp op) {
-    FailureOr<LkConvKernel> kernel = convertLkConv(op);
+    FailureOr<LkConvCodegenInput> kernel = convertLkConv(op);
     if (failed(kernel)) {
       failedAny = true;
       return;

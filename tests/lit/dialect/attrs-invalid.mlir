@@ -60,7 +60,7 @@ func.func @f() attributes {a = #slak.taps<table = "t">}
 
 // -----
 
-// expected-error @+1 {{#slak.schedule tile [0, 32] and block [4, 32] must be positive}}
+// expected-error @+1 {{#slak.schedule tile is [0, 32], expected 1..2147483647 per side}}
 func.func @f() attributes {a = #slak.schedule<tile = [0, 32], block = [4, 32]>}
 
 // -----
@@ -75,12 +75,12 @@ func.func @f() attributes {a = #slak.schedule<tile = [32, 64], block = [32, 64]>
 
 // -----
 
-// expected-error @+1 {{#slak.schedule weight_split is 0, expected a positive value}}
+// expected-error @+1 {{#slak.schedule weight_split is 0, expected 1..2147483647}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_split = 0>}
 
 // -----
 
-// expected-error @+1 {{#slak.schedule weight_threads is 100, expected a power of two <= 1024}}
+// expected-error @+1 {{#slak.schedule weight_threads is 100, expected a power of two in 1..1024}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_threads = 100>}
 
 // -----
@@ -90,7 +90,7 @@ func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], 
 
 // -----
 
-// expected-error @+1 {{expected true or false, found 'yes'}}
+// expected-error @+1 {{stage_input is 'yes', expected true or false}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], stage_input = yes>}
 
 // -----
@@ -100,5 +100,5 @@ func.func @f() attributes {a = #slak.taps<branches = [], channel_order = [0, 2, 
 
 // -----
 
-// expected-error @+1 {{#slak.schedule weight_tile [0, 32] and weight_rows_per_thread 8 must be positive}}
+// expected-error @+1 {{#slak.schedule weight_tile is [0, 32], expected 1..2147483647 per side}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_tile = [0, 32]>}

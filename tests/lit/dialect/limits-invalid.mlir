@@ -4,19 +4,25 @@
 // overflow, caught by slak-fuzz-ir under UBSan) or cutting them to another
 // layer in the int fields of codegen::KernelSpec. See docs/fuzzing.md.
 
-// Two large block sides: blockH * blockW overflowed int64_t.
-// expected-error @+1 {{#slak.schedule block [4611686018427387904, 4] has more than 1024 threads, at most 1024 are allowed}}
+// Two large block sides: blockH * blockW overflowed int64_t. Each side is
+// checked against its range before any product is formed.
+// expected-error @+1 {{#slak.schedule tile is [4611686018427387904, 4], expected 1..2147483647 per side}}
 func.func @f() attributes {a = #slak.schedule<tile = [4611686018427387904, 4], block = [4611686018427387904, 4]>}
 
 // -----
 
+// expected-error @+1 {{#slak.schedule block is [4611686018427387904, 4], expected 1..1024 per side}}
+func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4611686018427387904, 4]>}
+
+// -----
+
 // A tile past int32_t was cut to 16 (2^32 + 16) in the kernel spec.
-// expected-error @+1 {{#slak.schedule tile [4294967312, 32] is too large, at most 2147483647 per side}}
+// expected-error @+1 {{#slak.schedule tile is [4294967312, 32], expected 1..2147483647 per side}}
 func.func @f() attributes {a = #slak.schedule<tile = [4294967312, 32], block = [4, 32], stage_input = false>}
 
 // -----
 
-// expected-error @+1 {{#slak.schedule weight_split 4294967304, weight_tile [8, 32] or weight_rows_per_thread 8 is too large, at most 2147483647}}
+// expected-error @+1 {{#slak.schedule weight_split is 4294967304, expected 1..2147483647}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_split = 4294967304>}
 
 // -----
@@ -54,9 +60,11 @@ func.func @huge_kernel(%x: tensor<1x4x8x8xf32>, %w: tensor<4x1x65537x1xf32>) {
 
 // -----
 
-// The shared-memory bytes of the largest tile: (2^31 + 2)^2 * 4 overflowed int64_t.
+// The largest tile: its shared-memory bytes, (2^31 + 2)^2 * 4, overflowed
+// int64_t in the op verifier; the schedule's own verifier refuses it first,
+// since each thread would hold 2^62 outputs.
 func.func @huge_tile(%x: tensor<1x4x8x8xf32>, %w: tensor<4x1x3x3xf32>) {
-  // expected-error @+1 {{#slak.schedule tile [2147483647, 2147483647] with stage_input needs 2147483649 x 2147483649 x 4 bytes of shared memory for the tile and its halo, more than 232448; use a smaller tile or stage_input = false}}
+  // expected-error @+2 {{#slak.schedule tile [2147483647, 2147483647] and block [1, 1] give each thread 2147483647x2147483647 outputs (tileH/blockH x tileW/blockW), at most 128 are allowed}}
   %y = slak.lk_conv %x weights(%w : tensor<4x1x3x3xf32>)
     {schedule = #slak.schedule<tile = [2147483647, 2147483647], block = [1, 1]>}
     : tensor<1x4x8x8xf32> -> tensor<1x4x8x8xf32>
