@@ -176,26 +176,43 @@ TEST_P(OpenCLKernelTest, MatchesOracle) {
   }
 }
 
+/// What `call` throws as std::invalid_argument, or "".
+std::string invalidArgument(const std::function<void()> &call) {
+  try {
+    call();
+  } catch (const std::invalid_argument &e) {
+    return e.what();
+  }
+  return {};
+}
+
+/// A two-channel dense 3x3 layer (with a bias when asked) built for `context`.
+struct ThreeByThree {
+  KernelSpec spec;
+  EmittedKernels kernels;
+  LkConvExecutor executor;
+
+  static KernelSpec specWith(bool bias) {
+    KernelSpec spec;
+    spec.channels = 2;
+    spec.branches = {Branch::same(3, 3)};
+    spec.hasBias = bias;
+    return spec;
+  }
+  ThreeByThree(const std::shared_ptr<Context> &context, bool bias)
+      : spec(specWith(bias)), kernels(emitKernels(spec)),
+        executor(runtime::opencl::buildProgram(context, {kernels}), kernels) {}
+};
+
 TEST(LkConvExecutorTest, RejectsBuffersOfTheWrongSize) {
   std::shared_ptr<Context> context = openclContext();
   if (!context)
     GTEST_SKIP() << "no OpenCL device";
-  KernelSpec spec;
-  spec.channels = 2;
-  spec.branches = {Branch::same(3, 3)};
-  spec.hasBias = true;
-  const EmittedKernels kernels = emitKernels(spec);
-  LkConvExecutor executor(runtime::opencl::buildProgram(context, {kernels}), kernels);
-  const TapTable table = buildTapTable(spec, {BranchMask{}});
+  ThreeByThree layer(context, true);
+  LkConvExecutor &executor = layer.executor;
+  const TapTable table = buildTapTable(layer.spec, {BranchMask{}});
   const std::vector<float> x(2 * 2 * 4 * 4, 1.0f), w(2 * 9, 1.0f), bias(2, 0.5f);
-  auto message = [](const std::function<void()> &call) -> std::string {
-    try {
-      call();
-    } catch (const std::invalid_argument &e) {
-      return e.what();
-    }
-    return {};
-  };
+  auto message = invalidArgument;
   EXPECT_NE(message([&] {
               executor.forward(2, 4, 5, x, w, table, bias);
             }).find("x has 64 elements, expected 80"),
@@ -217,51 +234,43 @@ TEST(LkConvExecutorTest, RunsOnDeviceBuffersTheBinderSized) {
   std::shared_ptr<Context> context = openclContext();
   if (!context)
     GTEST_SKIP() << "no OpenCL device";
-  KernelSpec spec;
-  spec.channels = 2;
-  spec.branches = {Branch::same(3, 3)};
-  const EmittedKernels kernels = emitKernels(spec);
-  LkConvExecutor executor(runtime::opencl::buildProgram(context, {kernels}), kernels);
+  ThreeByThree layer(context, false);
   const int64_t n = 1, h = 4, w = 4;
-  const KernelBuffers<int64_t> need = bufferBytes(bindPass(kernels, KernelKind::Forward, n, h, w));
+  const KernelBuffers<int64_t> need =
+      bufferBytes(bindPass(layer.kernels, KernelKind::Forward, n, h, w));
+  auto bytes = [&](KernelBuffer b) { return static_cast<size_t>(need[static_cast<int>(b)]); };
   const std::vector<float> ones(2 * 16, 1.0f);
-  using runtime::opencl::Buffer;
-  Buffer x(context, need[static_cast<int>(KernelBuffer::X)], ones.data());
-  Buffer wt(context, need[static_cast<int>(KernelBuffer::Weights)], ones.data());
   const int32_t offsets[3] = {0, 0, 0};
+  using runtime::opencl::Buffer;
+  Buffer x(context, bytes(KernelBuffer::X), ones.data());
+  Buffer wt(context, bytes(KernelBuffer::Weights), ones.data());
   Buffer tapOffsets(context, sizeof offsets, offsets), taps(context, 4), bias(context, 4);
-  Buffer y(context, need[static_cast<int>(KernelBuffer::Y)]);
+  Buffer y(context, bytes(KernelBuffer::Y));
+  Buffer shortY(context, bytes(KernelBuffer::Y) - 4);
   KernelBuffers<cl_mem> buffers{};
-  buffers[static_cast<int>(KernelBuffer::X)] = x.mem();
-  buffers[static_cast<int>(KernelBuffer::Weights)] = wt.mem();
-  buffers[static_cast<int>(KernelBuffer::TapOffsets)] = tapOffsets.mem();
-  buffers[static_cast<int>(KernelBuffer::Taps)] = taps.mem();
-  buffers[static_cast<int>(KernelBuffer::Bias)] = bias.mem();
-  buffers[static_cast<int>(KernelBuffer::Y)] = y.mem();
-  executor.run(KernelKind::Forward, n, h, w, buffers);
+  auto set = [&](KernelBuffer b, cl_mem mem) { buffers[static_cast<int>(b)] = mem; };
+  set(KernelBuffer::X, x.mem());
+  set(KernelBuffer::Weights, wt.mem());
+  set(KernelBuffer::TapOffsets, tapOffsets.mem());
+  set(KernelBuffer::Taps, taps.mem());
+  set(KernelBuffer::Bias, bias.mem());
+  set(KernelBuffer::Y, y.mem());
+  auto run = [&] { layer.executor.run(KernelKind::Forward, n, h, w, buffers); };
+  run();
   std::vector<float> out(2 * 16);
   y.read(out.data(), out.size() * sizeof(float));
   EXPECT_EQ(out[0], 4.0f); // corner: 2 x 2 taps in the image
   EXPECT_EQ(out[5], 9.0f); // inside
 
-  // A y buffer one element short is refused before anything runs.
-  Buffer shortY(context, need[static_cast<int>(KernelBuffer::Y)] - 4);
-  buffers[static_cast<int>(KernelBuffer::Y)] = shortY.mem();
-  std::string err;
-  try {
-    executor.run(KernelKind::Forward, n, h, w, buffers);
-  } catch (const std::invalid_argument &e) {
-    err = e.what();
-  }
-  EXPECT_NE(err.find("needs a y buffer of at least 128 bytes, got 124"), std::string::npos) << err;
-  buffers[static_cast<int>(KernelBuffer::Y)] = nullptr;
-  err.clear();
-  try {
-    executor.run(KernelKind::Forward, n, h, w, buffers);
-  } catch (const std::invalid_argument &e) {
-    err = e.what();
-  }
-  EXPECT_NE(err.find("needs a y buffer of at least 128 bytes, got none"), std::string::npos) << err;
+  // A y buffer one element short, or none, is refused before anything runs.
+  set(KernelBuffer::Y, shortY.mem());
+  EXPECT_NE(invalidArgument(run).find("needs a y buffer of at least 128 bytes, got 124"),
+            std::string::npos)
+      << invalidArgument(run);
+  set(KernelBuffer::Y, nullptr);
+  EXPECT_NE(invalidArgument(run).find("needs a y buffer of at least 128 bytes, got none"),
+            std::string::npos)
+      << invalidArgument(run);
 }
 
 std::string caseName(const ::testing::TestParamInfo<CodegenCase> &info) { return info.param.name; }
