@@ -1,11 +1,12 @@
 // --slak-apply-schedules: #slak.schedule for each slak.lk_conv from the
-// tuning database (or the cost model on a miss); with device=cpu, the host
-// CPU's stored Halide schedule as slak.cpu_schedule. The choice itself lives
-// in autotune/ (IREE's habit: strategy apart from the pass that applies it).
+// tuning database (or the cost model on a miss). The choice itself lives in
+// autotune/ (IREE's habit: strategy apart from the pass that applies it).
+// CPU (Halide) schedules stay out of the IR: they are keyed by the CPU model
+// and thread count of the host that runs the layer, so the runtime looks
+// them up in that host's tuning database when it builds the kernel.
 #include "passes/ApplySchedules.h"
 #include "passes/Passes.h"
 
-#include "autotune/CpuScheduleLookup.h"
 #include "autotune/Device.h"
 #include "autotune/Lookup.h"
 #include "autotune/TuningDatabase.h"
@@ -56,44 +57,17 @@ namespace {
 struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<ApplySchedulesPass> {
   using SlakApplySchedulesBase::SlakApplySchedulesBase;
 
-  /// device=cpu (this host, every core) or device=cpu:<model>:<threads>t:
-  /// the stored CPU schedule (or the default, origin "default").
-  void applyCpuSchedules(const std::string &key, const std::string &path) {
-    const std::vector<std::string> keys =
-        key == "cpu" ? autotune::hostCpuKeys(0) : std::vector<std::string>{key};
-    WalkResult result = getOperation()->walk([&](LkConvOp op) {
-      FailureOr<LkConvCodegenInput> kernel = convertLkConv(op);
-      if (failed(kernel))
-        return WalkResult::interrupt();
-      const autotune::Workload workload = lkConvWorkload(op, kernel->spec);
-      std::string error;
-      const autotune::CpuScheduleChoice choice = autotune::lookupCpuScheduleNoThrow(
-          path, kernel->spec, keys, workload.height, workload.width, &error);
-      if (!error.empty()) {
-        // A database problem, not the op's: at the module, without the op.
-        mlir::emitError(getOperation()->getLoc()) << "slak-apply-schedules: " << error;
-        return WalkResult::interrupt();
-      }
-      MLIRContext *ctx = op.getContext();
-      NamedAttribute fields[] = {
-          NamedAttribute(
-              StringAttr::get(ctx, "device"),
-              StringAttr::get(ctx, choice.device.empty() ? keys.front() : choice.device)),
-          NamedAttribute(StringAttr::get(ctx, "origin"),
-                         StringAttr::get(ctx, autotune::originName(choice.origin))),
-          NamedAttribute(StringAttr::get(ctx, "schedule"),
-                         StringAttr::get(ctx, choice.schedule.str()))};
-      op->setAttr(kCpuScheduleAttrName, DictionaryAttr::get(ctx, fields));
-      return WalkResult::advance();
-    });
-    if (result.wasInterrupted())
-      signalPassFailure();
-  }
-
   void runOnOperation() override {
     const std::string path = db.empty() ? autotune::defaultDatabasePath() : std::string(db);
-    if (StringRef(device) == "cpu" || StringRef(device).starts_with("cpu:"))
-      return applyCpuSchedules(device, path);
+    if (StringRef(device) == "cpu" || StringRef(device).starts_with("cpu:")) {
+      mlir::emitError(getOperation()->getLoc())
+          << "slak-apply-schedules: device '" << device
+          << "': CPU (Halide) schedules are not attached to the IR; the runtime reads them from "
+             "the tuning database of the host that runs the model (slak-autotune --cpu stores "
+             "them there); name a GPU: "
+          << autotune::knownGpuNames();
+      return signalPassFailure();
+    }
     // findGpu throws on unknown names and this pass has no exceptions:
     // check against the table (names are lower case keys).
     std::string key = StringRef(device).lower();
@@ -101,7 +75,7 @@ struct ApplySchedulesPass : public ::mlir::slak::impl::SlakApplySchedulesBase<Ap
                       [&](const autotune::GpuDevice &gpu) { return gpu.name == key; })) {
       mlir::emitError(getOperation()->getLoc())
           << "slak-apply-schedules: device '" << device
-          << "' is not a named GPU or 'cpu'; known: " << autotune::knownGpuNames();
+          << "' is not a named GPU; known: " << autotune::knownGpuNames();
       return signalPassFailure();
     }
     WalkResult result = getOperation()->walk([&](LkConvOp op) {

@@ -1,6 +1,5 @@
 // What --slak-apply-schedules and slak-autotune's model form agree on: the
-// workload a slak.lk_conv is tuned for, and the attribute that carries a
-// CPU (Halide) schedule (GPU schedules are #slak.schedule).
+// workload a slak.lk_conv is tuned for.
 #pragma once
 
 #include "autotune/Workload.h"
@@ -12,10 +11,5 @@ namespace mlir::slak {
 /// dynamic) and the mean density of its table-form branches (runtime masks:
 /// SLaK's 0.6; all dense: 1).
 ::slak::autotune::Workload lkConvWorkload(LkConvOp op, const ::slak::codegen::KernelSpec &spec);
-
-/// Discardable attribute with the CPU schedule of an op:
-///   slak.cpu_schedule = {schedule = "vec=16 tile=4x7 ...", origin = "measured",
-///                        device = "cpu:<model>:<threads>t"}
-inline constexpr llvm::StringLiteral kCpuScheduleAttrName = "slak.cpu_schedule";
 
 } // namespace mlir::slak

@@ -63,16 +63,15 @@ def SlakApplySchedules : Pass<"slak-apply-schedules"> {
     `~/.cache/slak/tuning.db`). On a miss for a named GPU the analytic cost
     model tunes the layer and the pick is recorded; `origin` in the attribute
     says `measured`, `model` or `default`. The workload is the op's batch
-    (8 when dynamic) and the density of its sparse branches. With
-    `device=cpu` (this host) or `device=cpu:<model>:<threads>t` the stored
-    CPU (Halide) schedule is attached instead, as the discardable attribute
-    `slak.cpu_schedule = {device, origin, schedule}` (the default schedule,
-    origin `default`, on a miss).
+    (8 when dynamic) and the density of its sparse branches. CPU (Halide)
+    schedules are not attached: they belong to the host that runs the
+    model (its CPU and thread count), whose runtime reads them from its
+    tuning database; `device=cpu` is refused with that explanation.
   }];
   let options = [
     Option<"db", "db", "std::string", /*default=*/"\"\"", "tuning database file">,
     Option<"device", "device", "std::string", /*default=*/"\"a100\"",
-           "a named GPU (a100, h100, ...; see slak-autotune --list-gpus), or cpu">
+           "a named GPU (a100, h100, ...; see slak-autotune --list-gpus)">
   ];
   let dependentDialects = ["::mlir::slak::SlakDialect"];
 }

@@ -144,11 +144,6 @@ const PipelineRun kRuns[] = {
        specialize.densityThreshold = 0;
        pm.addPass(mlir::slak::createSlakSpecializeSparsity(specialize));
      }},
-    {"apply-schedules{device=cpu:fuzz:1t} (no database)",
-     [](OpPassManager &pm, const std::string &tmp) {
-       pm.addPass(mlir::slak::createSlakApplySchedules(
-           mlir::slak::SlakApplySchedulesOptions{tmp + "/no-such.db", "cpu:fuzz:1t"}));
-     }},
 };
 
 /// Empty when `spec` is the layer `op` describes, else the first difference.

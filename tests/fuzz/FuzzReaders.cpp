@@ -138,7 +138,7 @@ void readGpuSchedule(std::string_view input) {
   }
 }
 
-/// A CPU (Halide) schedule as the tuning database and slak.cpu_schedule hold it.
+/// A CPU (Halide) schedule as the tuning database holds it.
 void readCpuSchedule(std::string_view input) {
   autotune::CpuSchedule s;
   try {

@@ -179,13 +179,7 @@ std::vector<std::string> ModelFile::attachedSchedules() const {
   impl_->module->walk([&](mlir::slak::LkConvOp op) {
     std::string text;
     llvm::raw_string_ostream os(text);
-    if (auto cpu = op->getAttrOfType<DictionaryAttr>(mlir::slak::kCpuScheduleAttrName)) {
-      auto field = [&](StringRef key) {
-        auto s = cpu.getAs<StringAttr>(key);
-        return s ? s.getValue().str() : std::string("?");
-      };
-      os << field("origin") << " " << field("schedule");
-    } else if (mlir::slak::ScheduleAttr s = op.getScheduleAttr()) {
+    if (mlir::slak::ScheduleAttr s = op.getScheduleAttr()) {
       os << s.getOrigin().getValue() << " " << Attribute(s);
     } else {
       os << "none";

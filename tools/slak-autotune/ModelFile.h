@@ -7,7 +7,7 @@
 //   load -> (prepare: fuse + specialise when dwconv2d / batch_norm remain)
 //        -> layers (one KernelSpec + workload per slak.lk_conv)
 //        -> [tune and record in the database]
-//        -> applySchedules (the --slak-apply-schedules pass) -> write
+//        -> applySchedules (the --slak-apply-schedules pass; GPUs) -> write
 #pragma once
 
 #include <memory>
@@ -45,8 +45,8 @@ public:
   /// One entry per slak.lk_conv, in module order. False (with `*error`)
   /// when an op cannot be converted to a KernelSpec.
   bool layers(std::vector<ModelLayer> &out, std::string *error);
-  /// Runs --slak-apply-schedules="device=<device> db=<dbPath>": a named GPU
-  /// attaches #slak.schedule, "cpu"/"cpu:..." slak.cpu_schedule.
+  /// Runs --slak-apply-schedules="device=<device> db=<dbPath>" for a named
+  /// GPU: attaches #slak.schedule.
   bool applySchedules(const std::string &device, const std::string &dbPath, std::string *error);
   /// "<origin> <schedule>" of each op's attached schedule, in module order
   /// (for the tool's summary).

@@ -95,8 +95,9 @@ int main(int argc, char **argv) {
       "model", model,
       "An MLIR model (slak dialect) to tune: every slak.lk_conv is tuned (forward only with "
       "--mode infer, forward and both backwards with --mode train), the picks stored in the "
-      "database and attached to the ops (#slak.schedule for a GPU, slak.cpu_schedule for "
-      "--cpu) in the module written to -o. slak.dwconv2d / slak.batch_norm ops are fused and "
+      "database; for a GPU they are attached to the ops (#slak.schedule) in the module written "
+      "to -o (CPU schedules stay in the database, where the runtime on this host reads them). "
+      "slak.dwconv2d / slak.batch_norm ops are fused and "
       "specialised first (slak-pipeline mode=<--mode>)");
   app.add_option("-o,--output", output,
                  "Where the model form writes the tuned module (atomically; '-' = stdout)");
@@ -370,10 +371,12 @@ int main(int argc, char **argv) {
 
 #ifdef SLAK_AUTOTUNE_WITH_MLIR
     if (modelFile) {
-      // The same pass slak-opt runs attaches what the database now holds.
+      // For a GPU the same pass slak-opt runs attaches what the database now
+      // holds. CPU schedules stay in the database: the runtime of the host
+      // that runs the model reads them there (they depend on its CPU).
       std::string error;
       db.reset(); // the pass opens the file itself
-      if (!modelFile->applySchedules(tuner.device(), dbPath, &error)) {
+      if (!cpu && !modelFile->applySchedules(tuner.device(), dbPath, &error)) {
         std::cerr << "slak-autotune: attaching the schedules failed:\n" << error;
         return 1;
       }
@@ -381,12 +384,22 @@ int main(int argc, char **argv) {
         std::cerr << "slak-autotune: " << error << "\n";
         return 1;
       }
-      const std::vector<std::string> attached = modelFile->attachedSchedules();
-      report << "\nwrote " << (output == "-" ? std::string("the tuned module to stdout") : output)
-             << ": " << attached.size() << " slak.lk_conv op(s) scheduled for " << tuner.device()
-             << "\n";
-      for (size_t i = 0; i < attached.size(); ++i)
-        report << "  " << (i < layers.size() ? layers[i].text : "?") << ": " << attached[i] << "\n";
+      const std::string written =
+          output == "-" ? std::string("the tuned module to stdout") : output;
+      if (cpu) {
+        report << "\nwrote " << written << ": " << layers.size()
+               << " slak.lk_conv op(s); their CPU schedules for " << tuner.device()
+               << (noDb ? std::string(" were not stored (--no-db)")
+                        : " are in " + dbPath + ", where the runtime on this host reads them")
+               << "\n";
+      } else {
+        const std::vector<std::string> attached = modelFile->attachedSchedules();
+        report << "\nwrote " << written << ": " << attached.size()
+               << " slak.lk_conv op(s) scheduled for " << tuner.device() << "\n";
+        for (size_t i = 0; i < attached.size(); ++i)
+          report << "  " << (i < layers.size() ? layers[i].text : "?") << ": " << attached[i]
+                 << "\n";
+      }
     }
 #endif
   } catch (const std::exception &e) {
