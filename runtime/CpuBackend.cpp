@@ -7,6 +7,7 @@
 
 #include "codegen/BufferLayout.h"
 #include "codegen/reference/Reference.h"
+#include "runtime/CpuTensors.h"
 #include "runtime/LkConvBackend.h"
 
 #include "runtime/Files.h"
@@ -22,20 +23,6 @@ namespace {
 
 using codegen::KernelSpec;
 
-/// `t` as a contiguous f32 CPU tensor (itself when it already is one).
-at::Tensor asFloat(const at::Tensor &t) { return t.to(at::kFloat).contiguous(); }
-
-/// A f32 tensor to compute `out` into: `out` itself when it is f32.
-at::Tensor floatTarget(const at::Tensor &out) {
-  return out.scalar_type() == at::kFloat ? out
-                                         : at::empty(out.sizes(), out.options().dtype(at::kFloat));
-}
-
-void finish(at::Tensor &out, const at::Tensor &computed) {
-  if (!computed.is_same(out))
-    out.copy_(computed);
-}
-
 std::vector<float> toVector(const at::Tensor &t, int64_t offset, int64_t count) {
   const float *p = t.data_ptr<float>() + offset;
   return std::vector<float>(p, p + count);
@@ -49,17 +36,17 @@ public:
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
     const reference::Shape in = shape(x);
-    const at::Tensor xf = asFloat(x);
+    const at::Tensor xf = cpu::asFloat(x);
     std::vector<float> biasValues;
     if (spec_.hasBias)
-      biasValues = toVector(asFloat(bias), 0, spec_.channels);
+      biasValues = toVector(cpu::asFloat(bias), 0, spec_.channels);
     const auto outs = reference::forward(spec_, in, toVector(xf, 0, xf.numel()),
                                          branchWeights(weights), taps.masks(), biasValues);
-    at::Tensor yf = floatTarget(y);
+    at::Tensor yf = cpu::floatTarget(y);
     float *dst = yf.data_ptr<float>();
     for (const std::vector<float> &o : outs)
       dst = std::copy(o.begin(), o.end(), dst);
-    finish(y, yf);
+    cpu::finish(y, yf);
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
@@ -67,22 +54,22 @@ public:
     const reference::Shape in = shape(dx);
     const std::vector<float> result =
         reference::backwardData(spec_, in, splitDy(dy, in), branchWeights(weights), taps.masks());
-    at::Tensor dxf = floatTarget(dx);
+    at::Tensor dxf = cpu::floatTarget(dx);
     std::copy(result.begin(), result.end(), dxf.data_ptr<float>());
-    finish(dx, dxf);
+    cpu::finish(dx, dxf);
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
     const reference::Shape in = shape(x);
-    const at::Tensor xf = asFloat(x);
+    const at::Tensor xf = cpu::asFloat(x);
     const reference::Weights grads = reference::backwardWeight(
         spec_, in, toVector(xf, 0, xf.numel()), splitDy(dy, in), taps.masks());
-    at::Tensor dwf = floatTarget(dw);
+    at::Tensor dwf = cpu::floatTarget(dw);
     float *dst = dwf.data_ptr<float>();
     for (const std::vector<float> &g : grads)
       dst = std::copy(g.begin(), g.end(), dst);
-    finish(dw, dwf);
+    cpu::finish(dw, dwf);
   }
 
 private:
@@ -90,7 +77,7 @@ private:
     return reference::Shape{t.size(0), t.size(1), t.size(2), t.size(3)};
   }
   reference::Weights branchWeights(const at::Tensor &weights) const {
-    const at::Tensor wf = asFloat(weights);
+    const at::Tensor wf = cpu::asFloat(weights);
     reference::Weights out;
     for (size_t b = 0; b < spec_.branches.size(); ++b)
       out.push_back(
@@ -99,7 +86,7 @@ private:
     return out;
   }
   std::vector<std::vector<float>> splitDy(const at::Tensor &dy, const reference::Shape &in) const {
-    const at::Tensor dyf = asFloat(dy);
+    const at::Tensor dyf = cpu::asFloat(dy);
     const int64_t plane = codegen::outputPlaneCount(spec_, in.n, in.h, in.w);
     std::vector<std::vector<float>> out;
     const int parts = spec_.perBranchOutputs ? static_cast<int>(spec_.branches.size()) : 1;

@@ -11,24 +11,13 @@
 #include "codegen/BufferLayout.h"
 #include "codegen/halide/CpuLkConv.h"
 #include "codegen/halide/CpuSchedule.h"
+#include "runtime/CpuTensors.h"
 #include "runtime/LkConvBackend.h"
 
 namespace slak::runtime {
 namespace {
 
 using codegen::KernelSpec;
-
-at::Tensor asFloat(const at::Tensor &t) { return t.to(at::kFloat).contiguous(); }
-
-at::Tensor floatTarget(const at::Tensor &out) {
-  return out.scalar_type() == at::kFloat ? out
-                                         : at::empty(out.sizes(), out.options().dtype(at::kFloat));
-}
-
-void finish(at::Tensor &out, const at::Tensor &computed) {
-  if (!computed.is_same(out))
-    out.copy_(computed);
-}
 
 int64_t planeCount(const KernelSpec &spec, const at::Tensor &x) {
   return codegen::outputPlaneCount(spec, x.size(0), x.size(2), x.size(3));
@@ -50,9 +39,9 @@ public:
 
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
-    const at::Tensor xf = asFloat(x), wf = asFloat(weights);
-    const at::Tensor bf = spec_.hasBias ? asFloat(bias) : at::Tensor();
-    at::Tensor yf = floatTarget(y);
+    const at::Tensor xf = cpu::asFloat(x), wf = cpu::asFloat(weights);
+    const at::Tensor bf = spec_.hasBias ? cpu::asFloat(bias) : at::Tensor();
+    at::Tensor yf = cpu::floatTarget(y);
     std::vector<float *> outputs;
     const int parts = spec_.perBranchOutputs ? static_cast<int>(spec_.branches.size()) : 1;
     for (int b = 0; b < parts; ++b)
@@ -60,28 +49,28 @@ public:
     pipelines(taps)->forward(shape(x), xf.data_ptr<float>(), branchPointers(wf),
                              bf.defined() ? bf.data_ptr<float>() : nullptr, outputs,
                              at::get_num_threads());
-    finish(y, yf);
+    cpu::finish(y, yf);
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
                     at::Tensor &dx) override {
-    const at::Tensor dyf = asFloat(dy), wf = asFloat(weights);
-    at::Tensor dxf = floatTarget(dx);
+    const at::Tensor dyf = cpu::asFloat(dy), wf = cpu::asFloat(weights);
+    at::Tensor dxf = cpu::floatTarget(dx);
     pipelines(taps)->backwardData(shape(dx), dyPointers(dyf, dx), branchPointers(wf),
                                   dxf.data_ptr<float>(), at::get_num_threads());
-    finish(dx, dxf);
+    cpu::finish(dx, dxf);
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
-    const at::Tensor xf = asFloat(x), dyf = asFloat(dy);
-    at::Tensor dwf = floatTarget(dw);
+    const at::Tensor xf = cpu::asFloat(x), dyf = cpu::asFloat(dy);
+    at::Tensor dwf = cpu::floatTarget(dw);
     std::vector<float *> grads;
     for (size_t b = 0; b < spec_.branches.size(); ++b)
       grads.push_back(dwf.data_ptr<float>() + codegen::weightOffset(spec_, static_cast<int>(b)));
     pipelines(taps)->backwardWeight(shape(x), xf.data_ptr<float>(), dyPointers(dyf, x), grads,
                                     at::get_num_threads());
-    finish(dw, dwf);
+    cpu::finish(dw, dwf);
   }
 
 private:

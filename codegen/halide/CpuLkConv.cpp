@@ -142,17 +142,8 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
   const int64_t C = spec_.channels;
 
   if (pass != Pass::BackwardWeight) {
-    std::vector<std::vector<int>> runs;
-    if (plan.outputPerGroup)
-      for (size_t g = 0; g < plan.groups.size(); ++g)
-        runs.push_back({static_cast<int>(g)});
-    else {
-      runs.emplace_back();
-      for (size_t g = 0; g < plan.groups.size(); ++g)
-        runs.back().push_back(static_cast<int>(g));
-    }
     const bool bias = spec_.hasBias && pass == Pass::Forward && !plan.outputPerGroup;
-    for (const std::vector<int> &members : runs) {
+    for (const std::vector<int> &members : pipelineRuns(plan)) {
       Prepared::ConvRun run;
       run.groups = members;
       std::vector<ConvGroupShape> shapes;
@@ -238,12 +229,9 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
             du0.push_back(g.du[t]);
           const int32_t base = g.channelBegin[c] / P;
           for (int t = 0; t < tiles; ++t) {
-            const int64_t lo = -(static_cast<int64_t>(t) * R + R - 1) - (P - 1);
-            const int64_t hi = planeH - 1 - static_cast<int64_t>(t) * R;
-            const auto first = std::lower_bound(du0.begin(), du0.end(), lo);
-            const auto last = std::upper_bound(first, du0.end(), hi);
-            data.ranges(0, t, c) = base + static_cast<int32_t>(first - du0.begin());
-            data.ranges(1, t, c) = base + static_cast<int32_t>(last - du0.begin());
+            const auto [first, last] = blocksReachingBand(du0, t, R, P, planeH);
+            data.ranges(0, t, c) = base + static_cast<int32_t>(first);
+            data.ranges(1, t, c) = base + static_cast<int32_t>(last);
           }
         }
         run.call.groups.push_back(std::move(data));
@@ -305,7 +293,6 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
       for (int64_t c = 0; c < C; ++c) {
         const int64_t first = g.channelBegin[c], count = g.channelBegin[c + 1] - first;
         for (int64_t b = 0; b * K < count; ++b) {
-          int duLo = INT32_MAX, duHi = INT32_MIN;
           for (int64_t k = 0; k < K && b * K + k < count; ++k) {
             const int64_t t = first + b * K + k;
             const int64_t offset = g.du[t] * S + g.dv[t];
@@ -320,15 +307,11 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
             call.offsets(k, b, c) = toInt(at, "tap offset");
             offMin = std::min(offMin, at);
             offMax = std::max(offMax, at);
-            duLo = std::min(duLo, g.du[t]);
-            duHi = std::max(duHi, g.du[t]);
             run.outputIndex[t] = toInt((c * B + b) * K + k, "dW index");
           }
-          // dy rows i whose input row i + du lies in the image for some tap.
-          const int64_t rowLo = std::max<int64_t>(0, -duHi);
-          const int64_t rowHi = std::min<int64_t>(dyH, xH - duLo);
+          const auto [rowLo, rowHi] = weightBlockRows(g, c, b, K, dyH, xH);
           call.rows(0, b, c) = toInt(rowLo, "row");
-          call.rows(1, b, c) = toInt(std::max(rowLo, rowHi), "row");
+          call.rows(1, b, c) = toInt(rowHi, "row");
         }
       }
       call.offsetMin = toInt(offMin, "tap offset");
@@ -371,6 +354,13 @@ void gatherWeights(const TapGroup &g, const std::vector<const float *> &weights,
 
 } // namespace
 
+void CpuLkConv::checkDy(const char *fn, const std::vector<const float *> &dy) const {
+  checkCount(fn, "dy tensors", dy.size(), spec_.perBranchOutputs ? spec_.branches.size() : 1,
+             spec_.perBranchOutputs ? "one per branch: spec.perBranchOutputs"
+                                    : "one shared by all branches: summed output");
+  checkPointers(fn, "dy", dy);
+}
+
 void CpuLkConv::forward(const Shape &in, const float *x, const std::vector<const float *> &weights,
                         const float *bias, const std::vector<float *> &outputs, int threads) {
   const char *fn = "forward";
@@ -409,10 +399,7 @@ void CpuLkConv::backwardData(const Shape &in, const std::vector<const float *> &
   checkShape(fn, in);
   checkCount(fn, "weights", weights.size(), spec_.branches.size(), "one per branch");
   checkPointers(fn, "weight", weights);
-  checkCount(fn, "dy tensors", dy.size(), spec_.perBranchOutputs ? spec_.branches.size() : 1,
-             spec_.perBranchOutputs ? "one per branch: spec.perBranchOutputs"
-                                    : "one shared by all branches: summed output");
-  checkPointers(fn, "dy", dy);
+  checkDy(fn, dy);
   if (dx == nullptr)
     throw std::invalid_argument("CpuLkConv::backwardData: dx is null");
   std::lock_guard<std::mutex> lock(mutex_);
@@ -433,10 +420,7 @@ void CpuLkConv::backwardWeight(const Shape &in, const float *x,
                                const std::vector<float *> &weightGrads, int threads) {
   const char *fn = "backwardWeight";
   checkShape(fn, in);
-  checkCount(fn, "dy tensors", dy.size(), spec_.perBranchOutputs ? spec_.branches.size() : 1,
-             spec_.perBranchOutputs ? "one per branch: spec.perBranchOutputs"
-                                    : "one shared by all branches: summed output");
-  checkPointers(fn, "dy", dy);
+  checkDy(fn, dy);
   checkCount(fn, "weight gradients", weightGrads.size(), spec_.branches.size(), "one per branch");
   if (x == nullptr ||
       std::any_of(weightGrads.begin(), weightGrads.end(), [](float *p) { return !p; }))
@@ -462,10 +446,7 @@ void CpuLkConv::backwardBias(const Shape &in, const std::vector<const float *> &
                              int threads) {
   const char *fn = "backwardBias";
   checkShape(fn, in);
-  checkCount(fn, "dy tensors", dy.size(), spec_.perBranchOutputs ? spec_.branches.size() : 1,
-             spec_.perBranchOutputs ? "one per branch: spec.perBranchOutputs"
-                                    : "one shared by all branches: summed output");
-  checkPointers(fn, "dy", dy);
+  checkDy(fn, dy);
   if (dbias == nullptr)
     throw std::invalid_argument("CpuLkConv::backwardBias: dbias is null");
   setHalideThreads(threads);

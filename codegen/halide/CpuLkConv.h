@@ -80,6 +80,7 @@ private:
   struct Prepared;
   Prepared &prepared(Pass pass, int64_t height, int64_t width);
   void checkShape(const char *fn, const Shape &in) const;
+  void checkDy(const char *fn, const std::vector<const float *> &dy) const;
 
   KernelSpec spec_;
   CpuSchedule schedule_;

@@ -266,4 +266,38 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
   return plan;
 }
 
+std::vector<std::vector<int>> pipelineRuns(const TapPlan &plan) {
+  std::vector<std::vector<int>> runs;
+  if (plan.outputPerGroup) {
+    for (size_t g = 0; g < plan.groups.size(); ++g)
+      runs.push_back({static_cast<int>(g)});
+    return runs;
+  }
+  runs.emplace_back();
+  for (size_t g = 0; g < plan.groups.size(); ++g)
+    runs.back().push_back(static_cast<int>(g));
+  return runs;
+}
+
+std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, int64_t band, int R,
+                                               int P, int64_t planeH) {
+  const int64_t lo = -(band * R + R - 1) - (P - 1), hi = planeH - 1 - band * R;
+  const auto first = std::lower_bound(du0.begin(), du0.end(), lo);
+  const auto last = std::upper_bound(first, du0.end(), hi);
+  return {first - du0.begin(), last - du0.begin()};
+}
+
+std::pair<int64_t, int64_t> weightBlockRows(const TapGroup &g, int64_t c, int64_t b, int K,
+                                            int64_t dyH, int64_t xH) {
+  const int64_t first = g.channelBegin[c], count = g.channelBegin[c + 1] - first;
+  int duLo = std::numeric_limits<int>::max(), duHi = std::numeric_limits<int>::min();
+  for (int64_t k = 0; k < K && b * K + k < count; ++k) {
+    duLo = std::min(duLo, g.du[first + b * K + k]);
+    duHi = std::max(duHi, g.du[first + b * K + k]);
+  }
+  const int64_t lo = std::max<int64_t>(0, -duHi);
+  const int64_t hi = std::min<int64_t>(dyH, xH - duLo);
+  return {lo, std::max(lo, hi)};
+}
+
 } // namespace slak::codegen::cpu

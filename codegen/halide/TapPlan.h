@@ -15,6 +15,7 @@
 #include "codegen/halide/CpuSchedule.h"
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace slak::codegen::cpu {
@@ -66,5 +67,21 @@ struct TapPlan {
 /// gradient, is exactly zero). Throws std::invalid_argument on a bad spec or table.
 TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
                  const TapTable *table, int64_t inH, int64_t inW);
+
+/// The groups each conv pipeline call computes (forward, backward-data): one
+/// call per group when the plan has an output per group, else one for all.
+std::vector<std::vector<int>> pipelineRuns(const TapPlan &plan);
+
+/// Tap blocks [first, second) of one channel that reach band `band` of a
+/// conv group's tile rows (tileRows R, blocks of P taps): `du0` holds the
+/// first row offset of each block, sorted; the read plane has planeH rows.
+std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, int64_t band, int R,
+                                               int P, int64_t planeH);
+
+/// The dy rows [first, second) that backward-weight block b (taps
+/// [b * K, b * K + K) of channel c of `g`) reaches: rows i whose input row
+/// i + du lies in the xH-row image for some tap of the block.
+std::pair<int64_t, int64_t> weightBlockRows(const TapGroup &g, int64_t c, int64_t b, int K,
+                                            int64_t dyH, int64_t xH);
 
 } // namespace slak::codegen::cpu
