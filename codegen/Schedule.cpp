@@ -30,10 +30,12 @@ std::string crossCheck(const ScheduleTable<Schedule> &table, const Schedule &s,
   return {};
 }
 
-ScheduleTable<Schedule> makeTable() {
+} // namespace
+
+const ScheduleTable<Schedule> &scheduleFields() {
   using S = Schedule;
   const FieldRange positive{1, std::numeric_limits<int32_t>::max()};
-  return {
+  static const ScheduleTable<Schedule> table{
       "schedule",
       "GPU schedule",
       "#slak.schedule",
@@ -63,19 +65,10 @@ ScheduleTable<Schedule> makeTable() {
       },
       crossCheck,
   };
-}
-
-} // namespace
-
-const ScheduleTable<Schedule> &scheduleFields() {
-  static const ScheduleTable<Schedule> table = makeTable();
   return table;
 }
 
-std::string Schedule::validate() const {
-  const ScheduleTable<Schedule> &table = scheduleFields();
-  return validateFields(table, fieldValues(table, *this), FieldSpelling::Struct);
-}
+std::string Schedule::validate() const { return validateSchedule(scheduleFields(), *this); }
 
 std::string Schedule::str() const { return scheduleText(scheduleFields(), *this); }
 

@@ -243,6 +243,11 @@ std::string validateFields(const ScheduleTable<S> &table, const FieldValues &val
                           : std::string();
 }
 
+/// validateFields() of a struct: messages in FieldSpelling::Struct.
+template <typename S> std::string validateSchedule(const ScheduleTable<S> &table, const S &s) {
+  return validateFields(table, fieldValues(table, s), FieldSpelling::Struct);
+}
+
 /// The schedule text: "key=value" per field in table order, flags as 0/1,
 /// pairs as AxB.
 template <typename S> std::string scheduleText(const ScheduleTable<S> &table, const S &s) {

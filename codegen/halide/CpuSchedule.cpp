@@ -21,10 +21,29 @@ std::string crossCheck(const ScheduleTable<CpuSchedule> &table, const CpuSchedul
   return {};
 }
 
-ScheduleTable<CpuSchedule> makeTable() {
+/// Rows per tile for a tile row of `vectors` vectors: as many as fit in about
+/// 28 accumulator registers (capped at 8 so that row trimming stays fine),
+/// preferring a count that divides the image height.
+int pickTileRows(int vectors, int64_t height) {
+  const int most = std::max(1, std::min(8, 28 / vectors));
+  int best = most;
+  int64_t bestRows = (height + most - 1) / most * most;
+  for (int rows = most - 1; rows >= std::max(1, most - 3); --rows) {
+    const int64_t padded = (height + rows - 1) / rows * rows;
+    if (padded < bestRows) {
+      best = rows;
+      bestRows = padded;
+    }
+  }
+  return best;
+}
+
+} // namespace
+
+const ScheduleTable<CpuSchedule> &cpuScheduleFields() {
   using S = CpuSchedule;
   const FieldRange tileVectors{1, 16};
-  return {
+  static const ScheduleTable<CpuSchedule> table{
       "cpu schedule",
       "CPU schedule",
       "",
@@ -48,36 +67,10 @@ ScheduleTable<CpuSchedule> makeTable() {
       },
       crossCheck,
   };
-}
-
-/// Rows per tile for a tile row of `vectors` vectors: as many as fit in about
-/// 28 accumulator registers (capped at 8 so that row trimming stays fine),
-/// preferring a count that divides the image height.
-int pickTileRows(int vectors, int64_t height) {
-  const int most = std::max(1, std::min(8, 28 / vectors));
-  int best = most;
-  int64_t bestRows = (height + most - 1) / most * most;
-  for (int rows = most - 1; rows >= std::max(1, most - 3); --rows) {
-    const int64_t padded = (height + rows - 1) / rows * rows;
-    if (padded < bestRows) {
-      best = rows;
-      bestRows = padded;
-    }
-  }
-  return best;
-}
-
-} // namespace
-
-const ScheduleTable<CpuSchedule> &cpuScheduleFields() {
-  static const ScheduleTable<CpuSchedule> table = makeTable();
   return table;
 }
 
-std::string CpuSchedule::validate() const {
-  const ScheduleTable<CpuSchedule> &table = cpuScheduleFields();
-  return validateFields(table, fieldValues(table, *this), FieldSpelling::Struct);
-}
+std::string CpuSchedule::validate() const { return validateSchedule(cpuScheduleFields(), *this); }
 
 std::string CpuSchedule::str() const { return scheduleText(cpuScheduleFields(), *this); }
 
