@@ -1,7 +1,8 @@
 // BufferLayout: how the emitted kernels see their buffers. Every buffer is a
 // flat array of the spec's element type (f32, or f16/bf16 bit patterns)
-// unless noted; the runtime, the OpenCL executor and the tests size and fill
-// buffers with these functions.
+// unless noted; the argument binder (codegen/KernelArguments.h) sizes each
+// entry point's buffers with these functions, and the runtime, the OpenCL
+// executor and the tests size and fill theirs with them.
 //
 //   x, dx            [N][C][H][W]
 //   y (summed)       [N][C][Ho][Wo]          (plus bias[c] when spec.hasBias)
