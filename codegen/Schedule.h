@@ -10,8 +10,13 @@
 
 namespace slak::codegen {
 
-/// A new field is a member here plus a row in scheduleFields()
-/// (Schedule.cpp); #slak.schedule, the text and the package follow.
+struct Schedule;
+
+/// The fields of Schedule, in the order of its text and attribute. A new
+/// field is a member of Schedule plus a row here (Schedule.cpp);
+/// #slak.schedule, the text and the package follow.
+const ScheduleTable<Schedule> &scheduleFields();
+
 struct Schedule {
   // Forward / backward-data: one block computes a tileH x tileW output tile
   // of one (n, c) plane with blockH x blockW threads; each thread keeps
@@ -54,8 +59,5 @@ struct Schedule {
   std::string validate() const;
   std::string str() const; // "tile=16x32 block=4x32 ..." for logs and keys
 };
-
-/// The fields of Schedule, in the order of its text and attribute.
-const ScheduleTable<Schedule> &scheduleFields();
 
 } // namespace slak::codegen

@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
       "--mode infer, forward and both backwards with --mode train), the picks stored in the "
       "database; for a GPU they are attached to the ops (#slak.schedule) in the module written "
       "to -o (CPU schedules stay in the database, where the runtime on this host reads them). "
-      "slak.dwconv2d / slak.batch_norm ops are fused and "
-      "specialised first (slak-pipeline mode=<--mode>)");
+      "slak.dwconv2d / slak.batch_norm ops are fused and specialised first (slak-pipeline "
+      "mode=<--mode>)");
   app.add_option("-o,--output", output,
                  "Where the model form writes the tuned module (atomically; '-' = stdout)");
   app.add_option("--mode", mode,
