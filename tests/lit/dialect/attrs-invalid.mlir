@@ -102,3 +102,21 @@ func.func @f() attributes {a = #slak.taps<branches = [], channel_order = [0, 2, 
 
 // expected-error @+1 {{#slak.schedule weight_tile is [0, 32], expected 1..2147483647 per side}}
 func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_tile = [0, 32]>}
+
+// -----
+
+// The attribute applies the same rules as the schedule text and the package
+// (codegen's schedule field table): per-field ranges and the rules between
+// fields.
+// expected-error @+1 {{#slak.schedule weight_rows_per_thread is 17, expected 1..16}}
+func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_rows_per_thread = 17>}
+
+// -----
+
+// expected-error @+1 {{#slak.schedule tile [256, 64] and block [2, 32] give each thread 128x2 outputs (tileH/blockH x tileW/blockW), at most 128 are allowed}}
+func.func @f() attributes {a = #slak.schedule<tile = [256, 64], block = [2, 32]>}
+
+// -----
+
+// expected-error @+1 {{unknown key 'weight_rows' in #slak.schedule; expected one of: tile, block, stage_input, stage_taps, masked_walk, weight_split, weight_threads, weight_tile, weight_rows_per_thread, origin}}
+func.func @f() attributes {a = #slak.schedule<tile = [16, 32], block = [4, 32], weight_rows = 4>}
