@@ -52,6 +52,8 @@ enum FieldFlag : unsigned {
   kTextOmitsDefault = 1u << 2,
 };
 
+/// One field of schedule struct S. Its default is the member's initializer
+/// (what S{} holds), so the struct stays the one place for defaults.
 template <typename S> struct ScheduleField {
   const char *textKey; // in the schedule text: "tile", "weightRows"
   const char *irKey;   // in #slak.schedule and package JSON: "weight_rows_per_thread"
