@@ -85,11 +85,16 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
   const CpuDevice &d = cpu_;
   const int V = s.vectorWidth;
   // Aligned loads (shifted plane copies) never straddle a line.
-  const double split = s.alignLoads ? 0.0 : lineSplitFraction(V, cpu_);
+  // Channels-last pipelines load whole pixel vectors (aligned, no shifted
+  // copies); one task per block of V channels, and a tile column or strip
+  // element is one pixel (V channels) instead of V pixels.
+  const bool cl = s.channelsLast;
+  const int pixelsPerVector = cl ? 1 : V;
+  const double split = s.alignLoads || cl ? 0.0 : lineSplitFraction(V, cpu_);
   const int A = std::max(8, V);
   // Shifted copies a plane needs: one per distinct alignment of its taps.
   auto copiesFor = [&](const std::vector<const TapGroup *> &groups) {
-    if (!s.alignLoads)
+    if (!s.alignLoads || cl)
       return 0;
     int dvMin = 0;
     for (const TapGroup *g : groups)
@@ -100,7 +105,8 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
         used[((dv - dvMin) % A + A) % A] = true;
     return static_cast<int>(std::count(used.begin(), used.end(), true));
   };
-  const int64_t N = workload_.batch, C = spec_.channels;
+  const int64_t N = workload_.batch;
+  const int64_t C = plan.numBlocks(spec_.channels); // tap lists: channels or channel blocks
   const int64_t H = workload_.height, W = workload_.width;
   const int64_t OH = spec_.outHeight(H), OW = spec_.outWidth(W);
   CpuPrediction p;
@@ -108,7 +114,7 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
   int64_t tasks = 0;
 
   if (pass != Pass::BackwardWeight) {
-    const int R = s.tileRows, TV = s.tileVectors, CW = s.tileWidth();
+    const int R = s.tileRows, TV = s.tileVectors, CW = TV * pixelsPerVector;
     const int P = plan.groups.empty() ? 1 : plan.groups.front().tapBlock;
     const int vec = R * TV;
     // A block of P taps keeps the R + P - 1 input rows it loads (per tile
@@ -198,11 +204,11 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
           continue;
         const int64_t h = transposed ? readW : readH, w = transposed ? readH : readW;
         const int64_t plane = (h + 2 * R) * roundUp(w + 64, A);
-        copies += plane / V * 1.0 + h * w / V * (transposed ? 4.0 : 2.0);
+        copies += (plane * 1.0 + h * w * (transposed && !cl ? 4.0 : 2.0)) / pixelsPerVector;
         copies += copiesFor(readers) * plane / V * 1.5;
       }
       if (hasT && hasN)
-        copies += writeH * writeW / V * 4.0;
+        copies += cl ? 0.0 : writeH * writeW / V * 4.0;
     }
     copies *= static_cast<double>(N * C);
     cycles = inner + copies;
@@ -211,11 +217,11 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
     p.work = work;
     tasks = N * C;
   } else {
-    const int K = s.weightTaps, SV = s.weightVectors, SW = s.weightStripWidth();
+    const int K = s.weightTaps, SV = s.weightVectors, SW = SV * pixelsPerVector;
     const int spilled = std::max(0, K + SV + 2 - d.vectorRegisters);
     // Splits cost at the full vector width here (measured on Zen 4:
     // 512-bit strips lose ~1.3x).
-    const double split = s.alignLoads ? 0.0 : (V - 1.0) / 16.0;
+    const double split = s.alignLoads || cl ? 0.0 : (V - 1.0) / 16.0;
     auto stripCycles = [&](double loadRate, const char *&bound) {
       const double fma = K * SV * V / d.fmaLanesPerCycle;
       const double loads = (SV + K * SV * (1 + split) + 2.0 * spilled) * V / loadRate;
@@ -256,8 +262,8 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
       work += rowStrips * K * SV * N;
       inner += blocks * N * (K * V / 2.0 + 20); // lane sums of the partials
       const int64_t plane = (xH + 2 * K) * roundUp(xW + 64, A);
-      copies += (plane / V + xH * xW / V * 2.0 + dyH * roundUp(dyW, SW) / V * 2.0) *
-                (g.transposed ? 2.0 : 1.0) * N * C;
+      copies += (plane + xH * xW * 2.0 + dyH * roundUp(dyW, SW) * 2.0) / pixelsPerVector *
+                (g.transposed && !cl ? 2.0 : 1.0) * N * C;
       copies += copiesFor({&g}) * plane / V * 1.5 * N * C;
     }
     cycles = inner + copies;

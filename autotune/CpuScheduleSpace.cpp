@@ -46,50 +46,60 @@ std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload
   const std::vector<bool> aligns = {true, false};
   // Keep the accumulators and a few temporaries in vector registers.
   const int registers = cpu.vectorRegisters;
+  // Vectorised across channels where a layer has a vector's worth of them
+  // (alignLoads has no effect there: one value of it).
+  std::vector<bool> layouts = {false};
+  if (spec.channels >= 8)
+    layouts.push_back(true);
   std::vector<CpuSchedule> out;
-  for (int v : widths)
-    for (bool tw : transposes)
-      for (bool align : aligns) {
-        CpuSchedule s = base;
-        s.vectorWidth = v;
-        s.transposeWide = tw;
-        s.alignLoads = align;
-        if (part == SchedulePart::Conv) {
-          const std::vector<bool> merges = spec.perBranchOutputs ? std::vector<bool>{base.mergeTaps}
-                                                                 : std::vector<bool>{true, false};
-          for (bool merge : merges)
-            for (int block : {1, 2, 3, 4})
-              for (int tv = 1; tv <= 8; ++tv)
-                for (int r : kTileRows) {
-                  // A tap block keeps up to min(P, R) loaded rows per vector live.
-                  const int live = block > 1 ? tv * std::min(block, r) : 0;
-                  if (r * tv + live > registers - 4)
-                    continue;
-                  if (tv > 1 && tv * v > 2 * span)
-                    continue;
-                  if (block > 1 && r > 8)
-                    continue;
-                  s.mergeTaps = merge;
-                  s.tapBlock = block;
-                  s.tileRows = r;
-                  s.tileVectors = tv;
-                  if (s.validate().empty())
-                    out.push_back(s);
-                }
-        } else {
-          for (int k : {1, 2, 4, 6, 8, 12, 16, 20, 24, 28})
-            for (int sv = 1; sv <= 8; ++sv) {
-              if (k + sv + 2 > registers)
-                continue;
-              if (sv > 1 && sv * v > 2 * span)
-                continue;
-              s.weightTaps = k;
-              s.weightVectors = sv;
-              if (s.validate().empty())
-                out.push_back(s);
-            }
+  for (bool cl : layouts)
+    for (int v : widths)
+      for (bool tw : transposes)
+        for (bool align : aligns) {
+          if (cl && (v < 8 || align != base.alignLoads))
+            continue;
+          CpuSchedule s = base;
+          s.channelsLast = cl;
+          s.vectorWidth = v;
+          s.transposeWide = tw;
+          s.alignLoads = align;
+          if (part == SchedulePart::Conv) {
+            const std::vector<bool> merges = spec.perBranchOutputs
+                                                 ? std::vector<bool>{base.mergeTaps}
+                                                 : std::vector<bool>{true, false};
+            for (bool merge : merges)
+              for (int block : {1, 2, 3, 4})
+                for (int tv = 1; tv <= 8; ++tv)
+                  for (int r : kTileRows) {
+                    // A tap block keeps up to min(P, R) loaded rows per vector live.
+                    const int live = block > 1 ? tv * std::min(block, r) : 0;
+                    if (r * tv + live > registers - 4)
+                      continue;
+                    if (tv > 1 && tv * (cl ? 1 : v) > 2 * span)
+                      continue;
+                    if (block > 1 && r > 8)
+                      continue;
+                    s.mergeTaps = merge;
+                    s.tapBlock = block;
+                    s.tileRows = r;
+                    s.tileVectors = tv;
+                    if (s.validate().empty())
+                      out.push_back(s);
+                  }
+          } else {
+            for (int k : {1, 2, 4, 6, 8, 12, 16, 20, 24, 28})
+              for (int sv = 1; sv <= 8; ++sv) {
+                if (k + sv + 2 > registers)
+                  continue;
+                if (sv > 1 && sv * (cl ? 1 : v) > 2 * span)
+                  continue;
+                s.weightTaps = k;
+                s.weightVectors = sv;
+                if (s.validate().empty())
+                  out.push_back(s);
+              }
+          }
         }
-      }
   return out;
 }
 

@@ -24,8 +24,10 @@ codegen::cpu::Pass cpuPassOf(KernelKind kind);
 /// the vector registers, vertical tap blocks of 1..4 rows (tapBlock),
 /// transposeWide where a branch is wider than tall, alignLoads, mergeTaps for
 /// summed outputs. Weight: weightTaps 1..28 x weightVectors 1..8 (and
-/// the coupled fields: vector width, transposeWide, alignLoads). Tiles
-/// wider than twice the image are skipped.
+/// the coupled fields: vector axis, vector width, transposeWide,
+/// alignLoads). Both vector axes: along the width, and across channels
+/// (channelsLast, 8 or 16 lanes, tiles of pixels) for layers of at least 8
+/// channels. Tiles wider than twice the image are skipped.
 std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload &workload,
                                           const CpuDevice &cpu, SchedulePart part,
                                           const CpuSchedule &base);

@@ -42,6 +42,7 @@ public:
       }
       // Not tuned: only the default's fields with other coupled values.
       CpuSchedule variant = default_;
+      variant.channelsLast = s.channelsLast;
       variant.vectorWidth = s.vectorWidth;
       variant.transposeWide = s.transposeWide;
       variant.alignLoads = s.alignLoads;
@@ -59,6 +60,7 @@ public:
     std::vector<size_t> out = {0};
     for (size_t i = 1; i < list.size(); ++i) {
       CpuSchedule s = list[i];
+      s.channelsLast = default_.channelsLast;
       s.vectorWidth = default_.vectorWidth;
       s.transposeWide = default_.transposeWide;
       s.alignLoads = default_.alignLoads;
@@ -69,7 +71,8 @@ public:
   }
   int coupling(SchedulePart part, size_t i) const override {
     const CpuSchedule &s = at(part, i);
-    return s.vectorWidth * 4 + (s.transposeWide ? 2 : 0) + (s.alignLoads ? 1 : 0);
+    return (s.channelsLast ? 1000 : 0) + s.vectorWidth * 4 + (s.transposeWide ? 2 : 0) +
+           (s.alignLoads ? 1 : 0);
   }
   double predict(SchedulePart part, size_t i, KernelKind kind) override {
     double &slot = predictions_[static_cast<int>(part)][i][kindIndex(kind)];

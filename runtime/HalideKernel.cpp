@@ -2,7 +2,9 @@
 // CpuBackend.cpp opens with RTLD_LOCAL, so that Halide's LLVM 14 stays out of
 // the global symbol scope (where it breaks the LLVM 15 inside PoCL). The
 // pipelines are codegen/halide's; they compute in f32, so f16/bf16 tensors
-// are widened on the way in and rounded once on the way out. The schedule
+// are widened on the way in and rounded once on the way out. Channels-last
+// tensors stay channels-last where the schedule vectorises across channels
+// (the pipelines read and write NHWC memory in place). The schedule
 // is the tuning database's CPU choice for the spec on this host, else the
 // per-spec default (per image size for specs with dynamic sizes).
 #include <ATen/ATen.h>
@@ -37,45 +39,57 @@ public:
   BackendKind kind() const override { return BackendKind::Cpu; }
   std::string scheduleDescription() const override { return description_; }
 
+  // A channels-last schedule reads and writes NCHW or NHWC memory in place;
+  // the others compute NCHW, so NHWC tensors are converted for them.
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
-    const at::Tensor xf = cpu::asFloat(x), wf = cpu::asFloat(weights);
+    auto conv = pipelines(taps);
+    const bool nhwc = inPlaceNhwc(*conv, x);
+    const at::Tensor xf = cpu::asFloatIn(x, nhwc), wf = cpu::asFloat(weights);
     const at::Tensor bf = spec_.hasBias ? cpu::asFloat(bias) : at::Tensor();
-    at::Tensor yf = cpu::floatTarget(y);
+    at::Tensor yf = cpu::floatTargetIn(y, nhwc);
     std::vector<float *> outputs;
     const int parts = spec_.perBranchOutputs ? static_cast<int>(spec_.branches.size()) : 1;
     for (int b = 0; b < parts; ++b)
       outputs.push_back(yf.data_ptr<float>() + b * planeCount(spec_, x));
-    pipelines(taps)->forward(shape(x), xf.data_ptr<float>(), branchPointers(wf),
-                             bf.defined() ? bf.data_ptr<float>() : nullptr, outputs,
-                             at::get_num_threads());
+    conv->forward(shape(x, nhwc), xf.data_ptr<float>(), branchPointers(wf),
+                  bf.defined() ? bf.data_ptr<float>() : nullptr, outputs, at::get_num_threads());
     cpu::finish(y, yf);
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
                     at::Tensor &dx) override {
-    const at::Tensor dyf = cpu::asFloat(dy), wf = cpu::asFloat(weights);
-    at::Tensor dxf = cpu::floatTarget(dx);
-    pipelines(taps)->backwardData(shape(dx), dyPointers(dyf, dx), branchPointers(wf),
-                                  dxf.data_ptr<float>(), at::get_num_threads());
+    auto conv = pipelines(taps);
+    const bool nhwc = inPlaceNhwc(*conv, dx);
+    const at::Tensor dyf = cpu::asFloatIn(dy, nhwc), wf = cpu::asFloat(weights);
+    at::Tensor dxf = cpu::floatTargetIn(dx, nhwc);
+    conv->backwardData(shape(dx, nhwc), dyPointers(dyf, dx), branchPointers(wf),
+                       dxf.data_ptr<float>(), at::get_num_threads());
     cpu::finish(dx, dxf);
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
-    const at::Tensor xf = cpu::asFloat(x), dyf = cpu::asFloat(dy);
+    auto conv = pipelines(taps);
+    const bool nhwc = inPlaceNhwc(*conv, x);
+    const at::Tensor xf = cpu::asFloatIn(x, nhwc), dyf = cpu::asFloatIn(dy, nhwc);
     at::Tensor dwf = cpu::floatTarget(dw);
     std::vector<float *> grads;
     for (size_t b = 0; b < spec_.branches.size(); ++b)
       grads.push_back(dwf.data_ptr<float>() + codegen::weightOffset(spec_, static_cast<int>(b)));
-    pipelines(taps)->backwardWeight(shape(x), xf.data_ptr<float>(), dyPointers(dyf, x), grads,
-                                    at::get_num_threads());
+    conv->backwardWeight(shape(x, nhwc), xf.data_ptr<float>(), dyPointers(dyf, x), grads,
+                         at::get_num_threads());
     cpu::finish(dw, dwf);
   }
 
 private:
-  static codegen::cpu::Shape shape(const at::Tensor &t) {
-    return codegen::cpu::Shape{t.size(0), t.size(1), t.size(2), t.size(3)};
+  static codegen::cpu::Shape shape(const at::Tensor &t, bool nhwc) {
+    return codegen::cpu::Shape{t.size(0), t.size(1), t.size(2), t.size(3), nhwc};
+  }
+  /// Whether the call computes in NHWC memory: the image `t` is channels-last
+  /// and the schedule for its size vectorises across channels.
+  static bool inPlaceNhwc(const codegen::cpu::CpuLkConv &conv, const at::Tensor &t) {
+    return cpu::channelsLastMemory(t) && conv.scheduleFor(t.size(2), t.size(3)).channelsLast;
   }
   std::vector<const float *> branchPointers(const at::Tensor &wf) const {
     std::vector<const float *> out;

@@ -267,9 +267,37 @@ at::Tensor inLayoutOf(const at::Tensor &y, const at::Tensor &like) {
     return y;
   if (y.dim() == 4)
     return y.contiguous(at::MemoryFormat::ChannelsLast);
+  if (y.permute({0, 1, 3, 4, 2}).is_contiguous()) // written channels-last already
+    return y;
   at::Tensor out = at::empty({y.size(0), y.size(1), y.size(3), y.size(4), y.size(2)}, y.options());
   out.copy_(y.permute({0, 1, 3, 4, 2}));
   return out.permute({0, 1, 4, 2, 3});
+}
+
+/// Whether `kernel` takes x's channels-last tensors as they are: the Halide
+/// CPU backend reads and writes NHWC memory (converting inside where its
+/// schedule wants NCHW); the other backends get NCHW copies, and their
+/// results are laid out like x afterwards.
+bool keepsChannelsLast(const at::Tensor &x, const runtime::LkConvKernel &kernel) {
+  return channelsLast(x) && kernel.kind() == BackendKind::Cpu;
+}
+
+/// An image tensor (x, dy) laid out as `kernel` reads it.
+at::Tensor forKernel(const at::Tensor &t, const at::Tensor &x,
+                     const runtime::LkConvKernel &kernel) {
+  return keepsChannelsLast(x, kernel) ? t : t.contiguous();
+}
+
+/// An output image [.., C, H, W] for `kernel` to write: channels-last (per
+/// branch) where it keeps x's channels-last layout, else NCHW.
+at::Tensor kernelOutput(at::IntArrayRef shape, const at::Tensor &x,
+                        const runtime::LkConvKernel &kernel) {
+  if (!keepsChannelsLast(x, kernel))
+    return at::empty(shape, x.options());
+  if (shape.size() == 4)
+    return at::empty(shape, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  return at::empty({shape[0], shape[1], shape[3], shape[4], shape[2]}, x.options())
+      .permute({0, 1, 4, 2, 3});
 }
 
 /// What one call of the kernels needs: the live taps and the compiled kernel.
@@ -327,12 +355,12 @@ PreparedCall prepare(const at::Tensor &x, at::TensorList weights, at::TensorList
 at::Tensor forwardOutput(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                          const PreparedCall &call) {
   const codegen::KernelSpec &spec = call.kernel->spec();
-  const at::Tensor xc = x.contiguous();
+  const at::Tensor xc = forKernel(x, x, *call.kernel);
   const int64_t n = x.size(0), ho = spec.outHeight(x.size(2)), wo = spec.outWidth(x.size(3));
   std::vector<int64_t> shape = {n, spec.channels, ho, wo};
   if (spec.perBranchOutputs)
     shape.insert(shape.begin(), static_cast<int64_t>(spec.branches.size()));
-  at::Tensor y = at::empty(shape, x.options());
+  at::Tensor y = kernelOutput(shape, x, *call.kernel);
   try {
     call.kernel->forward(xc, weights, bias, *call.taps, y);
   } catch (const c10::Error &) {
@@ -364,8 +392,8 @@ lkConvBackwardKernel(const at::Tensor &grad, const at::Tensor &x, at::TensorList
   checkArguments(x, weights, maskTensors, at::Tensor(), options);
   const PreparedCall call = prepare(x, weights, maskTensors, hasBias, options);
   const codegen::KernelSpec &spec = call.kernel->spec();
-  const at::Tensor xc = x.contiguous();
-  const at::Tensor dy = grad.to(x.scalar_type()).contiguous();
+  const at::Tensor xc = forKernel(x, x, *call.kernel);
+  const at::Tensor dy = forKernel(grad.to(x.scalar_type()), x, *call.kernel);
   std::vector<int64_t> yShape = {x.size(0), spec.channels, spec.outHeight(x.size(2)),
                                  spec.outWidth(x.size(3))};
   if (perBranch)
@@ -376,7 +404,7 @@ lkConvBackwardKernel(const at::Tensor &grad, const at::Tensor &x, at::TensorList
   std::vector<at::Tensor> dweights;
   try {
     if (outputMask[0]) {
-      dx = at::empty(x.sizes(), x.options());
+      dx = kernelOutput(x.sizes(), x, *call.kernel);
       call.kernel->backwardData(dy, flatWeights(weights), *call.taps, dx);
       dx = inLayoutOf(dx, x);
     }

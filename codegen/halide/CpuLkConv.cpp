@@ -1,5 +1,7 @@
 #include "codegen/halide/CpuLkConv.h"
 
+#include "codegen/halide/ChannelsLastConv.h"
+#include "codegen/halide/ChannelsLastWeightGrad.h"
 #include "codegen/halide/HalidePipelines.h"
 
 #include <algorithm>
@@ -26,6 +28,28 @@ int toInt(int64_t value, const char *what) {
 Buffer<float> wrap(const float *data, int64_t w, int64_t h, int64_t c, int64_t n) {
   return Buffer<float>(const_cast<float *>(data), {toInt(w, "width"), toInt(h, "height"),
                                                    toInt(c, "channels"), toInt(n, "batch")});
+}
+
+/// A [C, W, H, N] view of an NCHW or NHWC image (the channels-last
+/// pipelines' buffers).
+Buffer<float> wrapImage(const float *data, int64_t w, int64_t h, int64_t c, int64_t n,
+                        bool channelsLast) {
+  const int C = toInt(c, "channels"), W = toInt(w, "width"), H = toInt(h, "height");
+  const int N = toInt(n, "batch");
+  toInt(c * w * h * n, "tensor size");
+  halide_dimension_t dims[4];
+  if (channelsLast) {
+    dims[0] = {0, C, 1};
+    dims[1] = {0, W, C};
+    dims[2] = {0, H, W * C};
+    dims[3] = {0, N, H * W * C};
+  } else {
+    dims[0] = {0, C, H * W};
+    dims[1] = {0, W, 1};
+    dims[2] = {0, H, W};
+    dims[3] = {0, N, C * H * W};
+  }
+  return Buffer<float>(const_cast<float *>(data), 4, dims);
 }
 
 /// Sizes of the plane a pass reads and of the plane it writes (for
@@ -73,6 +97,20 @@ struct CpuLkConv::Prepared {
     std::vector<int32_t> outputIndex; // per planned tap
   };
   std::vector<WeightRun> weight;
+  // The same with the channels-last pipelines (schedule.channelsLast).
+  struct BlockConvRun {
+    std::shared_ptr<ChannelsLastConvPipeline> pipeline;
+    ChannelsLastConvCall call;
+    std::vector<int> groups;
+  };
+  std::vector<BlockConvRun> blockConv;
+  struct BlockWeightRun {
+    std::shared_ptr<ChannelsLastWeightGradPipeline> pipeline;
+    ChannelsLastWeightGradCall call;
+    int group = 0;
+    std::vector<int32_t> outputIndex; // per planned tap, lane 0
+  };
+  std::vector<BlockWeightRun> blockWeight;
 };
 
 CpuLkConv::CpuLkConv(const KernelSpec &spec) : CpuLkConv(spec, defaultCpuSchedule(spec, 56, 56)) {
@@ -140,6 +178,10 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
   const TapPlan &plan = prep->plan;
   const PassSizes &sz = prep->sizes;
   const int64_t C = spec_.channels;
+  if (sched.channelsLast) {
+    prepareChannelsLast(*prep);
+    return *prepared_.emplace(key, std::move(prep)).first->second;
+  }
 
   if (pass != Pass::BackwardWeight) {
     const bool bias = spec_.hasBias && pass == Pass::Forward && !plan.outputPerGroup;
@@ -327,6 +369,158 @@ CpuLkConv::Prepared &CpuLkConv::prepared(Pass pass, int64_t h, int64_t w) {
   return *prepared_.emplace(key, std::move(prep)).first->second;
 }
 
+void CpuLkConv::prepareChannelsLast(Prepared &prep) {
+  const CpuSchedule &sched = prep.schedule;
+  const TapPlan &plan = prep.plan;
+  const PassSizes &sz = prep.sizes;
+  const int V = sched.vectorWidth;
+  const int64_t blocks = plan.numBlocks(spec_.channels);
+  const int NB = toInt(blocks, "channel blocks");
+  if (plan.pass != Pass::BackwardWeight) {
+    const bool bias = spec_.hasBias && plan.pass == Pass::Forward && !plan.outputPerGroup;
+    const int P = plan.groups.empty() ? 1 : plan.groups.front().tapBlock;
+    const int R = sched.tileRows, reachRows = R - 1 + P - 1;
+    for (const std::vector<int> &members : pipelineRuns(plan)) {
+      Prepared::BlockConvRun run;
+      run.groups = members;
+      std::vector<ConvGroupShape> shapes;
+      for (int g : members)
+        shapes.push_back(
+            {plan.outputPerGroup ? 0 : plan.groups[g].slot, plan.groups[g].transposed});
+      const int slots = plan.outputPerGroup ? 1 : plan.numSlots;
+      run.pipeline = ChannelsLastConvPipeline::get(shapes, slots, bias, sched);
+      const ChannelsLastConvPipeline &pipe = *run.pipeline;
+      run.call.inputs.resize(slots);
+      // Padded planes as in the width-vectorised pipeline, in pixels.
+      for (const ConvGroupShape &q : pipe.planes()) {
+        Reach reach;
+        for (size_t m = 0; m < members.size(); ++m)
+          if (shapes[m].slot == q.slot && shapes[m].transposed == q.transposed)
+            reach.add(plan.groups[members[m]]);
+        const int64_t planeW = q.transposed ? sz.readH : sz.readW;
+        const int64_t planeH = q.transposed ? sz.readW : sz.readH;
+        const int64_t cols = pipe.computedCols(q.transposed, sz.writeH, sz.writeW);
+        ChannelsLastConvCall::Plane layout;
+        layout.padTop = reachRows;
+        layout.padLeft = std::max(0, -reach.dvMin);
+        layout.stride = toInt(layout.padLeft + std::max(planeW, cols + std::max(0, reach.dvMax)),
+                              "padded plane width");
+        layout.rows = toInt(planeH + 2 * reachRows, "padded plane height");
+        toInt(int64_t{layout.rows} * layout.stride * V, "padded plane size");
+        run.call.planes.push_back(layout);
+      }
+      for (size_t m = 0; m < members.size(); ++m) {
+        const TapGroup &g = plan.groups[members[m]];
+        const auto planeIt =
+            std::find_if(pipe.planes().begin(), pipe.planes().end(), [&](const ConvGroupShape &q) {
+              return q.slot == shapes[m].slot && q.transposed == shapes[m].transposed;
+            });
+        const ChannelsLastConvCall::Plane &layout =
+            run.call.planes[planeIt - pipe.planes().begin()];
+        const int taps = toInt(std::max<int64_t>(1, g.numTaps()), "tap count");
+        ChannelsLastConvCall::Group data;
+        data.offsets = Buffer<int32_t>(taps);
+        data.weights = Buffer<float>(V, taps);
+        data.offsets.fill(0);
+        data.weights.fill(0.0f);
+        int64_t offMin = 0, offMax = 0;
+        for (int64_t t = 0; t < g.numTaps(); ++t) {
+          const int64_t offset = int64_t{g.du[t]} * layout.stride + g.dv[t];
+          data.offsets(static_cast<int>(t)) = toInt(offset, "tap offset");
+          offMin = std::min(offMin, offset);
+          offMax = std::max(offMax, offset);
+        }
+        data.offsetMin = toInt(offMin, "tap offset");
+        data.offsetMax = toInt(offMax, "tap offset");
+        const int tiles = pipe.tilesFor(g.transposed, sz.writeH, sz.writeW);
+        const int64_t planeH = g.transposed ? sz.readW : sz.readH;
+        data.ranges = Buffer<int32_t>(2, tiles, NB);
+        std::vector<int32_t> du0;
+        for (int64_t u = 0; u < blocks; ++u) {
+          du0.clear();
+          for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; t += P)
+            du0.push_back(g.du[t]);
+          const int32_t base = g.channelBegin[u] / P;
+          for (int t = 0; t < tiles; ++t) {
+            const auto [first, last] = blocksReachingBand(du0, t, R, P, planeH);
+            data.ranges(0, t, static_cast<int>(u)) = base + static_cast<int32_t>(first);
+            data.ranges(1, t, static_cast<int>(u)) = base + static_cast<int32_t>(last);
+          }
+        }
+        run.call.groups.push_back(std::move(data));
+      }
+      prep.blockConv.push_back(std::move(run));
+    }
+    return;
+  }
+  const int K = sched.weightTaps, SV = sched.weightVectors;
+  for (size_t gi = 0; gi < plan.groups.size(); ++gi) {
+    const TapGroup &g = plan.groups[gi];
+    Prepared::BlockWeightRun run;
+    run.group = static_cast<int>(gi);
+    run.pipeline = ChannelsLastWeightGradPipeline::get(g.transposed, sched);
+    ChannelsLastWeightGradCall &call = run.call;
+    const int64_t xH = g.transposed ? sz.readW : sz.readH;
+    const int64_t xW = g.transposed ? sz.readH : sz.readW;
+    const int64_t dyH = g.transposed ? sz.writeW : sz.writeH;
+    const int64_t dyW = g.transposed ? sz.writeH : sz.writeW;
+    call.stripCount = toInt((dyW + SV - 1) / SV, "strip count");
+    call.dyStride = call.stripCount * SV;
+    int64_t tapBlocks = 1, spread = 0;
+    for (int64_t u = 0; u < blocks; ++u) {
+      const int64_t first = g.channelBegin[u], count = g.channelBegin[u + 1] - first;
+      tapBlocks = std::max<int64_t>(tapBlocks, (count + K - 1) / K);
+      for (int64_t b = 0; b * K < count; ++b) {
+        const int64_t last = first + std::min<int64_t>(count, b * K + K) - 1;
+        spread = std::max<int64_t>(spread, g.du[last] - g.du[first + b * K]);
+      }
+    }
+    call.padTop = toInt(spread, "padding");
+    call.padLeft = std::max(0, -g.dvMin);
+    call.stride = toInt(call.padLeft + std::max<int64_t>(xW, call.dyStride + std::max(0, g.dvMax)),
+                        "padded plane width");
+    call.planeRows = toInt(xH + 2 * spread, "padded plane height");
+    toInt(int64_t{call.planeRows} * call.stride * V, "padded plane size");
+    const int B = toInt(tapBlocks, "tap blocks");
+    call.offsets = Buffer<int32_t>(K, B, NB);
+    call.rows = Buffer<int32_t>(2, B, NB);
+    call.output = Buffer<float>(V, K, B, NB);
+    call.offsets.fill(0);
+    call.rows.fill(0);
+    run.outputIndex.assign(g.numTaps(), 0);
+    int64_t offMin = 0, offMax = 0;
+    for (int64_t u = 0; u < blocks; ++u) {
+      const int64_t first = g.channelBegin[u], count = g.channelBegin[u + 1] - first;
+      for (int64_t b = 0; b * K < count; ++b) {
+        for (int64_t k = 0; k < K && b * K + k < count; ++k) {
+          const int64_t t = first + b * K + k;
+          const int64_t offset = int64_t{g.du[t]} * call.stride + g.dv[t];
+          call.offsets(static_cast<int>(k), static_cast<int>(b), static_cast<int>(u)) =
+              toInt(offset, "tap offset");
+          offMin = std::min(offMin, offset);
+          offMax = std::max(offMax, offset);
+          run.outputIndex[t] = toInt(((u * B + b) * K + k) * V, "dW index");
+        }
+        const auto [rowLo, rowHi] = weightBlockRows(g, u, b, K, dyH, xH);
+        call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(rowLo, "row");
+        call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(rowHi, "row");
+      }
+    }
+    call.offsetMin = toInt(offMin, "tap offset");
+    call.offsetMax = toInt(offMax, "tap offset");
+    prep.blockWeight.push_back(std::move(run));
+  }
+}
+
+void CpuLkConv::checkLayout(const char *fn, const Shape &in, const Prepared &prep) const {
+  if (in.channelsLast && !prep.schedule.channelsLast)
+    throw std::invalid_argument(std::string("CpuLkConv::") + fn +
+                                ": NHWC tensors need a channels-last schedule; schedule '" +
+                                prep.schedule.str() +
+                                "' vectorises along the width and reads NCHW (convert, or "
+                                "set CpuSchedule::channelsLast)");
+}
+
 namespace {
 
 void checkCount(const char *fn, const char *what, size_t actual, size_t expected, const char *why) {
@@ -343,13 +537,24 @@ void checkPointers(const char *fn, const char *what, const std::vector<const flo
                                   std::to_string(i) + " is null");
 }
 
-/// Sums each planned tap's weight sources into the call's weight buffer.
-void gatherWeights(const TapGroup &g, const std::vector<const float *> &weights,
+/// Sums each planned tap's weight sources into the call's weight buffer
+/// ([taps], or [lanes, taps] for a plan with blocks of `lanes` channels).
+void gatherWeights(const TapGroup &g, int lanes, const std::vector<const float *> &weights,
                    Buffer<float> &out) {
   out.fill(0.0f);
   float *w = out.data();
   for (size_t s = 0; s < g.sourceTap.size(); ++s)
-    w[g.sourceTap[s]] += weights[g.sourceBranch[s]][g.sourceIndex[s]];
+    w[int64_t{g.sourceTap[s]} * lanes + g.sourceLane[s]] +=
+        weights[g.sourceBranch[s]][g.sourceIndex[s]];
+}
+
+/// Bias padded to whole channel blocks (the channels-last pipelines read a
+/// full vector per block).
+Buffer<float> paddedBias(const float *bias, int64_t channels, int64_t blocks, int lanes) {
+  Buffer<float> out(toInt(blocks * lanes, "channels"));
+  out.fill(0.0f);
+  std::copy(bias, bias + channels, out.data());
+  return out;
 }
 
 } // namespace
@@ -376,13 +581,25 @@ void CpuLkConv::forward(const Shape &in, const float *x, const std::vector<const
     throw std::invalid_argument("CpuLkConv::forward: spec.hasBias but bias is null");
   std::lock_guard<std::mutex> lock(mutex_);
   Prepared &prep = prepared(Pass::Forward, in.h, in.w);
+  checkLayout(fn, in, prep);
   setHalideThreads(threads);
   const int64_t oh = prep.sizes.writeH, ow = prep.sizes.writeW;
+  const int lanes = prep.plan.channelBlock;
+  for (Prepared::BlockConvRun &run : prep.blockConv) {
+    run.call.inputs[0] = wrapImage(x, in.w, in.h, in.c, in.n, in.channelsLast);
+    for (size_t m = 0; m < run.groups.size(); ++m)
+      gatherWeights(prep.plan.groups[run.groups[m]], lanes, weights, run.call.groups[m].weights);
+    if (spec_.hasBias && !spec_.perBranchOutputs)
+      run.call.bias = paddedBias(bias, in.c, prep.plan.numBlocks(in.c), lanes);
+    float *out = outputs[spec_.perBranchOutputs ? prep.plan.groups[run.groups[0]].branches[0] : 0];
+    run.call.output = wrapImage(out, ow, oh, in.c, in.n, in.channelsLast);
+    run.pipeline->run(run.call);
+  }
   for (size_t r = 0; r < prep.conv.size(); ++r) {
     Prepared::ConvRun &run = prep.conv[r];
     run.call.inputs[0] = wrap(x, in.w, in.h, in.c, in.n);
     for (size_t m = 0; m < run.groups.size(); ++m)
-      gatherWeights(prep.plan.groups[run.groups[m]], weights, run.call.groups[m].weights);
+      gatherWeights(prep.plan.groups[run.groups[m]], 1, weights, run.call.groups[m].weights);
     if (spec_.hasBias && !spec_.perBranchOutputs)
       run.call.bias = Buffer<float>(const_cast<float *>(bias), toInt(in.c, "channels"));
     // Per-branch runs go in branch order (one group per branch).
@@ -404,13 +621,25 @@ void CpuLkConv::backwardData(const Shape &in, const std::vector<const float *> &
     throw std::invalid_argument("CpuLkConv::backwardData: dx is null");
   std::lock_guard<std::mutex> lock(mutex_);
   Prepared &prep = prepared(Pass::BackwardData, in.h, in.w);
+  checkLayout(fn, in, prep);
   setHalideThreads(threads);
   const int64_t oh = prep.sizes.readH, ow = prep.sizes.readW;
+  if (!prep.blockConv.empty()) {
+    Prepared::BlockConvRun &run = prep.blockConv.front();
+    for (size_t s = 0; s < run.call.inputs.size(); ++s)
+      run.call.inputs[s] = wrapImage(dy[s], ow, oh, in.c, in.n, in.channelsLast);
+    for (size_t m = 0; m < run.groups.size(); ++m)
+      gatherWeights(prep.plan.groups[run.groups[m]], prep.plan.channelBlock, weights,
+                    run.call.groups[m].weights);
+    run.call.output = wrapImage(dx, in.w, in.h, in.c, in.n, in.channelsLast);
+    run.pipeline->run(run.call);
+    return;
+  }
   Prepared::ConvRun &run = prep.conv.front();
   for (size_t s = 0; s < run.call.inputs.size(); ++s)
     run.call.inputs[s] = wrap(dy[s], ow, oh, in.c, in.n);
   for (size_t m = 0; m < run.groups.size(); ++m)
-    gatherWeights(prep.plan.groups[run.groups[m]], weights, run.call.groups[m].weights);
+    gatherWeights(prep.plan.groups[run.groups[m]], 1, weights, run.call.groups[m].weights);
   run.call.output = wrap(dx, in.w, in.h, in.c, in.n);
   run.pipeline->run(run.call);
 }
@@ -427,10 +656,21 @@ void CpuLkConv::backwardWeight(const Shape &in, const float *x,
     throw std::invalid_argument("CpuLkConv::backwardWeight: x or a weight gradient is null");
   std::lock_guard<std::mutex> lock(mutex_);
   Prepared &prep = prepared(Pass::BackwardWeight, in.h, in.w);
+  checkLayout(fn, in, prep);
   setHalideThreads(threads);
   for (size_t b = 0; b < spec_.branches.size(); ++b)
     std::memset(weightGrads[b], 0, sizeof(float) * spec_.channels * spec_.branches[b].windowSize());
   const int64_t oh = prep.sizes.writeH, ow = prep.sizes.writeW;
+  for (Prepared::BlockWeightRun &run : prep.blockWeight) {
+    const TapGroup &g = prep.plan.groups[run.group];
+    run.call.x = wrapImage(x, in.w, in.h, in.c, in.n, in.channelsLast);
+    run.call.dy = wrapImage(dy[g.slot], ow, oh, in.c, in.n, in.channelsLast);
+    run.pipeline->run(run.call);
+    const float *out = run.call.output.data();
+    for (size_t s = 0; s < g.sourceTap.size(); ++s)
+      weightGrads[g.sourceBranch[s]][g.sourceIndex[s]] =
+          out[run.outputIndex[g.sourceTap[s]] + g.sourceLane[s]];
+  }
   for (Prepared::WeightRun &run : prep.weight) {
     const TapGroup &g = prep.plan.groups[run.group];
     run.call.x = wrap(x, in.w, in.h, in.c, in.n);
@@ -453,6 +693,13 @@ void CpuLkConv::backwardBias(const Shape &in, const std::vector<const float *> &
   const int64_t oh = spec_.outHeight(in.h), ow = spec_.outWidth(in.w);
   std::vector<float> part(in.c);
   std::fill(dbias, dbias + in.c, 0.0f);
+  if (in.channelsLast) { // channels innermost: one running sum per channel
+    for (const float *g : dy)
+      for (int64_t p = 0; p < in.n * oh * ow; ++p)
+        for (int64_t c = 0; c < in.c; ++c)
+          dbias[c] += g[p * in.c + c];
+    return;
+  }
   for (const float *g : dy) {
     Buffer<float> dyBuf = wrap(g, ow, oh, in.c, in.n);
     Buffer<float> out(part.data(), toInt(in.c, "channels"));

@@ -4,9 +4,9 @@
 // MLIR, no LibTorch.
 //
 // Layouts follow the reference oracle (codegen/reference/Reference.h): x, y,
-// dy, dx are contiguous NCHW; branch weights and weight gradients are dense
-// [C, 1, KH_b, KW_b]; bias is [C]. Element type f32 (f16/bf16 specs are
-// rejected: convert at the boundary).
+// dy, dx are contiguous NCHW (or NHWC, Shape::channelsLast); branch weights and weight gradients
+// are dense [C, 1, KH_b, KW_b]; bias is [C]. Element type f32 (f16/bf16 specs are rejected: convert
+// at the boundary).
 //
 // The object keeps the current tap table (setTaps when masks change) and, per
 // pass and image size, the taps regrouped for the pipelines; the compiled
@@ -29,9 +29,14 @@
 
 namespace slak::codegen::cpu {
 
-/// NCHW input size of a call.
+/// Input size of a call (NCHW order) and the memory layout of its image
+/// tensors (x, y, dy, dx; per-branch outputs and dy one tensor each).
 struct Shape {
   int64_t n = 1, c = 1, h = 1, w = 1;
+  /// NHWC memory (PyTorch's channels_last) instead of NCHW. Schedules with
+  /// CpuSchedule::channelsLast read and write either layout in place; the
+  /// others need NCHW (the runtime converts for them).
+  bool channelsLast = false;
   int64_t numel() const { return n * c * h * w; }
 };
 
@@ -79,6 +84,8 @@ public:
 private:
   struct Prepared;
   Prepared &prepared(Pass pass, int64_t height, int64_t width);
+  void prepareChannelsLast(Prepared &prep);
+  void checkLayout(const char *fn, const Shape &in, const Prepared &prep) const;
   void checkShape(const char *fn, const Shape &in) const;
   void checkDy(const char *fn, const std::vector<const float *> &dy) const;
 

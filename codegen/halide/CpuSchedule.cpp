@@ -64,6 +64,8 @@ const ScheduleTable<CpuSchedule> &cpuScheduleFields() {
                    "backward-weight dy strip in vectors"),
           intField("tapBlock", "tap_block", &S::tapBlock, "tapBlock", FieldRange{1, 8},
                    "taps of one column per input-row load", kTextOmitsDefault),
+          flagField("channelsLast", "channels_last", &S::channelsLast, "channelsLast",
+                    "vectorise across channels (pixel vectors of vec channels)", kTextOmitsDefault),
       },
       crossCheck,
   };
@@ -80,6 +82,20 @@ CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t w
   if (spec.width > 0)
     width = spec.width;
   CpuSchedule s;
+  const int64_t inSpan = std::max<int64_t>(1, std::max(height, width));
+  if (spec.channels >= 32 && inSpan < 16) {
+    // Rows shorter than two 8-float vectors: vectorise across channels, a
+    // tile of up to 7 pixels by 2..4 rows, tap blocks of 4 rows.
+    const int64_t outW = std::max<int64_t>(1, spec.branches.empty() ? width : spec.outWidth(width));
+    s.channelsLast = true;
+    s.vectorWidth = 16;
+    s.tileVectors = static_cast<int>(std::min<int64_t>(7, outW));
+    s.tileRows = std::max(1, std::min(4, 24 / s.tileVectors));
+    s.tapBlock = 4;
+    s.weightTaps = 8;
+    s.weightVectors = 4;
+    return s;
+  }
   s.vectorWidth = 8;
   const int64_t outW = std::max<int64_t>(1, spec.branches.empty() ? width : spec.outWidth(width));
   const int64_t outH =

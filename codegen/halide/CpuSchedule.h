@@ -19,6 +19,16 @@ struct CpuSchedule {
   /// Float lanes per vector: 8 (256-bit) or 16 (512-bit); 4 is allowed for
   /// very narrow images.
   int vectorWidth = 8;
+  /// The vector axis. false: along the image width (one plane per task;
+  /// fills vectors where rows are long). true: across channels, on planes
+  /// held channel-block-interleaved inside the pipelines (each pixel one
+  /// vector of vectorWidth channels, one block of channels per task): fills
+  /// vectors on small images with many channels (SLaK stages 3-4, 14- and
+  /// 7-pixel rows). With it a tile is tileRows x tileVectors pixels, and a
+  /// backward-weight strip is weightVectors pixels; alignLoads has no effect
+  /// (every pixel load is aligned). The pipelines read and write NCHW or
+  /// NHWC memory either way.
+  bool channelsLast = false;
   // Forward / backward-data: every output plane is computed in register tiles
   // of tileRows x (tileVectors * vectorWidth) outputs; each live tap adds one
   // broadcast weight times one loaded input vector to every vector of the tile.
@@ -54,7 +64,8 @@ struct CpuSchedule {
   /// and the legal range.
   std::string validate() const;
   /// "vec=8 tile=4x7 transposeWide=1 mergeTaps=1 alignLoads=1 wtaps=8 wvec=4"
-  /// (plus " tapBlock=P" when P > 1): logs, cache keys, the tuning database.
+  /// (plus " tapBlock=P" when P > 1 and " channelsLast=1" when set): logs,
+  /// cache keys, the tuning database.
   std::string str() const;
   bool operator==(const CpuSchedule &other) const { return str() == other.str(); }
 };
@@ -63,8 +74,10 @@ struct CpuSchedule {
 const ScheduleTable<CpuSchedule> &cpuScheduleFields();
 
 /// A good schedule for `spec` on images of about height x width (the spec's
-/// own sizes when they are static, else these): the tile spans the image
-/// width when that fits the register file, wide branches are transposed.
+/// own sizes when they are static, else these). Small images with many
+/// channels (rows shorter than 16 pixels, at least 32 channels) vectorise
+/// across channels with 16 lanes; otherwise the tile spans the image width
+/// when that fits the register file. Wide branches are transposed.
 CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width);
 
 } // namespace slak::codegen::cpu

@@ -99,6 +99,7 @@ struct Candidate {
   int32_t du, dv;
   int32_t sourceIndex;
   int16_t sourceBranch;
+  int16_t sourceLane;
 };
 
 } // namespace
@@ -140,6 +141,11 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
   const bool blocked = schedule.tapBlock > 1 && pass != Pass::BackwardWeight;
   const int P = blocked ? schedule.tapBlock : 1;
 
+  // One tap list per channel, or per block of channels (channels-last).
+  plan.channelBlock = schedule.channelsLast ? schedule.vectorWidth : 1;
+  const int L = plan.channelBlock;
+  const int64_t units = plan.numBlocks(spec.channels);
+
   std::vector<Candidate> candidates;
   for (const GroupRecipe &recipe : groupRecipes) {
     TapGroup g;
@@ -147,7 +153,7 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
     g.slot = recipe.slot;
     g.transposed = recipe.transposed;
     g.branches = recipe.branches;
-    g.channelBegin.reserve(spec.channels + 1);
+    g.channelBegin.reserve(units + 1);
     g.channelBegin.push_back(0);
     // Offsets that reach the read plane from some written position.
     const int64_t rowsIn = recipe.transposed ? readW : readH;
@@ -156,50 +162,59 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
     const int64_t colsOut = recipe.transposed ? writeH : writeW;
     int duMin = std::numeric_limits<int>::max(), duMax = std::numeric_limits<int>::min();
     int dvMin = duMin, dvMax = duMax;
-    for (int64_t c = 0; c < spec.channels; ++c) {
+    for (int64_t unit = 0; unit < units; ++unit) {
       candidates.clear();
-      for (int b : recipe.branches) {
-        const Branch &br = spec.branches[b];
-        auto add = [&](int u, int v) {
-          int du = u - br.padH, dv = v - br.padW;
-          if (flipped) {
-            du = -du;
-            dv = -dv;
+      for (int64_t c = unit * L; c < std::min<int64_t>(spec.channels, unit * L + L); ++c)
+        for (int b : recipe.branches) {
+          const Branch &br = spec.branches[b];
+          auto add = [&](int u, int v) {
+            int du = u - br.padH, dv = v - br.padW;
+            if (flipped) {
+              du = -du;
+              dv = -dv;
+            }
+            if (recipe.transposed)
+              std::swap(du, dv);
+            if (du < -(rowsOut - 1) || du > rowsIn - 1 || dv < -(colsOut - 1) || dv > colsIn - 1)
+              return; // never inside the image at this size
+            candidates.push_back({du, dv,
+                                  static_cast<int32_t>((c * br.kernelH + u) * br.kernelW + v),
+                                  static_cast<int16_t>(b), static_cast<int16_t>(c - unit * L)});
+          };
+          const bool allTaps = br.dense || (pass == Pass::BackwardWeight && spec.denseWeightGrad);
+          if (allTaps) {
+            for (int u = 0; u < br.kernelH; ++u)
+              for (int v = 0; v < br.kernelW; ++v)
+                add(u, v);
+          } else {
+            for (int64_t k = table->begin(b, c); k < table->end(b, c); ++k)
+              add(TapTable::unpackRow(table->taps[k]), TapTable::unpackCol(table->taps[k]));
           }
-          if (recipe.transposed)
-            std::swap(du, dv);
-          if (du < -(rowsOut - 1) || du > rowsIn - 1 || dv < -(colsOut - 1) || dv > colsIn - 1)
-            return; // never inside the image at this size
-          candidates.push_back({du, dv, static_cast<int32_t>((c * br.kernelH + u) * br.kernelW + v),
-                                static_cast<int16_t>(b)});
-        };
-        const bool allTaps = br.dense || (pass == Pass::BackwardWeight && spec.denseWeightGrad);
-        if (allTaps) {
-          for (int u = 0; u < br.kernelH; ++u)
-            for (int v = 0; v < br.kernelW; ++v)
-              add(u, v);
-        } else {
-          for (int64_t k = table->begin(b, c); k < table->end(b, c); ++k)
-            add(TapTable::unpackRow(table->taps[k]), TapTable::unpackCol(table->taps[k]));
         }
-      }
       auto before = [](const Candidate &a, const Candidate &b) {
-        return a.du != b.du ? a.du < b.du : a.dv < b.dv;
+        if (a.du != b.du)
+          return a.du < b.du;
+        return a.dv != b.dv ? a.dv < b.dv : a.sourceBranch < b.sourceBranch;
       };
       if (!std::is_sorted(candidates.begin(), candidates.end(), before))
         std::stable_sort(candidates.begin(), candidates.end(), before);
       // This channel's planned taps (merged where asked) and their sources.
+      // The channels of a block share one tap per (offset, branch) or, when
+      // merging, per offset.
       std::vector<int32_t> tdu, tdv, sTap, sIndex;
-      std::vector<int16_t> sBranch;
+      std::vector<int16_t> sBranch, sLane, tBranch;
       for (const Candidate &cand : candidates) {
-        const bool same = merge && !tdu.empty() && tdu.back() == cand.du && tdv.back() == cand.dv;
+        const bool same = !tdu.empty() && tdu.back() == cand.du && tdv.back() == cand.dv &&
+                          (merge || tBranch.back() == cand.sourceBranch);
         if (!same) {
           tdu.push_back(cand.du);
           tdv.push_back(cand.dv);
+          tBranch.push_back(cand.sourceBranch);
         }
         sTap.push_back(static_cast<int32_t>(tdu.size() - 1));
         sIndex.push_back(cand.sourceIndex);
         sBranch.push_back(cand.sourceBranch);
+        sLane.push_back(cand.sourceLane);
       }
       if (blocked && !tdu.empty()) {
         // Greedy vertical blocks per column: a block starts at the first
@@ -216,7 +231,9 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
         };
         std::vector<Block> blocks;
         for (int32_t t : order) {
-          if (blocks.empty() || blocks.back().dv != tdv[t] || tdu[t] >= blocks.back().du0 + P)
+          // Unmerged taps of two branches at one offset go to separate blocks.
+          if (blocks.empty() || blocks.back().dv != tdv[t] || tdu[t] >= blocks.back().du0 + P ||
+              blocks.back().member[tdu[t] - blocks.back().du0] >= 0)
             blocks.push_back({tdu[t], tdv[t], std::vector<int32_t>(P, -1)});
           blocks.back().member[tdu[t] - blocks.back().du0] = t;
         }
@@ -250,6 +267,7 @@ TapPlan planTaps(const KernelSpec &spec, const CpuSchedule &schedule, Pass pass,
         g.sourceTap.push_back(static_cast<int32_t>(first + sTap[k]));
         g.sourceIndex.push_back(sIndex[k]);
         g.sourceBranch.push_back(sBranch[k]);
+        g.sourceLane.push_back(sLane[k]);
       }
       g.maxPerChannel = std::max(g.maxPerChannel, g.numTaps() - first);
       g.channelBegin.push_back(static_cast<int32_t>(g.numTaps()));

@@ -30,7 +30,8 @@ struct TapGroup {
   int slot = 0;
   bool transposed = false;
   std::vector<int> branches;
-  /// Taps of channel c are [channelBegin[c], channelBegin[c + 1]), sorted by
+  /// Taps of channel c (of channel block c in a plan with channelBlock > 1)
+  /// are [channelBegin[c], channelBegin[c + 1]), sorted by
   /// (du, dv). With tapBlock P > 1 (forward / backward-data) they come in
   /// blocks of P taps (du0 + p, dv), p = 0..P-1, of one column (taps
   /// without a source are dead: weight 0); blocks are sorted by (du0, dv)
@@ -44,6 +45,9 @@ struct TapGroup {
   // single source.
   std::vector<int32_t> sourceTap, sourceIndex;
   std::vector<int16_t> sourceBranch;
+  // The source's channel within its block: the vector lane that tap
+  // sourceTap[s] weighs with it (0 with a tap list per channel).
+  std::vector<int16_t> sourceLane;
   // Bounds of du / dv over all taps (all 0 when the group has no tap).
   int duMin = 0, duMax = 0, dvMin = 0, dvMax = 0;
   int64_t maxPerChannel = 0;
@@ -57,6 +61,13 @@ struct TapPlan {
   bool outputPerGroup = false;
   /// Number of distinct input planes read (dy tensors for backward passes).
   int numSlots = 1;
+  /// Channels per tap list: 1, or the vector width of a channels-last
+  /// schedule, whose pipelines walk one tap list per block of that many
+  /// channels: the union of their live taps (a tap is live when any channel
+  /// of the block needs it; the others weigh it 0). The last block may hold
+  /// fewer channels.
+  int channelBlock = 1;
+  int64_t numBlocks(int64_t channels) const { return (channels + channelBlock - 1) / channelBlock; }
   std::vector<TapGroup> groups;
 };
 

@@ -1,8 +1,9 @@
 // The Halide CPU backend against the reference oracle: forward (summed with
 // bias, and per branch), backward-data (shared dy and one dy per branch),
 // backward-weight and the bias gradient, on SLaK, RepLKNet and ConvNeXt
-// layers, images from 1x1 to 17x23, 1 to 249 channels, batch 1 and 3, mask
-// densities 1, 0.6, 0.1 and 0, and several CpuSchedules.
+// layers, images from 1x1 to 17x23, 1 to 998 channels, batch 1 to 3, mask
+// densities 1, 0.6, 0.1 and 0, and several CpuSchedules, width-vectorised
+// and channels-last (vectorised across channels, in NCHW and NHWC memory).
 //
 // Halide compiles once per (group structure, schedule) and sizes are
 // dynamic, so each test below walks many shapes through the same pipelines.
@@ -90,11 +91,31 @@ void expectClose(const std::vector<float> &got, const std::vector<float> &ref,
                               << scale << ")";
 }
 
-/// Runs all passes of one layer at one size through `conv` and the oracle.
+/// NCHW -> NHWC and back, for the calls in channels-last memory.
+std::vector<float> toNhwc(const std::vector<float> &v, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> out(v.size());
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p)
+        out[(b * hw + p) * c + ch] = v[(b * c + ch) * hw + p];
+  return out;
+}
+std::vector<float> toNchw(const std::vector<float> &v, int64_t n, int64_t c, int64_t hw) {
+  std::vector<float> out(v.size());
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p)
+        out[(b * c + ch) * hw + p] = v[(b * hw + p) * c + ch];
+  return out;
+}
+
+/// Runs all passes of one layer at one size through `conv` and the oracle;
+/// with `nhwc` the tensors handed to `conv` are in channels-last memory.
 void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, uint32_t seed,
-                        int threads = 2) {
+                        int threads = 2, bool nhwc = false) {
   const KernelSpec &spec = conv.spec();
-  const std::string what = describe(size) + " schedule " + conv.schedule().str();
+  const std::string what = describe(size) + " schedule " + conv.schedule().str() +
+                           (nhwc ? " NHWC memory" : " NCHW memory");
   SCOPED_TRACE(what);
   std::mt19937 rng(seed);
   const size_t numBranches = spec.branches.size();
@@ -110,8 +131,14 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
     conv.setTaps(buildTapTable(spec, masks));
   }
   const reference::Shape refShape{size.n, size.c, size.h, size.w};
-  const Shape shape{size.n, size.c, size.h, size.w};
+  const Shape shape{size.n, size.c, size.h, size.w, nhwc};
   const int64_t oh = spec.outHeight(size.h), ow = spec.outWidth(size.w);
+  auto in = [&](const std::vector<float> &v, int64_t hw) {
+    return nhwc ? toNhwc(v, size.n, size.c, hw) : v;
+  };
+  auto out = [&](const std::vector<float> &v, int64_t hw) {
+    return nhwc ? toNchw(v, size.n, size.c, hw) : v;
+  };
   const size_t outSize = static_cast<size_t>(size.n * size.c * oh * ow);
   std::vector<float> x = randomVector(refShape.numel(), rng);
   reference::Weights weights;
@@ -129,22 +156,25 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   std::vector<float *> yPtrs;
   for (auto &v : y)
     yPtrs.push_back(v.data());
-  conv.forward(shape, x.data(), weightPtrs, spec.hasBias ? bias.data() : nullptr, yPtrs, threads);
+  const std::vector<float> xIn = in(x, size.h * size.w);
+  conv.forward(shape, xIn.data(), weightPtrs, spec.hasBias ? bias.data() : nullptr, yPtrs, threads);
   for (size_t k = 0; k < y.size(); ++k)
-    expectClose(y[k], yRef[k], "forward output " + std::to_string(k));
+    expectClose(out(y[k], oh * ow), yRef[k], "forward output " + std::to_string(k));
 
   // Backward passes with random dy (one per branch or shared).
-  std::vector<std::vector<float>> dy;
+  std::vector<std::vector<float>> dy, dyIn;
   std::vector<const float *> dyPtrs;
-  for (size_t k = 0; k < (spec.perBranchOutputs ? numBranches : 1); ++k)
+  for (size_t k = 0; k < (spec.perBranchOutputs ? numBranches : 1); ++k) {
     dy.push_back(randomVector(outSize, rng));
-  for (const auto &d : dy)
+    dyIn.push_back(in(dy.back(), oh * ow));
+  }
+  for (const auto &d : dyIn)
     dyPtrs.push_back(d.data());
 
   auto dxRef = reference::backwardData(spec, refShape, dy, weights, refMasks);
   std::vector<float> dx(refShape.numel(), -7.0f);
   conv.backwardData(shape, dyPtrs, weightPtrs, dx.data(), threads);
-  expectClose(dx, dxRef, "backward-data");
+  expectClose(out(dx, size.h * size.w), dxRef, "backward-data");
 
   auto dwRef = reference::backwardWeight(spec, refShape, x, dy, refMasks);
   std::vector<std::vector<float>> dw(numBranches);
@@ -153,7 +183,7 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
     dw[b].assign(dwRef[b].size(), -7.0f);
     dwPtrs.push_back(dw[b].data());
   }
-  conv.backwardWeight(shape, x.data(), dyPtrs, dwPtrs, threads);
+  conv.backwardWeight(shape, xIn.data(), dyPtrs, dwPtrs, threads);
   for (size_t b = 0; b < numBranches; ++b)
     expectClose(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
 
@@ -164,13 +194,16 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
 }
 
 /// One CpuLkConv per (channels, sparse) pair, all with the same schedule, so
-/// the pipelines compile once for the whole list.
+/// the pipelines compile once for the whole list. Channels-last schedules run
+/// each size in NCHW and in NHWC memory.
 void checkSizes(const Layer &layer, const CpuSchedule &schedule, const std::vector<Size> &sizes,
                 uint32_t seed) {
   for (size_t k = 0; k < sizes.size(); ++k) {
     const Size &s = sizes[k];
     CpuLkConv conv(makeSpec(layer, s.c, s.density < 1.0), schedule);
     checkAgainstOracle(conv, layer, s, seed + static_cast<uint32_t>(k));
+    if (schedule.channelsLast)
+      checkAgainstOracle(conv, layer, s, seed + 50 + static_cast<uint32_t>(k), 2, /*nhwc=*/true);
   }
 }
 
@@ -316,6 +349,104 @@ TEST(HalideBackend, PipelinesAreReusedAcrossShapes) {
   const int before = compiledPipelineCount();
   checkSizes(layer, s, {{2, 3, 12, 5, 1.0}, {1, 7, 30, 2, 1.0}}, 1201);
   EXPECT_EQ(compiledPipelineCount(), before) << "new sizes and channel counts must not recompile";
+}
+
+// --- Channels-last: vectorised across channels -------------------------------
+
+const std::vector<Kernel> kSlak47 = {{47, 5, -1, -1}, {5, 47, -1, -1}, {5, 5, -1, -1}};
+
+CpuSchedule channelsLast(int vec, int rows, int pixels, int tapBlock, int wtaps = 8, int wvec = 4) {
+  CpuSchedule s = schedule(vec, rows, pixels, true, true, wtaps, wvec);
+  s.channelsLast = true;
+  s.tapBlock = tapBlock;
+  return s;
+}
+
+// SLaK-T stage 3 and 4 geometries with their channel counts (499, 998: not
+// multiples of 16), the other stages' counts on small images, odd sizes,
+// batch 1 to 3, densities 1, 0.6, 0.1 and 0.
+const std::vector<Size> kChannelsLastSizes = {
+    {2, 499, 14, 14, 1.0}, {1, 998, 7, 7, 0.6}, {2, 124, 14, 14, 0.6}, {1, 249, 7, 7, 1.0},
+    {3, 3, 17, 23, 0.6},   {1, 17, 1, 1, 1.0},  {1, 33, 14, 14, 0.1},  {2, 16, 7, 9, 0.0},
+};
+
+TEST(HalideChannelsLast, Slak47SummedWithBias) {
+  checkSizes({kSlak47, false, true}, channelsLast(16, 2, 7, 4), kChannelsLastSizes, 2000);
+}
+
+TEST(HalideChannelsLast, Slak13PerBranchOutputs) {
+  checkSizes({kSlak13, true, false}, channelsLast(16, 4, 7, 1, 4, 7), kChannelsLastSizes, 2100);
+}
+
+TEST(HalideChannelsLast, Slak13SummedUntransposedUnmerged) {
+  CpuSchedule s = channelsLast(8, 3, 5, 3, 12, 2);
+  s.transposeWide = false;
+  s.mergeTaps = false;
+  checkSizes({kSlak13, false, true}, s, kChannelsLastSizes, 2200);
+}
+
+TEST(HalideChannelsLast, RepLkNetAndConvNeXtDenseWeightGrad) {
+  checkSizes({kRepLk31, false, true, /*denseWeightGrad=*/true}, channelsLast(16, 1, 14, 2),
+             {{1, 499, 14, 14, 0.6}, {2, 20, 7, 7, 1.0}, {1, 3, 17, 23, 0.1}}, 2300);
+  checkSizes({kConvNeXt7, true, false}, channelsLast(4, 2, 3, 1, 1, 1),
+             {{2, 249, 7, 7, 0.6}, {1, 5, 17, 23, 1.0}}, 2310);
+}
+
+TEST(HalideChannelsLast, ValidPaddingBranches) {
+  const std::vector<Kernel> kernels = {{5, 3, 1, 0}, {3, 3, 0, 0}};
+  checkSizes({kernels, false, true}, channelsLast(16, 2, 4, 2),
+             {{1, 40, 7, 7, 1.0}, {3, 3, 17, 23, 0.6}, {1, 1, 3, 3, 1.0}}, 2400);
+}
+
+TEST(HalideChannelsLast, DefaultPicksChannelsForSmallImagesWithManyChannels) {
+  const Layer stage3{kSlak47, false, true}, stage1{kSlak51, false, true};
+  EXPECT_TRUE(defaultCpuSchedule(makeSpec(stage3, 499, false), 14, 14).channelsLast);
+  EXPECT_TRUE(defaultCpuSchedule(makeSpec({kSlak13, false, true}, 998, false), 7, 7).channelsLast);
+  EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage1, 124, false), 56, 56).channelsLast);
+  EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage3, 4, false), 14, 14).channelsLast)
+      << "four channels fill a quarter of a 16-lane vector";
+  // A schedule-less CpuLkConv takes it per call size, NHWC memory included.
+  KernelSpec spec = makeSpec(stage3, 499, true);
+  CpuLkConv chosen(spec);
+  EXPECT_TRUE(chosen.scheduleFor(14, 14).channelsLast);
+  checkAgainstOracle(chosen, stage3, {1, 499, 14, 14, 0.6}, 2500, 2, /*nhwc=*/true);
+}
+
+TEST(HalideChannelsLast, NhwcNeedsAChannelsLastSchedule) {
+  KernelSpec spec = makeSpec({kConvNeXt7, false, false}, 4, false);
+  CpuLkConv conv(spec, schedule(8, 2, 1));
+  std::vector<float> x(4 * 8 * 8), y(x.size()), w(4 * 49);
+  try {
+    conv.forward({1, 4, 8, 8, /*channelsLast=*/true}, x.data(), {w.data()}, nullptr, {y.data()});
+    FAIL() << "NHWC memory with a width-vectorised schedule must be refused";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_NE(std::string(e.what()).find("NHWC tensors need a channels-last schedule"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(TapPlan, ChannelBlocksShareTheUnionOfTheirTaps) {
+  KernelSpec spec = makeSpec({kConvNeXt7, false, false}, 3, true);
+  std::vector<BranchMask> masks(1, BranchMask(3 * 49, 0));
+  masks[0][0 * 49 + 24] = 1;                        // channel 0: centre
+  masks[0][2 * 49 + 0] = masks[0][2 * 49 + 24] = 1; // channel 2: corner and centre
+  TapTable table = buildTapTable(spec, masks);
+  CpuSchedule s;
+  s.channelsLast = true;
+  s.vectorWidth = 4;
+  TapPlan plan = planTaps(spec, s, Pass::Forward, &table, 10, 10);
+  EXPECT_EQ(plan.channelBlock, 4);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  const TapGroup &g = plan.groups[0];
+  // One block of three channels: the union {(-3, -3), (0, 0)}.
+  EXPECT_EQ(g.channelBegin, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(g.du, (std::vector<int32_t>{-3, 0}));
+  EXPECT_EQ(g.dv, (std::vector<int32_t>{-3, 0}));
+  // Sources: corner of channel 2 (lane 2), centres of channels 0 and 2.
+  EXPECT_EQ(g.sourceTap, (std::vector<int32_t>{0, 1, 1}));
+  EXPECT_EQ(g.sourceLane, (std::vector<int16_t>{2, 0, 2}));
+  EXPECT_EQ(g.sourceIndex, (std::vector<int32_t>{2 * 49 + 0, 24, 2 * 49 + 24}));
 }
 
 // --- Errors -----------------------------------------------------------------

@@ -1,0 +1,172 @@
+#include "codegen/halide/ChannelsLastWeightGrad.h"
+
+#include "codegen/halide/HostJit.h"
+#include "codegen/halide/PipelineCache.h"
+
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace Halide;
+
+namespace slak::codegen::cpu {
+namespace {
+
+struct ChannelsLastWeightGradStages {
+  Var lane{"lane"}, p{"p"}, cb{"cb"}, n{"n"}, kk{"kk"}, kb{"kb"};
+  Func xp, dyp; // pixel-vector planes of x (zero-padded) and dy
+  RDom rx, rd;  // (lane, column, row) of the images copied in
+  Func partial; // partial(lane, kk, kb, cb, n): dW vector of tap kk of block kb
+  RDom r;       // (pixel in strip, dy row, strip)
+  Func dW;      // dW(lane, kk, kb, cb)
+  RVar batch;
+  ImageParam x, dy;
+};
+
+void scheduleChannelsLastWeightGrad(ChannelsLastWeightGradStages &st, const CpuSchedule &schedule) {
+  const int V = schedule.vectorWidth, K = schedule.weightTaps;
+  const Var &lane = st.lane, &cb = st.cb, &n = st.n, &kk = st.kk, &kb = st.kb;
+  st.dW.bound(lane, 0, V).vectorize(lane).parallel(cb);
+  st.dW.update(0).reorder(lane, kk, kb, st.batch, cb).vectorize(lane).parallel(cb);
+  st.partial.compute_at(st.dW, kb)
+      .bound(lane, 0, V)
+      .bound(kk, 0, K)
+      .bound_extent(kb, 1)
+      .bound_extent(cb, 1)
+      .bound_extent(n, 1)
+      .vectorize(lane)
+      .unroll(kk);
+  st.partial.update(0)
+      .reorder(lane, kk, st.r.x, st.r.y, st.r.z, kb, cb, n)
+      .vectorize(lane)
+      .unroll(kk)
+      .unroll(st.r.x);
+  st.xp.compute_at(st.dW, st.batch).bound(lane, 0, V).vectorize(lane);
+  st.dyp.compute_at(st.dW, st.batch).bound(lane, 0, V).vectorize(lane);
+  st.xp.update(0).reorder(st.rx.x, st.rx.y, st.rx.z).vectorize(st.rx.x);
+  st.dyp.update(0).reorder(st.rd.x, st.rd.y, st.rd.z).vectorize(st.rd.x);
+  st.xp.update(0).specialize(st.x.dim(0).stride() == 1);
+  st.dyp.update(0).specialize(st.dy.dim(0).stride() == 1);
+}
+
+} // namespace
+
+struct ChannelsLastWeightGradPipeline::Impl {
+  ImageParam x{Float(32), 4, "x"}, dy{Float(32), 4, "dy"};
+  ImageParam offsets{Int(32), 3, "offsets"}, rows{Int(32), 3, "rows"};
+  Param<int> padTop{"padTop"}, padLeft{"padLeft"}, stride{"stride"}, planeRows{"planeRows"};
+  Param<int> dyStride{"dyStride"}, stripCount{"stripCount"};
+  Param<int> offsetMin{"offsetMin"}, offsetMax{"offsetMax"};
+  Pipeline pipeline;
+  std::mutex runMutex;
+
+  void defineAlgorithm(ChannelsLastWeightGradStages &st, bool transposed,
+                       const CpuSchedule &schedule);
+};
+
+void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGradStages &st,
+                                                           bool transposed,
+                                                           const CpuSchedule &schedule) {
+  const int V = schedule.vectorWidth, SV = schedule.weightVectors;
+  const Var &lane = st.lane, &p = st.p, &cb = st.cb, &n = st.n, &kk = st.kk, &kb = st.kb;
+  for (ImageParam *in : {&x, &dy}) {
+    for (int d = 0; d < 4; ++d)
+      in->dim(d).set_min(0);
+    in->dim(0).set_stride(Expr()); // NHWC or NCHW memory
+  }
+  for (const ImageParam *b : {&offsets, &rows})
+    constrainDense(*b);
+  st.x = x;
+  st.dy = dy;
+  const Expr channels = x.dim(0).extent();
+  // Planes in the group's orientation: (column, row) of the plane.
+  auto at = [&](const ImageParam &in, Expr ch, Expr col, Expr row) {
+    return transposed ? in(ch, row, col, n) : in(ch, col, row, n);
+  };
+  Expr xw = transposed ? x.dim(2).extent() : x.dim(1).extent();
+  Expr xh = transposed ? x.dim(1).extent() : x.dim(2).extent();
+  Expr dw = transposed ? dy.dim(2).extent() : dy.dim(1).extent();
+  Expr dh = transposed ? dy.dim(1).extent() : dy.dim(2).extent();
+  st.xp = Func("xp");
+  st.xp(lane, p, cb, n) = 0.0f;
+  st.rx = RDom(0, V, 0, xw, 0, xh, "copyX");
+  st.rx.where(cb * V + st.rx.x < channels);
+  st.xp(st.rx.x, (st.rx.z + padTop) * stride + st.rx.y + padLeft, cb, n) =
+      at(x, unsafe_promise_clamped(cb * V + st.rx.x, 0, channels - 1), st.rx.y, st.rx.z);
+  st.dyp = Func("dyp");
+  st.dyp(lane, p, cb, n) = 0.0f;
+  st.rd = RDom(0, V, 0, dw, 0, dh, "copyDy");
+  st.rd.where(cb * V + st.rd.x < channels);
+  st.dyp(st.rd.x, st.rd.z * dyStride + st.rd.y, cb, n) =
+      at(dy, unsafe_promise_clamped(cb * V + st.rd.x, 0, channels - 1), st.rd.y, st.rd.z);
+
+  // r.x: pixel within a strip, r.y: dy row, r.z: strip.
+  st.partial = Func("partial");
+  st.partial(lane, kk, kb, cb, n) = 0.0f;
+  st.r = RDom(0, SV, 0, dh, 0, stripCount, "pos");
+  const RDom &r = st.r;
+  st.r.where(r.y >= rows(0, kb, cb) && r.y < rows(1, kb, cb));
+  Expr offset = unsafe_promise_clamped(offsets(kk, kb, cb), offsetMin, offsetMax);
+  // A block only runs over the dy rows its taps reach, so its reads stay
+  // within padTop rows of the image (the host sizes padTop for that).
+  Expr xAt = unsafe_promise_clamped((r.y + padTop) * stride + padLeft + r.z * SV + offset, 0,
+                                    planeRows * stride - SV);
+  Expr dyAt = unsafe_promise_clamped(r.y * dyStride + r.z * SV, 0, dh * dyStride - SV);
+  st.partial(lane, kk, kb, cb, n) +=
+      st.dyp(lane, dyAt + r.x, cb, n) * st.xp(lane, xAt + r.x, cb, n);
+
+  st.dW = Func("dW");
+  st.dW(lane, kk, kb, cb) = 0.0f;
+  RDom rn(0, x.dim(3).extent(), "batch");
+  st.batch = rn.x;
+  st.dW(lane, kk, kb, cb) += st.partial(lane, kk, kb, cb, rn);
+  constrainDense(st.dW.output_buffer());
+  st.dW.output_buffer().dim(0).set_extent(V);
+}
+
+std::shared_ptr<ChannelsLastWeightGradPipeline>
+ChannelsLastWeightGradPipeline::get(bool transposed, const CpuSchedule &schedule) {
+  const std::string key = std::string("wgrad-cl T=") + (transposed ? "1" : "0") +
+                          " vec=" + std::to_string(schedule.vectorWidth) +
+                          " taps=" + std::to_string(schedule.weightTaps) +
+                          " strip=" + std::to_string(schedule.weightVectors);
+  static auto *cache = new PipelineCache<ChannelsLastWeightGradPipeline>();
+  return cache->get(
+      key, [&] { return std::make_shared<ChannelsLastWeightGradPipeline>(transposed, schedule); });
+}
+
+ChannelsLastWeightGradPipeline::~ChannelsLastWeightGradPipeline() = default;
+
+ChannelsLastWeightGradPipeline::ChannelsLastWeightGradPipeline(bool transposed,
+                                                               const CpuSchedule &schedule)
+    : impl_(std::make_unique<Impl>()) {
+  if (std::string err = schedule.validate(); !err.empty())
+    throw std::invalid_argument(err);
+  ChannelsLastWeightGradStages stages;
+  impl_->defineAlgorithm(stages, transposed, schedule);
+  scheduleChannelsLastWeightGrad(stages, schedule);
+  impl_->pipeline = Pipeline(stages.dW);
+  compileForHost(impl_->pipeline, "weight_grad_channels_last");
+}
+
+void ChannelsLastWeightGradPipeline::run(ChannelsLastWeightGradCall &call) {
+  Impl &im = *impl_;
+  ParamMap params;
+  params.set(im.x, call.x);
+  params.set(im.dy, call.dy);
+  params.set(im.offsets, call.offsets);
+  params.set(im.rows, call.rows);
+  params.set(im.padTop, call.padTop);
+  params.set(im.padLeft, call.padLeft);
+  params.set(im.stride, call.stride);
+  params.set(im.planeRows, call.planeRows);
+  params.set(im.dyStride, call.dyStride);
+  params.set(im.stripCount, call.stripCount);
+  params.set(im.offsetMin, call.offsetMin);
+  params.set(im.offsetMax, call.offsetMax);
+  std::lock_guard<std::mutex> lock(im.runMutex);
+  realizeOnHost(im.pipeline, "channels-last backward-weight", call.output, params);
+}
+
+} // namespace slak::codegen::cpu
