@@ -46,8 +46,8 @@ TEST(ScheduleFields, EveryCpuFieldRoundTripsThroughText) {
 }
 
 TEST(ScheduleFields, StoredTextsStillRead) {
-  // Texts as tuning databases hold them; a CPU text without tapBlock reads
-  // as tapBlock 1.
+  // Texts as tuning databases hold them; a CPU text without tapBlock or
+  // channelsLast reads as tapBlock 1 along the image width.
   const std::string gpu = "tile=16x32 block=4x32 stageInput=1 stageTaps=0 maskedWalk=1 "
                           "weightSplit=8 weightThreads=256 weightTile=8x32 weightRows=4";
   Schedule s;
@@ -63,6 +63,7 @@ TEST(ScheduleFields, StoredTextsStillRead) {
   ASSERT_EQ(parseScheduleText(cpu::cpuScheduleFields(), cpuText, &c), "");
   EXPECT_EQ(c.vectorWidth, 16);
   EXPECT_EQ(c.tapBlock, 1);
+  EXPECT_FALSE(c.channelsLast);
   EXPECT_FALSE(c.mergeTaps);
   EXPECT_EQ(c.str(), cpuText);
   ASSERT_EQ(parseScheduleText(cpu::cpuScheduleFields(), cpuText + " tapBlock=4", &c), "");
