@@ -9,11 +9,10 @@
 #include "models/analysis/Figure.h"
 #include "models/analysis/Png.h"
 #include "models/train/Trainer.h"
+#include "tests/models/TestSupport.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -24,12 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path freshDir(const std::string &name) {
-  auto dir = fs::temp_directory_path() / ("slak-erf-test-" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path freshDir(const std::string &name) { return tests::freshDir("slak-erf-test", name); }
 
 /// One stage of `depth` SLaK blocks with a dense k x k depthwise kernel (no
 /// small branch, no BN), layer scale 1 so that the blocks matter at random

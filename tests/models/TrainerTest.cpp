@@ -1,6 +1,7 @@
 // Trainer: stop + resume gives bit-identical weights, EMA and masks; the JSONL
 // log; learning on synthetic data; parameter report; checkpoint checks.
 #include "models/train/Trainer.h"
+#include "tests/models/TestSupport.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -10,16 +11,12 @@
 #include <fstream>
 
 using namespace slak;
+using tests::expectSameTensors;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path freshDir(const std::string &name) {
-  auto dir = fs::temp_directory_path() / ("slak-models-test-" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path freshDir(const std::string &name) { return tests::freshDir("slak-models-test", name); }
 
 /// A small, fast sparse run on synthetic data: 4 optimizer steps per epoch
 /// (batch 8, 2 accumulated micro-batches, 64 images), EMA and mask updates on.
@@ -47,16 +44,6 @@ train::TrainOptions smallRun(const fs::path &dir) {
   o.threads = 1;
   o.seed = 11;
   return o;
-}
-
-void expectSameTensors(torch::nn::Module &a, torch::nn::Module &b, const std::string &what) {
-  auto pa = a.named_parameters(), pb = b.named_parameters();
-  ASSERT_EQ(pa.size(), pb.size());
-  for (const auto &p : pa)
-    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << what << " parameter " << p.key();
-  auto ba = a.named_buffers(), bb = b.named_buffers();
-  for (const auto &p : ba)
-    EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << what << " buffer " << p.key();
 }
 
 std::vector<nlohmann::json> readLog(const fs::path &path) {

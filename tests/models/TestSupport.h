@@ -1,0 +1,35 @@
+// Helpers shared by the model, checkpoint and analysis tests: a fresh
+// temporary folder per test and a tensor-by-tensor comparison of two modules.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace slak::tests {
+
+/// <tmp>/<suite>-<pid>/<name>, empty.
+inline std::filesystem::path freshDir(const std::string &suite, const std::string &name) {
+  auto dir =
+      std::filesystem::temp_directory_path() / (suite + "-" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+/// Every parameter and buffer of `a` equals `b`'s of the same name, bit for bit.
+inline void expectSameTensors(torch::nn::Module &a, torch::nn::Module &b, const std::string &what) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto &p : pa)
+    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << what << " parameter " << p.key();
+  auto ba = a.named_buffers(), bb = b.named_buffers();
+  for (const auto &p : ba)
+    EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << what << " buffer " << p.key();
+}
+
+} // namespace slak::tests
