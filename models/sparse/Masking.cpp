@@ -9,49 +9,49 @@
 
 namespace slak::sparse {
 
-Init parseInit(const std::string &name) {
-  if (name == "snip")
-    return Init::Snip;
-  if (name == "ERK" || name == "erk")
-    return Init::ERK;
-  if (name == "uniform")
-    return Init::Uniform;
-  throw std::invalid_argument("unknown sparse init '" + name + "': expected snip, ERK or uniform");
+namespace {
+
+/// A name of an enum value; the first name of a value is the one printed.
+template <typename E> struct Named {
+  const char *name;
+  E value;
+};
+constexpr Named<Init> kInits[] = {
+    {"snip", Init::Snip}, {"ERK", Init::ERK}, {"erk", Init::ERK}, {"uniform", Init::Uniform}};
+constexpr Named<Growth> kGrowths[] = {{"random", Growth::Random}, {"gradient", Growth::Gradient}};
+constexpr Named<MomentPolicy> kMomentPolicies[] = {{"reset", MomentPolicy::Reset},
+                                                   {"keep", MomentPolicy::Keep}};
+
+template <typename E, size_t N>
+E parseNamed(const Named<E> (&names)[N], const std::string &name, const std::string &what,
+             const std::string &expected) {
+  for (const auto &n : names)
+    if (name == n.name)
+      return n.value;
+  throw std::invalid_argument("unknown " + what + " '" + name + "': expected " + expected);
 }
 
-Growth parseGrowth(const std::string &name) {
-  if (name == "random")
-    return Growth::Random;
-  if (name == "gradient")
-    return Growth::Gradient;
-  throw std::invalid_argument("unknown growth mode '" + name + "': expected random or gradient");
-}
-
-MomentPolicy parseMomentPolicy(const std::string &name) {
-  if (name == "reset")
-    return MomentPolicy::Reset;
-  if (name == "keep")
-    return MomentPolicy::Keep;
-  throw std::invalid_argument("unknown moment policy '" + name + "': expected reset or keep");
-}
-
-const char *initName(Init init) {
-  switch (init) {
-  case Init::Snip:
-    return "snip";
-  case Init::ERK:
-    return "ERK";
-  case Init::Uniform:
-    return "uniform";
-  }
+template <typename E, size_t N> const char *nameOf(const Named<E> (&names)[N], E value) {
+  for (const auto &n : names)
+    if (n.value == value)
+      return n.name;
   return "?";
 }
 
-const char *growthName(Growth growth) { return growth == Growth::Random ? "random" : "gradient"; }
+} // namespace
 
-const char *momentPolicyName(MomentPolicy policy) {
-  return policy == MomentPolicy::Reset ? "reset" : "keep";
+Init parseInit(const std::string &name) {
+  return parseNamed(kInits, name, "sparse init", "snip, ERK or uniform");
 }
+Growth parseGrowth(const std::string &name) {
+  return parseNamed(kGrowths, name, "growth mode", "random or gradient");
+}
+MomentPolicy parseMomentPolicy(const std::string &name) {
+  return parseNamed(kMomentPolicies, name, "moment policy", "reset or keep");
+}
+const char *initName(Init init) { return nameOf(kInits, init); }
+const char *growthName(Growth growth) { return nameOf(kGrowths, growth); }
+const char *momentPolicyName(MomentPolicy policy) { return nameOf(kMomentPolicies, policy); }
 
 // ------------------------------------------------------------- densities
 

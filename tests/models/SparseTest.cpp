@@ -378,6 +378,23 @@ TEST(SparseUpdate, CheckpointRoundTripContinuesIdentically) {
     EXPECT_TRUE(torch::equal(m.layers()[i].mask, m2.layers()[i].mask)) << m.layers()[i].name;
 }
 
+TEST(SparseOptions, NamesRoundTrip) {
+  for (auto init : {sparse::Init::Snip, sparse::Init::ERK, sparse::Init::Uniform})
+    EXPECT_EQ(sparse::parseInit(sparse::initName(init)), init);
+  EXPECT_EQ(sparse::parseInit("erk"), sparse::Init::ERK);
+  EXPECT_STREQ(sparse::initName(sparse::Init::ERK), "ERK");
+  for (auto g : {sparse::Growth::Random, sparse::Growth::Gradient})
+    EXPECT_EQ(sparse::parseGrowth(sparse::growthName(g)), g);
+  for (auto p : {sparse::MomentPolicy::Reset, sparse::MomentPolicy::Keep})
+    EXPECT_EQ(sparse::parseMomentPolicy(sparse::momentPolicyName(p)), p);
+  try {
+    sparse::parseGrowth("magnitude");
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_STREQ(e.what(), "unknown growth mode 'magnitude': expected random or gradient");
+  }
+}
+
 TEST(SparseMasks, MasksReachRuntimeTapTables) {
   if (models::resolveLkBackend(models::LkBackend::Auto) != models::LkBackend::Runtime)
     GTEST_SKIP() << "[SKIP] no fast runtime backend in this build";
