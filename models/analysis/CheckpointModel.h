@@ -1,7 +1,7 @@
 // CheckpointModel: rebuilds the model a slak-train checkpoint was written for
 // (its meta/config) and loads its weights (model/ or the EMA's ema/) and its
 // masks (masks/, handed to the large-kernel layers). Read-only: the
-// checkpoint layout is the trainer's (models/train/Trainer.h).
+// checkpoint format is models/checkpoint/TrainingCheckpoint.h.
 #pragma once
 
 #include "models/Models.h"

@@ -1,11 +1,11 @@
-// Checkpoint: reads the weights and masks of a slak-train checkpoint
-// (models/train/Trainer.h: model/, ema/, masks/, meta/) into a model built
-// from the same registry entry and overrides, for evaluation, export and
-// deployment. Every tensor is checked by name and shape before it is used,
-// so a checkpoint of another model or backend is refused, never half-loaded.
-// Official SLaK checkpoints (torch.save files of the official code; see
-// OfficialCheckpoint.h) are recognised and read the same way: official names
-// mapped to ours, masks rebuilt from the exact zeros.
+// Checkpoint: loads either kind of checkpoint into a model built from the
+// same registry entry and overrides, for evaluation, export and deployment:
+// a slak-train checkpoint (its format is models/checkpoint/TrainingCheckpoint.h)
+// or an official SLaK checkpoint (torch.save files of the official code; see
+// OfficialCheckpoint.h: official names mapped to ours, masks rebuilt from the
+// exact zeros). Every tensor is checked by name and shape before it is used
+// (models/checkpoint/WeightReader.h), so a checkpoint of another model or
+// backend is refused, never half-loaded.
 #pragma once
 
 #include "models/Models.h"
@@ -42,11 +42,6 @@ LoadedCheckpoint loadCheckpoint(const std::string &path, Classifier &model, bool
 /// Throws std::runtime_error for a missing or unreadable file or one without
 /// meta/config.
 std::string checkpointConfig(const std::string &path);
-
-/// A meta/config text as the current format writes it: fields added since
-/// (stem_stride, read as stem_kernel: a patchify stem) take their old meaning.
-/// readMeta, checkpointConfig and the trainer's --resume all see this form.
-std::string upgradeCheckpointConfig(const std::string &config);
 
 /// A model of `config` for the tools: the checkpoint's weights and masks,
 /// or (empty `checkpoint`) random weights from `seed` and, when the config is

@@ -340,44 +340,30 @@ torch::Tensor Masking::checksums() const {
   return out;
 }
 
-void Masking::save(torch::serialize::OutputArchive &archive) const {
-  archive.write("count", torch::tensor(static_cast<int64_t>(layers_.size())));
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    archive.write("name/" + std::to_string(i), c10::IValue(layers_[i].name));
-    archive.write("mask/" + std::to_string(i), layers_[i].mask.to(torch::kCPU));
-  }
-  archive.write("generator", generator_.get_state());
-}
+torch::Tensor Masking::generatorState() const { return generator_.get_state(); }
 
-void Masking::load(torch::serialize::InputArchive &archive) {
-  torch::Tensor count;
-  archive.read("count", count);
+void Masking::restore(const std::vector<std::pair<std::string, torch::Tensor>> &masks,
+                      const torch::Tensor &generatorState) {
   std::vector<LayerMask> layers;
-  for (int64_t i = 0; i < count.item<int64_t>(); ++i) {
-    c10::IValue name;
-    torch::Tensor mask;
-    archive.read("name/" + std::to_string(i), name);
-    archive.read("mask/" + std::to_string(i), mask);
+  for (const auto &[name, mask] : masks) {
     auto it = std::find_if(candidates_.begin(), candidates_.end(),
-                           [&](const auto &c) { return c.first == name.toStringRef(); });
+                           [&](const auto &c) { return c.first == name; });
     if (it == candidates_.end())
-      throw std::runtime_error("checkpoint has a mask for " + name.toStringRef() +
-                               ", which this model does not have (different --model?)");
+      throw std::invalid_argument("a mask for " + name +
+                                  ", which is not a maskable parameter (rank 2 or 4) of the model");
     if (!mask.sizes().equals(it->second.sizes()))
-      throw std::runtime_error("checkpoint mask for " + it->first + " has shape " +
-                               c10::str(mask.sizes()) + ", expected " +
-                               c10::str(it->second.sizes()));
+      throw std::invalid_argument("the mask of " + name + " has shape " + c10::str(mask.sizes()) +
+                                  ", expected " + c10::str(it->second.sizes()));
     LayerMask layer;
-    layer.name = it->first;
+    layer.name = name;
     layer.weight = it->second;
     layer.mask = mask.to(it->second.options());
     layer.live = mask.gt(0.5).sum().item<int64_t>();
     layers.push_back(std::move(layer));
   }
   layers_ = std::move(layers);
-  torch::Tensor state;
-  archive.read("generator", state);
-  generator_.set_state(state);
+  if (generatorState.defined())
+    generator_.set_state(generatorState);
 }
 
 } // namespace slak::sparse

@@ -25,15 +25,12 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torch::optim {
 class Optimizer;
 } // namespace torch::optim
-namespace torch::serialize {
-class OutputArchive;
-class InputArchive;
-} // namespace torch::serialize
 
 namespace slak::sparse {
 
@@ -134,8 +131,14 @@ public:
   /// mask), names in `layers()` order: equal on every rank or the masks differ.
   torch::Tensor checksums() const;
 
-  void save(torch::serialize::OutputArchive &archive) const;
-  void load(torch::serialize::InputArchive &archive);
+  /// The state of the generator behind the random draws (masks, regrowth),
+  /// for checkpoints (models/checkpoint).
+  torch::Tensor generatorState() const;
+  /// Takes the masks (by parameter name, in this order) and the generator
+  /// state of a checkpoint; every name must be a maskable parameter of this
+  /// model with the mask's shape. An undefined state keeps the generator.
+  void restore(const std::vector<std::pair<std::string, torch::Tensor>> &masks,
+               const torch::Tensor &generatorState);
 
 private:
   void drawMasks(const std::vector<double> &densities);

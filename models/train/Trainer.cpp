@@ -1,9 +1,10 @@
 #include "models/train/Trainer.h"
 
-#include "models/deploy/Checkpoint.h"
-#include "models/deploy/ZipChecksums.h"
+#include "autotune/Progress.h"
+#include "models/checkpoint/ConfigJson.h"
+#include "models/checkpoint/TrainingCheckpoint.h"
+#include "models/train/Ema.h"
 #include "models/train/OutputDirectoryLock.h"
-#include "runtime/Log.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,6 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <sstream>
 #include <stdexcept>
 
 namespace slak::train {
@@ -31,101 +31,23 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int64_t kCheckpointFormat = 1;
-
 double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-json configJson(const models::ModelConfig &c) {
-  return json{{"name", c.name},
-              {"depths", c.depths},
-              {"dims", c.dims()},
-              {"kernel_sizes", c.kernelSizes},
-              {"small_kernel", c.smallKernel},
-              {"decomposed", c.decomposed},
-              {"branch_bn", c.branchBatchNorm},
-              {"in_channels", c.inChannels},
-              {"num_classes", c.numClasses},
-              {"stem_kernel", c.stemKernel},
-              {"stem_stride", c.stemStride},
-              {"sparsity", c.sparsity}};
-}
-
-std::string formatDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0)
-    return "--:--";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", (long long)(s / 3600),
-                  (long long)(s / 60 % 60), (long long)(s % 60));
-  else
-    std::snprintf(buf, sizeof(buf), "%02lld:%02lld", (long long)(s / 60), (long long)(s % 60));
-  return buf;
-}
-
-/// One line on stderr redrawn in place on a terminal; elsewhere a line per
-/// tenth of the epoch, so logs stay short.
-class ProgressBar {
-public:
-  ProgressBar(bool enabled, int64_t epoch, int64_t epochs, int64_t total)
-      : enabled_(enabled), tty_(isatty(STDERR_FILENO)), epoch_(epoch), epochs_(epochs),
-        total_(total) {}
-
-  void update(int64_t done, double loss, double accuracy, double imagesPerSecond,
-              double etaSeconds) {
-    if (!enabled_)
-      return;
-    bool last = done == total_;
-    if (tty_) {
-      auto now = Clock::now();
-      if (!last && done > 1 && std::chrono::duration<double>(now - lastDraw_).count() < 0.2)
-        return;
-      lastDraw_ = now;
-    } else {
-      int64_t tenth = std::max<int64_t>(1, total_ / 10);
-      if (!last && done % tenth != 0)
-        return;
-    }
-    const int width = 24;
-    int filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
-    std::string bar(filled, '=');
-    if (filled < width)
-      bar += '>' + std::string(width - filled - 1, ' ');
-    char line[256];
-    std::snprintf(line, sizeof(line),
-                  "epoch %lld/%lld [%s] %lld/%lld loss %.4f acc %5.1f%% %7.1f img/s ETA %s",
-                  (long long)epoch_ + 1, (long long)epochs_, bar.c_str(), (long long)done,
-                  (long long)total_, loss, 100.0 * accuracy, imagesPerSecond,
-                  formatDuration(etaSeconds).c_str());
-    if (tty_)
-      std::cerr << '\r' << line << "\033[K" << (last ? "\n" : "") << std::flush;
-    else
-      std::cerr << line << '\n' << std::flush;
+data::Dataset limit(data::Dataset d, int64_t n) {
+  if (n > 0 && n < d.size()) {
+    d.images = d.images.slice(0, 0, n);
+    d.labels = d.labels.slice(0, 0, n);
   }
-
-private:
-  bool enabled_, tty_;
-  int64_t epoch_, epochs_, total_;
-  Clock::time_point lastDraw_{};
-};
-
-/// Flushes a file, or a directory's entries (a rename), to the disk, so that
-/// a checkpoint survives a power loss as well as a killed process.
-void fsyncPath(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  return d;
 }
 
-/// The first sentence of a LibTorch message (it may add advice and context
-/// lines that do not fit a one-line error).
-std::string firstSentence(const std::string &text) {
-  std::string line = text.substr(0, text.find('\n'));
-  return line.substr(0, line.find(". "));
+/// A permutation of the training set fixed by (seed, epoch): resuming mid-epoch
+/// recomputes it instead of storing it.
+torch::Tensor epochOrder(int64_t n, uint64_t seed, int64_t epoch) {
+  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<uint64_t>(epoch) + 17);
+  return torch::randperm(n, gen, torch::kLong);
 }
 
 } // namespace
@@ -169,7 +91,8 @@ struct Trainer::State {
   TrainOptions options;
   models::ModelConfig config;
   data::Dataset train, test;
-  std::shared_ptr<models::Classifier> model, ema;
+  std::shared_ptr<models::Classifier> model;
+  std::unique_ptr<Ema> ema;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<sparse::Masking> masking;
   std::unique_ptr<ProcessGroup> group; // a one-rank group when not distributed
@@ -178,8 +101,7 @@ struct Trainer::State {
   int64_t step = 0;
   int64_t stepsPerEpoch = 0, totalSteps = 0, warmupSteps = 0;
   // Running sums of the current epoch (kept in checkpoints for exact logs).
-  double epochLossSum = 0, epochTrainSeconds = 0;
-  int64_t epochCorrect = 0, epochSeen = 0;
+  checkpoint::EpochSums epoch;
   std::string logPath, checkpointPath;
   // Rank 0 holds these while it trains: one trainer per output directory.
   std::vector<std::unique_ptr<OutputDirectoryLock>> locks;
@@ -265,24 +187,6 @@ struct Trainer::State {
       layer.second->setDenseWeightGrad(dense);
   }
 
-  void updateEma() {
-    torch::NoGradGuard noGrad;
-    const double decay = options.emaDecay;
-    auto source = model->named_parameters();
-    for (auto &p : ema->named_parameters())
-      p.value().mul_(decay).add_(source[p.key()], 1.0 - decay);
-    auto sourceBuffers = model->named_buffers();
-    for (auto &b : ema->named_buffers()) {
-      const auto &v = sourceBuffers[b.key()];
-      if (b.value().is_floating_point())
-        b.value().mul_(decay).add_(v, 1.0 - decay);
-      else
-        b.value().copy_(v);
-    }
-    if (masking)
-      masking->applyTo(*ema);
-  }
-
   void logMasks(const std::string &event, int64_t atStep, double pruneRate,
                 const std::vector<sparse::LayerUpdate> *updates) const {
     json layers = json::object();
@@ -302,273 +206,49 @@ struct Trainer::State {
     log(record);
   }
 
-  void saveOptimizer(torch::serialize::OutputArchive &archive) const {
-    int64_t count = 0;
-    for (const auto &p : model->named_parameters()) {
-      auto it = optimizer->state().find(p.value().unsafeGetTensorImpl());
-      if (it == optimizer->state().end())
-        continue;
-      auto &state = static_cast<torch::optim::AdamWParamState &>(*it->second);
-      torch::serialize::OutputArchive entry(archive.compilation_unit());
-      entry.write("name", c10::IValue(p.key()));
-      entry.write("step", torch::tensor(state.step()));
-      entry.write("exp_avg", state.exp_avg().cpu());
-      entry.write("exp_avg_sq", state.exp_avg_sq().cpu());
-      archive.write(std::to_string(count++), entry);
-    }
-    archive.write("count", torch::tensor(count));
+  /// The epoch's training figures so far, into `result`.
+  void epochResult(TrainResult &result) const {
+    result.trainLoss = epoch.lossSum / epoch.seen;
+    result.trainAccuracy = static_cast<double>(epoch.correct) / epoch.seen;
+    result.imagesPerSecond = epoch.seen / std::max(epoch.trainSeconds, 1e-9);
   }
 
-  void loadOptimizer(torch::serialize::InputArchive &archive) {
-    torch::Tensor count;
-    archive.read("count", count);
-    auto params = model->named_parameters();
-    optimizer->state().clear();
-    for (int64_t i = 0; i < count.item<int64_t>(); ++i) {
-      torch::serialize::InputArchive entry;
-      archive.read(std::to_string(i), entry);
-      c10::IValue name;
-      torch::Tensor step, expAvg, expAvgSq;
-      entry.read("name", name);
-      entry.read("step", step);
-      entry.read("exp_avg", expAvg);
-      entry.read("exp_avg_sq", expAvgSq);
-      auto *param = params.find(name.toStringRef());
-      if (!param)
-        throw std::runtime_error("checkpoint has optimizer state for " + name.toStringRef() +
-                                 ", which this model does not have");
-      auto state = std::make_unique<torch::optim::AdamWParamState>();
-      state->step(step.item<int64_t>());
-      state->exp_avg(expAvg.to(device));
-      state->exp_avg_sq(expAvgSq.to(device));
-      optimizer->state()[param->unsafeGetTensorImpl()] = std::move(state);
-    }
+  /// "loss 0.1234 acc 55.0% 812.3 img/s": the epoch so far, for the progress bar.
+  std::string epochFigures() const {
+    TrainResult r;
+    epochResult(r);
+    char text[96];
+    std::snprintf(text, sizeof text, "loss %.4f acc %.1f%% %.1f img/s", r.trainLoss,
+                  100.0 * r.trainAccuracy, r.imagesPerSecond);
+    return text;
   }
 
-  /// A collective in distributed runs: buffers are synchronised and the
-  /// ranks' generator states gathered; rank 0 writes `path` (with
-  /// checkpointAllRanks every rank r > 0 also writes path.rank<r>).
-  void save(const std::string &path) {
-    syncBuffers(*model);
-    if (ema)
-      syncBuffers(*ema);
-    std::vector<torch::Tensor> cpuStates =
-        group->allgather(at::detail::getDefaultCPUGenerator().get_state());
-    std::vector<torch::Tensor> cudaStates;
-    if (device.is_cuda())
-      cudaStates = group->allgather(at::globalContext().defaultGenerator(device).get_state());
-    std::string target = path;
-    if (!group->isRoot()) {
-      if (!options.checkpointAllRanks)
-        return;
-      target = path + ".rank" + std::to_string(group->rank());
-    }
-    torch::serialize::OutputArchive root;
-    torch::serialize::OutputArchive modelArchive(root.compilation_unit());
-    model->save(modelArchive);
-    root.write("model", modelArchive);
-    if (ema) {
-      torch::serialize::OutputArchive emaArchive(root.compilation_unit());
-      ema->save(emaArchive);
-      root.write("ema", emaArchive);
-    }
-    torch::serialize::OutputArchive optArchive(root.compilation_unit());
-    saveOptimizer(optArchive);
-    root.write("optimizer", optArchive);
-    if (masking) {
-      torch::serialize::OutputArchive maskArchive(root.compilation_unit());
-      masking->save(maskArchive);
-      root.write("masks", maskArchive);
-    }
-    torch::serialize::OutputArchive rng(root.compilation_unit());
-    rng.write("cpu", cpuStates[0]);
-    for (size_t r = 1; r < cpuStates.size(); ++r)
-      rng.write("cpu_rank" + std::to_string(r), cpuStates[r]);
-    for (size_t r = 0; r < cudaStates.size(); ++r)
-      rng.write(r == 0 ? std::string("cuda") : "cuda_rank" + std::to_string(r), cudaStates[r]);
-    root.write("rng", rng);
-    torch::serialize::OutputArchive meta(root.compilation_unit());
-    meta.write("format", torch::tensor(kCheckpointFormat));
-    meta.write("step", torch::tensor(step));
-    meta.write("world_size", torch::tensor(static_cast<int64_t>(group->size())));
-    meta.write("epoch_loss_sum", torch::tensor(epochLossSum, torch::kFloat64));
-    meta.write("epoch_train_seconds", torch::tensor(epochTrainSeconds, torch::kFloat64));
-    meta.write("epoch_correct", torch::tensor(epochCorrect));
-    meta.write("epoch_seen", torch::tensor(epochSeen));
-    meta.write("config", c10::IValue(configJson(config).dump()));
-    root.write("meta", meta);
+  // ------------------------------------------------- construction steps
 
-    if (auto dir = fs::path(target).parent_path(); !dir.empty())
-      fs::create_directories(dir);
-    const std::string tmp = target + ".tmp";
-    try {
-      root.save_to(tmp);
-    } catch (const c10::Error &e) {
-      throw std::runtime_error("cannot write the checkpoint " + tmp + " (" +
-                               e.what_without_backtrace() +
-                               "): make --out-dir / --checkpoint a writable file path");
-    }
-    fsyncPath(tmp);
-    // Atomic: a reader (or a --resume after a kill) sees the old or the new file.
-    if (::rename(tmp.c_str(), target.c_str()) != 0)
-      throw std::runtime_error("cannot rename the checkpoint " + tmp + " to " + target + ": " +
-                               std::strerror(errno));
-    const std::string dir = fs::path(target).parent_path().string();
-    fsyncPath(dir.empty() ? "." : dir);
+  /// Threads, the device (one GPU per local rank) and the process group.
+  void selectDevice() {
+    const auto &o = options;
+    if (o.threads > 0)
+      at::set_num_threads(o.threads);
+    device = torch::Device(o.device);
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw std::runtime_error("--device " + o.device + ": no CUDA device is available");
+    if (device.is_cuda() && !device.has_index() && o.distributed.enabled())
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(o.distributed.localRank));
+    group = std::make_unique<ProcessGroup>(o.distributed, device);
   }
 
-  /// LibTorch's errors (a truncated or foreign file) become one line naming
-  /// the file and the fix.
-  void load(const std::string &path) {
-    if (!fs::exists(path))
-      throw std::runtime_error("--resume " + path + ": no such checkpoint");
-    try {
-      // LibTorch's zip reader does not check CRCs: refuse damaged records
-      // before their bytes become weights.
-      models::checkPyTorchArchive(path);
-    } catch (const std::runtime_error &e) {
-      throw std::runtime_error("--resume " + path + " is not an intact checkpoint: " + e.what() +
-                               "; resume from an intact checkpoint or start afresh without "
-                               "--resume");
-    }
-    try {
-      loadArchive(path);
-    } catch (const c10::Error &e) {
-      throw std::runtime_error(
-          "--resume " + path + " cannot be read as a slak-train checkpoint (" +
-          firstSentence(e.what_without_backtrace()) +
-          "): the file is truncated, corrupt or not a checkpoint; resume from an intact "
-          "checkpoint (slak-train writes checkpoint.pt whole or not at all) or start afresh "
-          "without --resume" +
-          (runtime::debugLogging() ? std::string("\n") + e.what() : std::string()));
-    }
-  }
-
-  void loadArchive(const std::string &path) {
-    torch::serialize::InputArchive root;
-    root.load_from(path, device);
-    torch::serialize::InputArchive meta;
-    root.read("meta", meta);
-    torch::Tensor format, savedStep, lossSum, seconds, correct, seen;
-    meta.read("format", format);
-    if (format.item<int64_t>() != kCheckpointFormat)
-      throw std::runtime_error(path + ": checkpoint format " +
-                               std::to_string(format.item<int64_t>()) + ", expected " +
-                               std::to_string(kCheckpointFormat));
-    c10::IValue savedConfig;
-    meta.read("config", savedConfig);
-    const std::string saved = models::upgradeCheckpointConfig(savedConfig.toStringRef());
-    const std::string current = configJson(config).dump();
-    if (saved != current)
-      throw std::runtime_error(path + " was written for model " + saved + ", but this run builds " +
-                               current + ": resume with the same --model and overrides");
-    torch::Tensor savedWorld;
-    const int64_t writtenBy =
-        meta.try_read("world_size", savedWorld) ? savedWorld.item<int64_t>() : 1;
-    if (writtenBy != group->size())
-      throw std::runtime_error(
-          path + " was written by a run of " + std::to_string(writtenBy) +
-          " rank(s), this run has " + std::to_string(group->size()) + ": resume with " +
-          (writtenBy == 1 ? std::string("one process (no --nproc)")
-                          : "--nproc " + std::to_string(writtenBy)) +
-          " so that the data shards and random streams continue where they stopped");
-    meta.read("step", savedStep);
-    meta.read("epoch_loss_sum", lossSum);
-    meta.read("epoch_train_seconds", seconds);
-    meta.read("epoch_correct", correct);
-    meta.read("epoch_seen", seen);
-
-    torch::serialize::InputArchive modelArchive;
-    root.read("model", modelArchive);
-    model->load(modelArchive);
-    if (ema) {
-      torch::serialize::InputArchive emaArchive;
-      if (!root.try_read("ema", emaArchive))
-        throw std::runtime_error(path + " has no EMA weights: resume with --ema-decay 0");
-      ema->load(emaArchive);
-    }
-    torch::serialize::InputArchive optArchive;
-    root.read("optimizer", optArchive);
-    loadOptimizer(optArchive);
-    if (masking) {
-      torch::serialize::InputArchive maskArchive;
-      if (!root.try_read("masks", maskArchive))
-        throw std::runtime_error(path + " is a dense checkpoint: resume with --sparsity 0");
-      masking->load(maskArchive);
-      models::pushMasksToLargeKernels(*model, masking->maskMap());
-      if (ema)
-        models::pushMasksToLargeKernels(*ema, masking->maskMap());
-    }
-    torch::serialize::InputArchive rng;
-    root.read("rng", rng);
-    torch::Tensor cpuState;
-    rng.read(group->rank() == 0 ? std::string("cpu") : "cpu_rank" + std::to_string(group->rank()),
-             cpuState);
-    {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(cpuState.cpu());
-    }
-    torch::Tensor cudaState;
-    if (device.is_cuda() &&
-        rng.try_read(group->rank() == 0 ? std::string("cuda")
-                                        : "cuda_rank" + std::to_string(group->rank()),
-                     cudaState)) {
-      auto gen = at::globalContext().defaultGenerator(device);
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(cudaState.cpu());
-    }
-
-    step = savedStep.item<int64_t>();
-    epochLossSum = lossSum.item<double>();
-    epochTrainSeconds = seconds.item<double>();
-    epochCorrect = correct.item<int64_t>();
-    epochSeen = seen.item<int64_t>();
-  }
-};
-
-namespace {
-
-data::Dataset limit(data::Dataset d, int64_t n) {
-  if (n > 0 && n < d.size()) {
-    d.images = d.images.slice(0, 0, n);
-    d.labels = d.labels.slice(0, 0, n);
-  }
-  return d;
-}
-
-/// A permutation of the training set fixed by (seed, epoch): resuming mid-epoch
-/// recomputes it instead of storing it.
-torch::Tensor epochOrder(int64_t n, uint64_t seed, int64_t epoch) {
-  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<uint64_t>(epoch) + 17);
-  return torch::randperm(n, gen, torch::kLong);
-}
-
-} // namespace
-
-Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
-  auto &s = *s_;
-  s.options = std::move(options);
-  const auto &o = s.options;
-  if (o.threads > 0)
-    at::set_num_threads(o.threads);
-  s.device = torch::Device(o.device);
-  if (s.device.is_cuda() && !torch::cuda::is_available())
-    throw std::runtime_error("--device " + o.device + ": no CUDA device is available");
-  // One GPU per local rank unless the device names one.
-  if (s.device.is_cuda() && !s.device.has_index() && o.distributed.enabled())
-    s.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(o.distributed.localRank));
-  s.group = std::make_unique<ProcessGroup>(o.distributed, s.device);
-  const int64_t ranks = s.group->size();
-
-  // Outputs, locked before anything slow: a second trainer on the same
-  // directory is refused at once. --print-params and --eval-only never get here.
-  s.logPath = o.logPath.empty() ? (fs::path(o.outDir) / "log.jsonl").string() : o.logPath;
-  s.checkpointPath =
-      o.checkpointPath.empty() ? (fs::path(o.outDir) / "checkpoint.pt").string() : o.checkpointPath;
-  if (s.root()) {
+  /// The log and checkpoint paths, their folders locked before anything
+  /// slow: a second trainer on the same folder is refused at once.
+  void lockOutputs() {
+    const auto &o = options;
+    logPath = o.logPath.empty() ? (fs::path(o.outDir) / "log.jsonl").string() : o.logPath;
+    checkpointPath = o.checkpointPath.empty() ? (fs::path(o.outDir) / "checkpoint.pt").string()
+                                              : o.checkpointPath;
+    if (!root())
+      return;
     std::vector<std::string> dirs;
-    for (const std::string &file : {s.checkpointPath, s.logPath}) {
+    for (const std::string &file : {checkpointPath, logPath}) {
       std::string dir = fs::path(file).parent_path().string();
       if (dir.empty())
         dir = ".";
@@ -576,146 +256,254 @@ Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
         dirs.push_back(dir);
     }
     for (const std::string &dir : dirs)
-      s.locks.push_back(std::make_unique<OutputDirectoryLock>(dir));
-  }
-  if (o.batchSize <= 0 || o.accumSteps <= 0 || o.epochs <= 0)
-    throw std::invalid_argument("--batch-size, --accum-steps and --epochs must be positive");
-
-  // Data.
-  if (o.dataset == "fashion-mnist") {
-    s.train = limit(data::loadFashionMnist(o.dataDir, true), o.trainLimit);
-    s.test = limit(data::loadFashionMnist(o.dataDir, false), o.testLimit);
-  } else if (o.dataset == "synthetic") {
-    auto synth = o.synthetic;
-    s.train = data::makeSynthetic(synth, 0);
-    synth.size = o.syntheticTestSize;
-    s.test = data::makeSynthetic(synth, 1);
-  } else {
-    throw std::invalid_argument("unknown dataset '" + o.dataset +
-                                "': expected fashion-mnist or synthetic");
+      locks.push_back(std::make_unique<OutputDirectoryLock>(dir));
   }
 
-  // Model (input channels and classes follow the data unless overridden).
-  auto overrides = o.overrides;
-  if (!overrides.inChannels)
-    overrides.inChannels = s.train.channels();
-  if (!overrides.numClasses)
-    overrides.numClasses = s.train.numClasses;
-  s.config = models::modelConfig(o.model, overrides);
-  torch::manual_seed(o.seed);
-  s.model = models::createModel(s.config);
-  s.model->to(s.device);
-  if (o.emaDecay > 0) {
-    s.ema = models::createModel(s.config);
-    s.ema->to(s.device);
-    s.ema->eval();
+  void loadData() {
+    const auto &o = options;
+    if (o.batchSize <= 0 || o.accumSteps <= 0 || o.epochs <= 0)
+      throw std::invalid_argument("--batch-size, --accum-steps and --epochs must be positive");
+    if (o.dataset == "fashion-mnist") {
+      train = limit(data::loadFashionMnist(o.dataDir, true), o.trainLimit);
+      test = limit(data::loadFashionMnist(o.dataDir, false), o.testLimit);
+    } else if (o.dataset == "synthetic") {
+      auto synth = o.synthetic;
+      train = data::makeSynthetic(synth, 0);
+      synth.size = o.syntheticTestSize;
+      test = data::makeSynthetic(synth, 1);
+    } else {
+      throw std::invalid_argument("unknown dataset '" + o.dataset +
+                                  "': expected fashion-mnist or synthetic");
+    }
   }
 
-  // Schedule: an optimizer step takes batchSize x accumSteps images per rank.
-  int64_t batchesPerEpoch = s.train.size() / (o.batchSize * ranks);
-  s.stepsPerEpoch = batchesPerEpoch / o.accumSteps;
-  if (s.stepsPerEpoch == 0)
-    throw std::invalid_argument("the training set has " + std::to_string(s.train.size()) +
-                                " images, fewer than one optimizer step of --batch-size " +
-                                std::to_string(o.batchSize) + " x --accum-steps " +
-                                std::to_string(o.accumSteps) + " x " + std::to_string(ranks) +
-                                " rank(s)");
-  s.totalSteps = o.epochs * s.stepsPerEpoch;
-  s.warmupSteps = o.warmupSteps >= 0
+  /// The model (input channels and classes follow the data unless
+  /// overridden) and its EMA; every rank starts from the same weights.
+  void buildModels() {
+    const auto &o = options;
+    auto overrides = o.overrides;
+    if (!overrides.inChannels)
+      overrides.inChannels = train.channels();
+    if (!overrides.numClasses)
+      overrides.numClasses = train.numClasses;
+    config = models::modelConfig(o.model, overrides);
+    torch::manual_seed(o.seed);
+    model = models::createModel(config);
+    model->to(device);
+    if (o.emaDecay > 0)
+      ema = std::make_unique<Ema>(config, device, o.emaDecay);
+  }
+
+  /// Steps per epoch (an optimizer step takes batchSize x accumSteps images
+  /// per rank), total and warmup steps.
+  void planSchedule() {
+    const auto &o = options;
+    const int64_t ranks = group->size();
+    stepsPerEpoch = train.size() / (o.batchSize * ranks) / o.accumSteps;
+    if (stepsPerEpoch == 0)
+      throw std::invalid_argument("the training set has " + std::to_string(train.size()) +
+                                  " images, fewer than one optimizer step of --batch-size " +
+                                  std::to_string(o.batchSize) + " x --accum-steps " +
+                                  std::to_string(o.accumSteps) + " x " + std::to_string(ranks) +
+                                  " rank(s)");
+    totalSteps = o.epochs * stepsPerEpoch;
+    warmupSteps = o.warmupSteps >= 0
                       ? o.warmupSteps
-                      : static_cast<int64_t>(std::llround(o.warmupEpochs * s.stepsPerEpoch));
-
-  // AdamW; no weight decay on rank <= 1 parameters (norms, biases, gamma).
-  std::vector<torch::Tensor> decay, noDecay;
-  for (auto &p : s.model->parameters())
-    (p.dim() <= 1 ? noDecay : decay).push_back(p);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay)));
-  groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(
-                                   torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
-  s.optimizer = std::make_unique<torch::optim::AdamW>(
-      std::move(groups), torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay));
-  // Gradients of every parameter plus the step's loss and correct counts.
-  s.bucket = std::make_unique<GradientBucket>(s.model->parameters(), 2);
-  // Every rank starts from rank 0's weights (equal anyway: same seed).
-  if (s.distributed())
-    s.broadcastModel(*s.model);
-
-  // Sparsity.
-  if (s.config.sparsity > 0) {
-    auto sparseOptions = o.sparse;
-    sparseOptions.sparsity = s.config.sparsity;
-    sparseOptions.totalSteps = s.totalSteps;
-    sparseOptions.seed = o.seed;
-    s.masking = std::make_unique<sparse::Masking>(*s.model, sparseOptions);
+                      : static_cast<int64_t>(std::llround(o.warmupEpochs * stepsPerEpoch));
   }
 
-  if (!o.resume.empty()) {
-    s.load(o.resume);
-    s.checkMasks("after loading " + o.resume);
-    s.log({{"event", "resume"}, {"step", s.step}, {"checkpoint", o.resume}});
+  /// AdamW without weight decay on rank <= 1 parameters (norms, biases,
+  /// gamma), and the gradient bucket of the allreduce.
+  void buildOptimizer() {
+    const auto &o = options;
+    std::vector<torch::Tensor> decay, noDecay;
+    for (auto &p : model->parameters())
+      (p.dim() <= 1 ? noDecay : decay).push_back(p);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay)));
+    groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(
+                                     torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
+    optimizer = std::make_unique<torch::optim::AdamW>(
+        std::move(groups), torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay));
+    // Gradients of every parameter plus the step's loss and correct counts.
+    bucket = std::make_unique<GradientBucket>(model->parameters(), 2);
+    // Every rank starts from rank 0's weights (equal anyway: same seed).
+    if (distributed())
+      broadcastModel(*model);
+  }
+
+  /// The Masking of a sparse model (no masks drawn yet).
+  void buildMasking() {
+    if (config.sparsity <= 0)
+      return;
+    auto sparseOptions = options.sparse;
+    sparseOptions.sparsity = config.sparsity;
+    sparseOptions.totalSteps = totalSteps;
+    sparseOptions.seed = options.seed;
+    masking = std::make_unique<sparse::Masking>(*model, sparseOptions);
+  }
+
+  /// The first masks. SNIP scores one global batch drawn from the data with
+  /// its own order (every rank scores the same images, so one and many
+  /// ranks agree).
+  void initializeMasks() {
+    if (!masking)
+      return;
+    const auto &o = options;
+    auto order = epochOrder(train.size(), o.seed, -1)
+                     .slice(0, 0, std::min(train.size(), o.batchSize * group->size()));
+    auto batch = data::gather(train, order);
+    auto x = batch.images.to(device), y = batch.labels.to(device);
+    masking->initialize([&] { return torch::nn::functional::cross_entropy(model->forward(x), y); });
+    if (distributed()) {
+      masking->synchronize([&](torch::Tensor &t) { group->broadcast(t); });
+      checkMasks("after the mask initialisation");
+    }
+    models::pushMasksToLargeKernels(*model, masking->maskMap());
+    logMasks("mask_init", 0, 0, nullptr);
+  }
+
+  /// Drop path draws from LibTorch's default generator: a stream per rank.
+  void seedDropPath() {
+    if (distributed())
+      torch::manual_seed(options.seed +
+                         0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group->rank()));
+  }
+
+  /// The log's `start` record: the model, the data and the recipe.
+  void logStart() {
+    const auto &o = options;
+    const int64_t ranks = group->size();
+    log({{"event", "start"},
+         {"model", json::parse(checkpoint::configJson(config))},
+         {"layer_scale_init", config.layerScale},
+         {"large_kernel_backend", models::largeKernelLayers(*model).empty()
+                                      ? "none"
+                                      : models::largeKernelLayers(*model)[0].second->backendName()},
+         {"train_images", train.size()},
+         {"test_images", test.size()},
+         {"steps_per_epoch", stepsPerEpoch},
+         {"epochs", o.epochs},
+         {"batch_size", o.batchSize},
+         {"accum_steps", o.accumSteps},
+         {"lr", o.lr},
+         {"warmup_steps", warmupSteps},
+         {"weight_decay", o.weightDecay},
+         {"label_smoothing", o.labelSmoothing},
+         {"ema_decay", o.emaDecay},
+         {"threads", at::get_num_threads()},
+         {"ranks", ranks},
+         {"process_group", group->backendName()},
+         {"global_batch", o.batchSize * o.accumSteps * ranks},
+         {"seed", o.seed}});
+  }
+
+  // ----------------------------------------------------------- checkpoints
+
+  /// A collective in distributed runs: buffers are synchronised and the
+  /// ranks' generator states gathered; rank 0 writes `path` (with
+  /// checkpointAllRanks every rank r > 0 also writes path.rank<r>).
+  void save(const std::string &path) {
+    syncBuffers(*model);
+    if (ema)
+      syncBuffers(ema->model());
+    checkpoint::Snapshot snapshot;
+    snapshot.cpuGenerators = group->allgather(at::detail::getDefaultCPUGenerator().get_state());
+    if (device.is_cuda())
+      snapshot.cudaGenerators =
+          group->allgather(at::globalContext().defaultGenerator(device).get_state());
+    std::string target = path;
+    if (!root()) {
+      if (!options.checkpointAllRanks)
+        return;
+      target = path + ".rank" + std::to_string(group->rank());
+    }
+    snapshot.model = model.get();
+    snapshot.ema = ema ? &ema->model() : nullptr;
+    snapshot.optimizer = optimizer.get();
+    snapshot.masking = masking.get();
+    snapshot.meta.step = step;
+    snapshot.meta.worldSize = group->size();
+    snapshot.meta.epoch = epoch;
+    snapshot.meta.config = checkpoint::configJson(config);
+    checkpoint::write(target, snapshot);
+  }
+
+  /// Continues the run that wrote `path`: the same model, ranks and
+  /// sparsity, or a refusal naming the flag that differs.
+  void resume(const std::string &path) {
+    checkpoint::TrainingCheckpoint file(path, checkpoint::Reader::Resume);
+    const checkpoint::Meta &meta = file.meta();
+    const std::string current = checkpoint::configJson(config);
+    if (meta.config != current)
+      file.refuse("was written for model " + meta.config + ", but this run builds " + current +
+                  ": resume with the same --model and overrides");
+    if (meta.worldSize != group->size())
+      file.refuse("was written by a run of " + std::to_string(meta.worldSize) +
+                  " rank(s), this run has " + std::to_string(group->size()) + ": resume with " +
+                  (meta.worldSize == 1 ? std::string("one process (no --nproc)")
+                                       : "--nproc " + std::to_string(meta.worldSize)) +
+                  " so that the data shards and random streams continue where they stopped");
+    file.readWeights(*model, /*ema=*/false);
+    if (ema) {
+      if (!file.hasEma())
+        file.refuse("has no EMA weights: resume with --ema-decay 0");
+      file.readWeights(ema->model(), /*ema=*/true);
+    }
+    file.readOptimizer(*model, *optimizer, device);
+    if (masking) {
+      if (!file.hasMasks())
+        file.refuse("is a dense checkpoint: resume with --sparsity 0");
+      auto masks = file.readMasks(*model);
+      masking->restore(masks.layers, masks.generator);
+      models::pushMasksToLargeKernels(*model, masking->maskMap());
+      if (ema)
+        models::pushMasksToLargeKernels(ema->model(), masking->maskMap());
+    }
+    restoreGenerator(at::detail::getDefaultCPUGenerator(), file.cpuGenerator(group->rank()));
+    if (device.is_cuda())
+      restoreGenerator(at::globalContext().defaultGenerator(device),
+                       file.cudaGenerator(group->rank()));
+    step = meta.step;
+    epoch = meta.epoch;
+    checkMasks("after loading " + path);
+    log({{"event", "resume"}, {"step", step}, {"checkpoint", path}});
+  }
+
+  static void restoreGenerator(at::Generator generator, const torch::Tensor &state) {
+    if (!state.defined())
+      return;
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state.cpu());
+  }
+};
+
+Trainer::Trainer(TrainOptions options) : s_(std::make_unique<State>()) {
+  auto &s = *s_;
+  s.options = std::move(options);
+  s.selectDevice();
+  s.lockOutputs();
+  s.loadData();
+  s.buildModels();
+  s.planSchedule();
+  s.buildOptimizer();
+  s.buildMasking();
+  if (!s.options.resume.empty()) {
+    s.resume(s.options.resume);
     return;
   }
-  if (s.masking) {
-    // SNIP scores one global batch drawn from the data with its own order
-    // (every rank scores the same images, so one and many ranks agree).
-    auto order = epochOrder(s.train.size(), o.seed, -1)
-                     .slice(0, 0, std::min(s.train.size(), o.batchSize * ranks));
-    auto batch = data::gather(s.train, order);
-    auto x = batch.images.to(s.device), y = batch.labels.to(s.device);
-    s.masking->initialize(
-        [&] { return torch::nn::functional::cross_entropy(s.model->forward(x), y); });
-    if (s.distributed()) {
-      s.masking->synchronize([&](torch::Tensor &t) { s.group->broadcast(t); });
-      s.checkMasks("after the mask initialisation");
-    }
-    models::pushMasksToLargeKernels(*s.model, s.masking->maskMap());
-    s.logMasks("mask_init", 0, 0, nullptr);
-  }
-  // Drop path draws from LibTorch's default generator: a stream per rank.
-  if (s.distributed())
-    torch::manual_seed(o.seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(s.group->rank()));
-  if (s.ema) {
-    torch::NoGradGuard noGrad;
-    auto source = s.model->named_parameters();
-    for (auto &p : s.ema->named_parameters())
-      p.value().copy_(source[p.key()]);
-    auto sourceBuffers = s.model->named_buffers();
-    for (auto &b : s.ema->named_buffers())
-      b.value().copy_(sourceBuffers[b.key()]);
-    if (s.masking)
-      models::pushMasksToLargeKernels(*s.ema, s.masking->maskMap());
-  }
-  s.log(
-      {{"event", "start"},
-       {"model", configJson(s.config)},
-       {"layer_scale_init", s.config.layerScale},
-       {"large_kernel_backend", models::largeKernelLayers(*s.model).empty()
-                                    ? "none"
-                                    : models::largeKernelLayers(*s.model)[0].second->backendName()},
-       {"train_images", s.train.size()},
-       {"test_images", s.test.size()},
-       {"steps_per_epoch", s.stepsPerEpoch},
-       {"epochs", o.epochs},
-       {"batch_size", o.batchSize},
-       {"accum_steps", o.accumSteps},
-       {"lr", o.lr},
-       {"warmup_steps", s.warmupSteps},
-       {"weight_decay", o.weightDecay},
-       {"label_smoothing", o.labelSmoothing},
-       {"ema_decay", o.emaDecay},
-       {"threads", at::get_num_threads()},
-       {"ranks", ranks},
-       {"process_group", s.group->backendName()},
-       {"global_batch", o.batchSize * o.accumSteps * ranks},
-       {"seed", o.seed}});
+  s.initializeMasks();
+  s.seedDropPath();
+  if (s.ema)
+    s.ema->start(*s.model, s.masking.get());
+  s.logStart();
 }
 
 Trainer::~Trainer() = default;
 
 models::Classifier &Trainer::model() { return *s_->model; }
-models::Classifier *Trainer::ema() { return s_->ema.get(); }
+models::Classifier *Trainer::ema() { return s_->ema ? &s_->ema->model() : nullptr; }
 sparse::Masking *Trainer::masking() { return s_->masking.get(); }
 int64_t Trainer::step() const { return s_->step; }
 int64_t Trainer::stepsPerEpoch() const { return s_->stepsPerEpoch; }
@@ -729,7 +517,6 @@ TrainResult Trainer::run() {
   auto lossOptions =
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.labelSmoothing);
   const int64_t ranks = s.group->size(), rank = s.group->rank();
-  const int64_t imagesPerStep = o.batchSize * o.accumSteps * ranks;
   result.rank = static_cast<int>(rank);
   result.worldSize = static_cast<int>(ranks);
 
@@ -744,8 +531,8 @@ TrainResult Trainer::run() {
     record["test_loss"] = e.loss;
     record["test_acc"] = e.accuracy;
     if (s.ema) {
-      s.syncBuffers(*s.ema);
-      auto ee = evaluate(*s.ema, s.test, o.evalBatchSize, s.device.str(), s.group.get());
+      s.syncBuffers(s.ema->model());
+      auto ee = evaluate(s.ema->model(), s.test, o.evalBatchSize, s.device.str(), s.group.get());
       result.testAccuracyEma = ee.accuracy;
       record["test_loss_ema"] = ee.loss;
       record["test_acc_ema"] = ee.accuracy;
@@ -763,12 +550,18 @@ TrainResult Trainer::run() {
   while (s.step < s.totalSteps) {
     const int64_t epoch = s.step / s.stepsPerEpoch;
     const int64_t firstStep = s.step % s.stepsPerEpoch;
-    if (firstStep == 0) {
-      s.epochLossSum = s.epochTrainSeconds = 0;
-      s.epochCorrect = s.epochSeen = 0;
-    }
+    if (firstStep == 0)
+      s.epoch = {};
     auto order = epochOrder(s.train.size(), o.seed, epoch);
-    ProgressBar bar(o.progress && s.root(), epoch, o.epochs, s.stepsPerEpoch);
+    // This process runs steps [firstStep, lastStep) of the epoch (--max-steps may end it early).
+    int64_t lastStep = s.stepsPerEpoch;
+    if (o.maxSteps >= 0)
+      lastStep = std::clamp(o.maxSteps - epoch * s.stepsPerEpoch, firstStep + 1, lastStep);
+    autotune::ProgressBar bar(o.progress && s.root() ? &std::cerr : nullptr,
+                              "epoch " + std::to_string(epoch + 1) + "/" +
+                                  std::to_string(o.epochs) +
+                                  (firstStep > 0 ? " from step " + std::to_string(firstStep) : ""),
+                              static_cast<size_t>(lastStep - firstStep));
     s.model->train();
 
     for (int64_t i = firstStep; i < s.stepsPerEpoch; ++i) {
@@ -799,9 +592,9 @@ TrainResult Trainer::run() {
       // Average the gradients over the ranks (one flat allreduce) and sum the
       // step's metrics in the same message.
       auto sums = s.bucket->allreduce(*s.group, {stepLoss, stepCorrect});
-      s.epochLossSum += sums[0];
-      s.epochCorrect += std::llround(sums[1]);
-      s.epochSeen += o.batchSize * o.accumSteps * ranks;
+      s.epoch.lossSum += sums[0];
+      s.epoch.correct += std::llround(sums[1]);
+      s.epoch.seen += o.batchSize * o.accumSteps * ranks;
       s.optimizer->step();
       if (s.masking)
         s.masking->applyToWeights();
@@ -811,21 +604,18 @@ TrainResult Trainer::run() {
         s.checkMasks("after the mask update at step " + std::to_string(s.step));
         models::pushMasksToLargeKernels(*s.model, s.masking->maskMap());
         if (s.ema)
-          models::pushMasksToLargeKernels(*s.ema, s.masking->maskMap());
+          models::pushMasksToLargeKernels(s.ema->model(), s.masking->maskMap());
         s.logMasks("mask_update", s.step, report.pruneRate, &report.layers);
       }
       if (denseGrads)
         s.setDenseWeightGrads(false);
       if (s.ema)
-        s.updateEma();
+        s.ema->update(*s.model, s.masking.get());
       s.optimizer->zero_grad();
-      s.epochTrainSeconds += secondsSince(t0);
+      s.epoch.trainSeconds += secondsSince(t0);
 
       const int64_t done = i + 1;
-      const double ips = s.epochSeen / std::max(s.epochTrainSeconds, 1e-9);
-      bar.update(done, s.epochLossSum / s.epochSeen,
-                 static_cast<double>(s.epochCorrect) / s.epochSeen, ips,
-                 (s.stepsPerEpoch - done) * imagesPerStep / std::max(ips, 1e-9));
+      bar.update(static_cast<size_t>(done - firstStep), s.epochFigures());
       result.trainSeconds += secondsSince(t0);
 
       const bool epochEnd = done == s.stepsPerEpoch;
@@ -837,13 +627,14 @@ TrainResult Trainer::run() {
         break;
       }
     }
+    bar.finish();
+    if (o.progress && s.root())
+      std::cerr << "epoch " << epoch + 1 << ": " << s.epochFigures() << "\n";
     if (result.stoppedEarly)
       break;
 
     // Epoch end: evaluate, log, checkpoint.
-    result.trainLoss = s.epochLossSum / s.epochSeen;
-    result.trainAccuracy = static_cast<double>(s.epochCorrect) / s.epochSeen;
-    result.imagesPerSecond = s.epochSeen / std::max(s.epochTrainSeconds, 1e-9);
+    s.epochResult(result);
     json record{{"event", "epoch"},
                 {"epoch", epoch + 1},
                 {"step", s.step},
@@ -851,7 +642,7 @@ TrainResult Trainer::run() {
                 {"train_loss", result.trainLoss},
                 {"train_acc", result.trainAccuracy},
                 {"images_per_s", result.imagesPerSecond},
-                {"train_seconds", s.epochTrainSeconds}};
+                {"train_seconds", s.epoch.trainSeconds}};
     s.checkParameters("at the end of epoch " + std::to_string(epoch + 1));
     if (o.evalEachEpoch || s.step == s.totalSteps)
       testEvaluation(epoch, record);
@@ -868,10 +659,8 @@ TrainResult Trainer::run() {
   // Resumed from the final checkpoint of a run killed after writing it:
   // nothing is left to train, so report the last epoch as the run did (its
   // running sums are in the checkpoint, the evaluation is deterministic).
-  if (!epochEnded && !result.stoppedEarly && s.step >= s.totalSteps && s.epochSeen > 0) {
-    result.trainLoss = s.epochLossSum / s.epochSeen;
-    result.trainAccuracy = static_cast<double>(s.epochCorrect) / s.epochSeen;
-    result.imagesPerSecond = s.epochSeen / std::max(s.epochTrainSeconds, 1e-9);
+  if (!epochEnded && !result.stoppedEarly && s.step >= s.totalSteps && s.epoch.seen > 0) {
+    s.epochResult(result);
     json unused;
     testEvaluation(s.step / s.stepsPerEpoch - 1, unused);
   }

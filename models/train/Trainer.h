@@ -5,15 +5,11 @@
 // bar on stderr, a JSONL log and atomic checkpoints that resume bit-exactly.
 //
 // Rank 0 locks the output directories (OutputDirectoryLock) while it trains.
-// Checkpoint (one LibTorch archive, written to <path>.tmp, fsynced, renamed
-// over <path>, the folder fsynced: a kill leaves the old or the new file):
-//   model/      parameters and buffers (Module::save)
-//   ema/        the EMA model, when --ema-decay > 0
-//   optimizer/  per parameter (by name): step, exp_avg, exp_avg_sq
-//   masks/      the Masking (names, 0/1 masks, its generator state)
-//   rng/        LibTorch's default CPU (and CUDA) generator states
-//   meta/       format, step, the partial sums of the current epoch, the
-//               world size and the model configuration (checked on --resume)
+// Checkpoints (models/checkpoint/TrainingCheckpoint.h) hold the model, the
+// EMA (models/train/Ema.h), the optimizer state, the masks, the generator
+// states and the epoch's partial sums; --resume checks that the model
+// configuration and the number of ranks are the run's and continues it
+// bit-exactly.
 //
 // Several ranks (options.distributed, models/train/Distributed.h) train one
 // model data-parallel: every rank takes a disjoint shard of each epoch's

@@ -10,7 +10,9 @@
 //       an impossible rank set is refused with a message.
 #include "models/train/Distributed.h"
 #include "models/Models.h"
+#include "models/checkpoint/TrainingCheckpoint.h"
 #include "models/sparse/Masking.h"
+#include "tests/models/TestSupport.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -84,24 +86,16 @@ State loadState(const fs::path &path, bool branchBn) {
   ov.backend = models::parseLkBackend("torch");
   State s;
   s.model = models::createModel(models::modelConfig("slak_nano", ov));
-  torch::serialize::InputArchive root, modelArchive, maskArchive;
-  root.load_from(path.string());
-  root.read("model", modelArchive);
-  s.model->load(modelArchive);
-  sparse::Options so;
-  s.masking = std::make_unique<sparse::Masking>(*s.model, so);
-  root.read("masks", maskArchive);
-  s.masking->load(maskArchive);
+  checkpoint::TrainingCheckpoint file(path.string(), checkpoint::Reader::Tool);
+  file.readWeights(*s.model, /*ema=*/false);
+  auto masks = file.readMasks(*s.model);
+  s.masking = std::make_unique<sparse::Masking>(*s.model, sparse::Options{});
+  s.masking->restore(masks.layers, masks.generator);
   return s;
 }
 
 void expectIdentical(const State &a, const State &b) {
-  auto pb = b.model->named_parameters();
-  for (const auto &p : a.model->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << "parameter " << p.key();
-  auto bb = b.model->named_buffers();
-  for (const auto &x : a.model->named_buffers())
-    EXPECT_TRUE(torch::equal(x.value(), bb[x.key()])) << "buffer " << x.key();
+  tests::expectSameTensors(*a.model, *b.model, "model");
   const auto &ma = a.masking->layers(), &mb = b.masking->layers();
   ASSERT_EQ(ma.size(), mb.size());
   for (size_t i = 0; i < ma.size(); ++i)

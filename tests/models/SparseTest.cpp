@@ -351,14 +351,16 @@ TEST(SparseUpdate, PruneRateDecaysOnCosine) {
   EXPECT_FALSE(m.isUpdateStep(250));
 }
 
-TEST(SparseUpdate, CheckpointRoundTripContinuesIdentically) {
+// What a checkpoint keeps of a Masking (its masks in layer order and the
+// generator state) restores one that continues identically.
+TEST(SparseUpdate, RestoredStateContinuesIdentically) {
   auto net = tinyNet();
   Masking m(*net, opts(sparse::Init::Uniform));
   m.initialize();
-  torch::serialize::OutputArchive out;
-  m.save(out);
-  std::stringstream buffer;
-  out.save_to(buffer);
+  std::vector<std::pair<std::string, torch::Tensor>> saved;
+  for (const auto &l : m.layers())
+    saved.emplace_back(l.name, l.mask.clone());
+  const torch::Tensor generator = m.generatorState();
 
   auto net2 = tinyNet();
   {
@@ -368,14 +370,20 @@ TEST(SparseUpdate, CheckpointRoundTripContinuesIdentically) {
       p.value().copy_(src[p.key()]);
   }
   Masking m2(*net2, opts(sparse::Init::Uniform, 0.4, /*seed=*/99));
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
-  m2.load(in);
+  m2.restore(saved, generator);
   ASSERT_EQ(m.layers().size(), m2.layers().size());
+  for (size_t i = 0; i < m.layers().size(); ++i)
+    EXPECT_EQ(m.layers()[i].live, m2.layers()[i].live) << m.layers()[i].name;
   m.update(0, nullptr); // random growth: uses the restored generator
   m2.update(0, nullptr);
   for (size_t i = 0; i < m.layers().size(); ++i)
     EXPECT_TRUE(torch::equal(m.layers()[i].mask, m2.layers()[i].mask)) << m.layers()[i].name;
+
+  // A mask for a parameter that has none, or of another shape, is refused.
+  auto bias = std::make_pair(std::string("head.bias"), torch::ones({10}));
+  EXPECT_THROW(m2.restore({bias}, torch::Tensor()), std::invalid_argument);
+  auto misshapen = std::make_pair(saved[0].first, torch::ones({3, 3}));
+  EXPECT_THROW(m2.restore({misshapen}, torch::Tensor()), std::invalid_argument);
 }
 
 TEST(SparseOptions, NamesRoundTrip) {
