@@ -11,19 +11,27 @@ using json = nlohmann::json;
 
 namespace {
 
-json toJson(const models::ModelConfig &c) {
-  return json{{"name", c.name},
-              {"depths", c.depths},
-              {"dims", c.dims()},
-              {"kernel_sizes", c.kernelSizes},
-              {"small_kernel", c.smallKernel},
-              {"decomposed", c.decomposed},
-              {"branch_bn", c.branchBatchNorm},
-              {"in_channels", c.inChannels},
-              {"num_classes", c.numClasses},
-              {"stem_kernel", c.stemKernel},
-              {"stem_stride", c.stemStride},
-              {"sparsity", c.sparsity}};
+json toJson(const models::ModelConfig &c, unsigned fields = kAllFields) {
+  json j{{"name", c.name},
+         {"depths", c.depths},
+         {"dims", c.dims()},
+         {"decomposed", c.decomposed},
+         {"branch_bn", c.branchBatchNorm}};
+  if (fields & kKernelSizes)
+    j["kernel_sizes"] = c.kernelSizes;
+  if (fields & kSmallKernel)
+    j["small_kernel"] = c.smallKernel;
+  if (fields & kInChannels)
+    j["in_channels"] = c.inChannels;
+  if (fields & kNumClasses)
+    j["num_classes"] = c.numClasses;
+  if (fields & kStem) {
+    j["stem_kernel"] = c.stemKernel;
+    j["stem_stride"] = c.stemStride;
+  }
+  if (fields & kSparsity)
+    j["sparsity"] = c.sparsity;
+  return j;
 }
 
 /// The width factor (on a 0.01 grid) that turns `base` into `dims`, or 0.
@@ -49,7 +57,9 @@ void takeRecorded(std::optional<T> &field, const json &recorded, const char *key
 
 } // namespace
 
-std::string configJson(const models::ModelConfig &config) { return toJson(config).dump(); }
+std::string configJson(const models::ModelConfig &config, unsigned fields) {
+  return toJson(config, fields).dump();
+}
 
 std::string upgradeConfigJson(const std::string &recorded) {
   json c = json::parse(recorded, nullptr, /*allow_exceptions=*/false);
@@ -81,8 +91,7 @@ models::ModelConfig configFromJson(const std::string &recorded, const std::strin
       o.widthFactor = w;
   }
   models::ModelConfig config = models::modelConfig(name, o);
-  json built = toJson(config), wanted = saved;
-  built.erase("sparsity");
+  json built = toJson(config, kAllFields & ~kSparsity), wanted = saved;
   for (auto it = wanted.begin(); it != wanted.end();)
     it = built.contains(it.key()) ? std::next(it) : wanted.erase(it);
   if (built != wanted)

@@ -11,8 +11,21 @@
 
 namespace slak::checkpoint {
 
-/// The JSON text (keys sorted) that meta/config holds for `config`.
-std::string configJson(const models::ModelConfig &config);
+/// Fields a record may leave out: an official SLaK checkpoint records no
+/// config, and its tensor shapes do not show every field.
+enum ConfigFields : unsigned {
+  kKernelSizes = 1u << 0,
+  kSmallKernel = 1u << 1,
+  kInChannels = 1u << 2,
+  kNumClasses = 1u << 3,
+  kStem = 1u << 4, // stem_kernel and stem_stride
+  kSparsity = 1u << 5,
+  kAllFields = (1u << 6) - 1,
+};
+
+/// The JSON text (keys sorted) that meta/config holds for `config`; name,
+/// depths, dims, decomposed and branch_bn always, the others in `fields`.
+std::string configJson(const models::ModelConfig &config, unsigned fields = kAllFields);
 
 /// A recorded config in the current fields: a record without stem_stride
 /// (written before stems could overlap) has a patchify stem, stride =

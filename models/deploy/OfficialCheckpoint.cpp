@@ -1,9 +1,10 @@
 #include "models/deploy/OfficialCheckpoint.h"
 
+#include "models/checkpoint/ConfigJson.h"
+
 #include "models/deploy/ZipChecksums.h"
 
 #include <caffe2/serialize/inline_container.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -1102,25 +1103,31 @@ std::string fittingFlags(const OfficialModelShape &file, const ModelConfig &curr
 }
 
 std::string officialModelConfigJson(const OfficialModelShape &file) {
-  nlohmann::json c;
-  c["name"] = file.registryName;
-  c["depths"] = file.depths;
-  c["dims"] = file.dims;
+  ModelConfig c;
+  c.name = file.registryName;
+  c.depths = file.depths;
+  c.baseDims = file.dims;
+  c.widthFactor = 1.0;
+  c.kernelSizes = file.kernelSizes;
+  c.smallKernel = file.smallKernel;
+  c.decomposed = file.decomposed;
+  c.branchBatchNorm = file.branchBatchNorm;
+  c.inChannels = file.inChannels;
+  c.numClasses = file.numClasses;
+  c.stemKernel = c.stemStride = file.stemKernel; // official stems are patchify
+  // Only what the shapes show.
+  unsigned fields = 0;
   if (std::all_of(file.kernelSizes.begin(), file.kernelSizes.end(), [](int k) { return k > 0; }))
-    c["kernel_sizes"] = file.kernelSizes;
+    fields |= checkpoint::kKernelSizes;
   if (file.smallKernel > 0)
-    c["small_kernel"] = file.smallKernel;
-  c["decomposed"] = file.decomposed;
-  c["branch_bn"] = file.branchBatchNorm;
+    fields |= checkpoint::kSmallKernel;
   if (file.inChannels > 0)
-    c["in_channels"] = file.inChannels;
+    fields |= checkpoint::kInChannels;
   if (file.numClasses > 0)
-    c["num_classes"] = file.numClasses;
-  if (file.stemKernel > 0) {
-    c["stem_kernel"] = file.stemKernel;
-    c["stem_stride"] = file.stemKernel; // official stems are patchify
-  }
-  return c.dump();
+    fields |= checkpoint::kNumClasses;
+  if (file.stemKernel > 0)
+    fields |= checkpoint::kStem;
+  return checkpoint::configJson(c, fields);
 }
 
 } // namespace slak::models

@@ -21,9 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path freshDir(const std::string &name) {
-  return tests::freshDir("slak-checkpoint-test", name);
-}
+fs::path freshDir(const std::string &name) { return tests::freshDir("slak-checkpoint-test", name); }
 
 models::ModelConfig smallConfig(double widthFactor = 0.25) {
   models::ModelOverrides o;
@@ -197,6 +195,14 @@ TEST(ConfigJson, RecordedConfigRebuildsTheModel) {
   models::ModelConfig rebuilt = checkpoint::configFromJson(recorded, "", {}, "x.pt");
   EXPECT_EQ(checkpoint::configJson(rebuilt), recorded);
   EXPECT_EQ(rebuilt.widthFactor, 0.5);
+
+  // A record of what is known only (an official checkpoint's shapes).
+  const auto known = nlohmann::json::parse(
+      checkpoint::configJson(config, checkpoint::kKernelSizes | checkpoint::kStem));
+  EXPECT_EQ(known.size(), 8u) << known.dump();
+  EXPECT_FALSE(known.contains("sparsity"));
+  EXPECT_FALSE(known.contains("num_classes"));
+  EXPECT_EQ(known["stem_stride"], config.stemStride);
 
   // A record without stem_stride has a patchify stem.
   auto old = fields;
