@@ -31,7 +31,7 @@ CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
     return c;
   }
   const std::string signature = problemSignature(spec);
-  const std::string compiler = compilerVersion(Backend::Cpu);
+  const std::string compiler = compilerVersion(KernelFamily::Cpu);
   c.note = "no tuned CPU schedule for this layer on " +
            (cpuDevices.empty() ? std::string("this CPU") : cpuDevices.front());
   for (const std::string &device : cpuDevices) {

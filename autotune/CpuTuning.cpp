@@ -23,9 +23,9 @@ public:
     default_ = codegen::cpu::defaultCpuSchedule(spec, workload.height, workload.width);
   }
 
-  Backend backend() const override { return Backend::Cpu; }
+  KernelFamily backend() const override { return KernelFamily::Cpu; }
   TuningKey key() const override {
-    return {problemSignature(spec_), cpu_.name, compilerVersion(Backend::Cpu)};
+    return {problemSignature(spec_), cpu_.name, compilerVersion(KernelFamily::Cpu)};
   }
   std::string workload() const override { return workload_.str(); }
 

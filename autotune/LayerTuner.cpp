@@ -75,8 +75,8 @@ std::string LayerTuner::device() const {
   return impl_->gpu.name;
 }
 
-Backend LayerTuner::backend() const {
-  return impl_->target.kind == TuneTarget::Kind::Cpu ? Backend::Cpu : Backend::Cuda;
+KernelFamily LayerTuner::backend() const {
+  return impl_->target.kind == TuneTarget::Kind::Cpu ? KernelFamily::Cpu : KernelFamily::Cuda;
 }
 
 TuningResult LayerTuner::tune(const KernelSpec &spec, const Workload &workload,

@@ -35,7 +35,7 @@ public:
 
   /// The database device key results are stored under.
   std::string device() const;
-  Backend backend() const;
+  KernelFamily backend() const;
   /// Tunes one layer; options.measure is set from the target.
   TuningResult tune(const KernelSpec &spec, const Workload &workload, TuneOptions options);
 

@@ -53,7 +53,7 @@ ScheduleChoice lookupSchedule(TuningDatabase *db, const KernelSpec &spec, const 
   if (!db)
     return fallback(spec, device, density, "no tuning database");
   const std::string signature = problemSignature(spec);
-  const std::string compiler = compilerVersion(Backend::Cuda);
+  const std::string compiler = compilerVersion(KernelFamily::Cuda);
   std::string note = "no tuned schedule for this layer on " + device;
   for (const std::string &key : deviceKeys(device)) {
     const auto stored = db->findChoice({signature, key, compiler});

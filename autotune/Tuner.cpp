@@ -66,9 +66,9 @@ public:
       coupled_ = coupled_ || (!b.dense && !spec.denseWeightGrad);
   }
 
-  Backend backend() const override { return Backend::Cuda; }
+  KernelFamily backend() const override { return KernelFamily::Cuda; }
   TuningKey key() const override {
-    return {problemSignature(spec_), device_.name, compilerVersion(Backend::Cuda)};
+    return {problemSignature(spec_), device_.name, compilerVersion(KernelFamily::Cuda)};
   }
   std::string workload() const override { return workload_.str(); }
 
@@ -175,11 +175,13 @@ private:
 
 } // namespace
 
-const char *backendName(Backend backend) { return backend == Backend::Cuda ? "cuda" : "cpu"; }
+const char *backendName(KernelFamily backend) {
+  return backend == KernelFamily::Cuda ? "cuda" : "cpu";
+}
 
-std::string compilerVersion(Backend backend) {
+std::string compilerVersion(KernelFamily backend) {
   std::string v = std::string("slak ") + SLAK_VERSION + " " + backendName(backend);
-  if (backend == Backend::Cpu)
+  if (backend == KernelFamily::Cpu)
     v += std::string(" halide-") + SLAK_HALIDE_VERSION;
   return v + " " + emitterTag();
 }

@@ -37,13 +37,15 @@
 
 namespace slak::autotune {
 
-enum class Backend { Cuda, Cpu };
-const char *backendName(Backend backend); // "cuda", "cpu"
+/// Which kernels a schedule is for: the generated GPU kernels or the Halide
+/// CPU pipelines.
+enum class KernelFamily { Cuda, Cpu };
+const char *backendName(KernelFamily backend); // "cuda", "cpu"
 
 /// The code generator and backend compiler a schedule was tuned with: a
 /// schedule tuned by another version may no longer be the best (or legal).
 /// "slak 0.1.0 cuda lk_conv.v1", "slak 0.1.0 cpu halide-14 lk_conv.v1".
-std::string compilerVersion(Backend backend);
+std::string compilerVersion(KernelFamily backend);
 
 constexpr double kNoTime = std::numeric_limits<double>::quiet_NaN();
 using KindTimes = std::array<double, 3>; // indexed by kindIndex(); NaN = not timed
@@ -71,7 +73,7 @@ struct RankedCandidate {
 };
 
 struct TuningResult {
-  Backend backend = Backend::Cuda;
+  KernelFamily backend = KernelFamily::Cuda;
   TuningKey key;
   std::string workload;
   std::vector<KernelKind> kinds;
@@ -98,7 +100,7 @@ struct TuningResult {
 class TuningProblem {
 public:
   virtual ~TuningProblem() = default;
-  virtual Backend backend() const = 0;
+  virtual KernelFamily backend() const = 0;
   virtual TuningKey key() const = 0;
   virtual std::string workload() const = 0;
   /// Enumerates `part`'s candidates (needed = some requested kind reads the

@@ -48,8 +48,8 @@ LaunchGeometry EmittedKernels::geometry(KernelKind kind, int64_t n, int64_t h, i
           sharedBytes[k]};
 }
 
-std::string assembleSource(Backend backend, const std::vector<EmittedKernels> &layers) {
-  std::string source = emitPrelude(backend);
+std::string assembleSource(GpuLanguage language, const std::vector<EmittedKernels> &layers) {
+  std::string source = emitPrelude(language);
   std::set<std::string> seen;
   for (const EmittedKernels &layer : layers)
     if (seen.insert(layer.names[0]).second)

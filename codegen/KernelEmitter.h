@@ -77,6 +77,6 @@ std::string kernelBaseName(const KernelSpec &spec);
 EmittedKernels emitKernels(const KernelSpec &spec);
 
 /// A whole translation unit: the prelude, then each distinct body once.
-std::string assembleSource(Backend backend, const std::vector<EmittedKernels> &layers);
+std::string assembleSource(GpuLanguage language, const std::vector<EmittedKernels> &layers);
 
 } // namespace slak::codegen

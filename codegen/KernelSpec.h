@@ -10,6 +10,7 @@
 // TapTable listing, per branch and channel, the live window positions.
 #pragma once
 
+#include "codegen/KernelWindow.h"
 #include "codegen/Schedule.h"
 
 #include <cstdint>
@@ -37,6 +38,7 @@ struct Branch {
     return Branch{kh, kw, kh / 2, kw / 2, dense};
   }
   int windowSize() const { return kernelH * kernelW; }
+  KernelWindow window() const { return {kernelH, kernelW, padH, padW}; }
 };
 
 /// One fused large-kernel layer.

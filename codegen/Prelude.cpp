@@ -88,10 +88,13 @@ SLAK_INLINE void slak_st_f16(__global half *p, slak_i64 i, float v) { vstore_hal
 
 } // namespace
 
-const char *backendName(Backend backend) { return backend == Backend::Cuda ? "cuda" : "opencl"; }
+const char *languageName(GpuLanguage language) {
+  return language == GpuLanguage::Cuda ? "cuda" : "opencl";
+}
 
-std::string emitPrelude(Backend backend) {
-  return std::string(backend == Backend::Cuda ? kCudaPrelude : kOpenCLPrelude) + kCommonHelpers;
+std::string emitPrelude(GpuLanguage language) {
+  return std::string(language == GpuLanguage::Cuda ? kCudaPrelude : kOpenCLPrelude) +
+         kCommonHelpers;
 }
 
 const char *preludeTypeSuffix(ElementType type) { return elementTypeName(type); }

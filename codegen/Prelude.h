@@ -16,18 +16,20 @@
 
 namespace slak::codegen {
 
-enum class Backend { Cuda, OpenCL };
+enum class GpuLanguage { Cuda, OpenCL };
 
-const char *backendName(Backend backend); // "cuda", "opencl"
+/// The GPU source language the emitter writes: the same kernel text goes
+/// through a CUDA or an OpenCL prelude.
+const char *languageName(GpuLanguage language); // "cuda", "opencl"
 
-/// The macro and helper prelude for `backend`. It has an include guard, is
+/// The macro and helper prelude for `language`. It has an include guard, is
 /// self-contained (no #include, so NVRTC needs no headers) and defines, for
 /// every element type T in {f32, f16, bf16}:
 ///   slak_T_t                      pointer element type
 ///   slak_ld_T(p, i) -> float      load p[i]
 ///   slak_st_T(p, i, v)            store v to p[i] (round to nearest even)
 ///   slak_ld2_T(p, base, y, x, h, w) -> float   p[base + y*w + x], 0 outside
-std::string emitPrelude(Backend backend);
+std::string emitPrelude(GpuLanguage language);
 
 /// Name of the element type as the body spells it: "f32", "f16", "bf16".
 const char *preludeTypeSuffix(ElementType type);

@@ -6,13 +6,6 @@
 
 namespace slak::codegen {
 
-std::optional<std::pair<int64_t, int64_t>> KernelWindow::offsetOf(const KernelWindow &inner) const {
-  const int64_t dh = padH - inner.padH, dw = padW - inner.padW;
-  if (dh < 0 || dw < 0 || dh + inner.kernelH > kernelH || dw + inner.kernelW > kernelW)
-    return std::nullopt;
-  return std::make_pair(dh, dw);
-}
-
 MergePlan planNestedMerge(const std::vector<KernelWindow> &windows) {
   MergePlan plan;
   plan.order.resize(windows.size());

@@ -26,21 +26,14 @@
 //        (inner may have no mask: all of its taps are live)
 #pragma once
 
+#include "codegen/KernelWindow.h"
+
 #include <cstdint>
 #include <optional>
 #include <utility>
 #include <vector>
 
 namespace slak::codegen {
-
-/// A branch's kernel window and its padding (the window's centre offset).
-struct KernelWindow {
-  int64_t kernelH = 1, kernelW = 1, padH = 0, padW = 0;
-  int64_t area() const { return kernelH * kernelW; }
-  /// Where `inner` lies inside this window (row and column offset of its
-  /// top-left tap), or nothing when it does not nest.
-  std::optional<std::pair<int64_t, int64_t>> offsetOf(const KernelWindow &inner) const;
-};
 
 /// Which branches survive the nested-window merge and where the others go.
 struct MergePlan {

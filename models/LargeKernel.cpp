@@ -4,7 +4,7 @@
 
 #ifdef SLAK_MODELS_WITH_RUNTIME
 #include "runtime/LKConv2d.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
 #endif
 
@@ -103,7 +103,7 @@ void checkOptions(const LargeKernelOptions &o) {
 
 /// One depthwise branch: the weight and, optionally, its BatchNorm.
 struct ConvBranchImpl : torch::nn::Module {
-  ConvBranchImpl(int64_t channels, LkBranchShape shape, bool batchNorm) {
+  ConvBranchImpl(int64_t channels, codegen::KernelWindow shape, bool batchNorm) {
     weight =
         register_parameter("weight", torch::empty({channels, 1, shape.kernelH, shape.kernelW}));
     // LibTorch's Conv2d default: kaiming_uniform_(a = sqrt(5)).
@@ -167,8 +167,7 @@ std::vector<torch::Tensor> byteMasks(const std::vector<torch::Tensor> &masks) {
   std::vector<torch::Tensor> out;
   bool any = false;
   for (const auto &m : masks) {
-    out.push_back(m.defined() ? m.detach().ne(0).to(torch::kCPU, torch::kUInt8).contiguous()
-                              : torch::Tensor());
+    out.push_back(m.defined() ? slak::live_mask(m) : torch::Tensor());
     any = any || m.defined();
   }
   return any ? out : std::vector<torch::Tensor>{};

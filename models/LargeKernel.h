@@ -13,6 +13,8 @@
 //     where the runtime is not built).
 #pragma once
 
+#include "codegen/KernelWindow.h"
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/types.h>
@@ -36,14 +38,10 @@ bool runtimeLargeKernelAvailable();
 /// slow reference oracle).
 LkBackend resolveLkBackend(LkBackend requested);
 
-struct LkBranchShape {
-  int kernelH = 1;
-  int kernelW = 1;
-};
-
 struct LargeKernelOptions {
   int64_t channels = 0;
-  std::vector<LkBranchShape> branches;
+  /// Each branch's window; padding is "same" (KH/2, KW/2) whatever is given.
+  std::vector<codegen::KernelWindow> branches;
   /// A BatchNorm after each branch, before the sum (SLaK's and RepLKNet's
   /// conv_bn); false gives bias-free branch convolutions summed directly.
   bool batchNorm = true;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runtime/LayerTaps.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
 
 namespace slak {
@@ -17,7 +18,6 @@ struct KernelPackageModule::OpState {
   const codegen::PackagedOp *op = nullptr;
   std::mutex mutex;
   std::shared_ptr<runtime::LayerTaps> tableTaps;
-  std::map<std::string, std::shared_ptr<runtime::LkConvKernel>> kernels;
   std::map<std::string, std::vector<at::Tensor>> weights; // per device and dtype
   std::map<std::string, at::Tensor> bias;
 };
@@ -44,10 +44,10 @@ std::string expectedInput(const codegen::KernelSpec &spec) {
   return os.str();
 }
 
-std::vector<runtime::BranchWindow> windowsOf(const codegen::KernelSpec &spec) {
-  std::vector<runtime::BranchWindow> windows;
+std::vector<codegen::KernelWindow> windowsOf(const codegen::KernelSpec &spec) {
+  std::vector<codegen::KernelWindow> windows;
   for (const codegen::Branch &b : spec.branches)
-    windows.push_back({b.kernelH, b.kernelW});
+    windows.push_back(b.window());
   return windows;
 }
 
@@ -112,13 +112,10 @@ at::Tensor KernelPackageModule::forward(const std::string &opName, const at::Ten
               x.sizes(), " ", c10::toString(x.scalar_type()),
               "; regenerate the package for this shape or use slak::lk_conv (JIT)");
 
-  BackendKind backend = runtime::parseBackendKind(backendName);
-  if (backend == BackendKind::Auto && x.device().is_cpu())
-    backend = runtime::openclDeviceAvailable() ? BackendKind::OpenCL : BackendKind::Cpu;
-  backend = runtime::resolveBackend(backend, x.device());
-  const int deviceIndex = x.is_cuda() ? x.device().index() : -1;
+  const BackendKind backend =
+      runtime::resolveBackend(runtime::parseBackendKind(backendName), x.device());
 
-  // Taps: the packaged table, or one built from the masks given now.
+  // Taps: the packaged table, or lk_conv's taps of the masks given now.
   std::shared_ptr<runtime::LayerTaps> taps;
   if (op.table) {
     TORCH_CHECK(masks.empty(), what, " has a packaged tap table; pass no masks");
@@ -132,21 +129,15 @@ at::Tensor KernelPackageModule::forward(const std::string &opName, const at::Ten
                 numBranches, " branches, got ", masks.size(), " masks");
     TORCH_CHECK(!spec.anySparse() || !masks.empty(), what,
                 " builds its tap table at run time: pass one mask per branch");
-    std::vector<codegen::BranchMask> bytes(numBranches);
     for (int b = 0; b < static_cast<int>(masks.size()); ++b) {
-      if (!masks[b].defined())
-        continue;
       const codegen::Branch &br = spec.branches[b];
-      TORCH_CHECK(masks[b].numel() == spec.channels * br.windowSize(), what, ": masks[", b,
-                  "] has shape ", masks[b].sizes(), ", expected [", spec.channels, ", 1, ",
-                  br.kernelH, ", ", br.kernelW, "]");
-      TORCH_CHECK(!br.dense, what, ": branch ", b,
+      TORCH_CHECK(!masks[b].defined() || masks[b].numel() == spec.channels * br.windowSize(), what,
+                  ": masks[", b, "] has shape ", masks[b].sizes(), ", expected [", spec.channels,
+                  ", 1, ", br.kernelH, ", ", br.kernelW, "]");
+      TORCH_CHECK(!masks[b].defined() || !br.dense, what, ": branch ", b,
                   " was compiled dense; its mask would be ignored. Regenerate the package "
                   "with the mask");
-      const at::Tensor live = masks[b].detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
-      bytes[b].assign(live.data_ptr<uint8_t>(), live.data_ptr<uint8_t>() + live.numel());
     }
-    taps = std::make_shared<runtime::LayerTaps>(spec.channels, windowsOf(spec), std::move(bytes));
   }
 
   // Weights and bias: given, else the packaged constants on x's device.
@@ -207,44 +198,22 @@ at::Tensor KernelPackageModule::forward(const std::string &opName, const at::Ten
     b = it->second;
   }
 
+  check_lk_conv_arguments(x, w, masks, b);
+  if (!taps)
+    taps = make_layer_taps(w, masks);
+
+  runtime::GpuKernelSource source;
+  source.kernels = op.kernels;
+  source.label = "kernel package " + package_.directory + " op " + op.name;
+  source.source = backend == BackendKind::Cuda ? package_.cudaSource : package_.openclSource;
   std::shared_ptr<runtime::LkConvKernel> kernel;
-  {
-    std::lock_guard<std::mutex> lock(st.mutex);
-    const std::string key =
-        std::string(runtime::backendKindName(backend)) + ":" + std::to_string(deviceIndex);
-    auto it = st.kernels.find(key);
-    if (it == st.kernels.end()) {
-      runtime::GpuKernelSource source;
-      source.kernels = op.kernels;
-      source.label = "package " + package_.directory + " op " + op.name;
-      try {
-        switch (backend) {
-        case BackendKind::Cuda:
-          TORCH_CHECK(!package_.cudaSource.empty(), what, ": the package has no kernels.cu");
-          source.source = package_.cudaSource;
-          kernel = runtime::makeCudaKernel(source, deviceIndex);
-          break;
-        case BackendKind::OpenCL:
-          TORCH_CHECK(!package_.openclSource.empty(), what, ": the package has no kernels.cl");
-          source.source = package_.openclSource;
-          kernel = runtime::makeOpenCLKernel(source);
-          break;
-        case BackendKind::Reference:
-          kernel = runtime::makeReferenceKernel(spec);
-          break;
-        default:
-          kernel = runtime::makeCpuKernel(spec);
-          break;
-        }
-      } catch (const c10::Error &) {
-        throw;
-      } catch (const std::exception &e) {
-        TORCH_CHECK(false, what, ": cannot prepare the ", runtime::backendKindName(backend),
-                    " kernels: ", e.what());
-      }
-      it = st.kernels.emplace(key, kernel).first;
-    }
-    kernel = it->second;
+  try {
+    kernel = runtime::getKernel(backend, spec, x.device(), &source);
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    TORCH_CHECK(false, what, ": cannot prepare the ", runtime::backendKindName(backend),
+                " kernels: ", e.what());
   }
   return runtime::applyLkConv(x, w, b, kernel, taps);
 }

@@ -1,11 +1,13 @@
 // KernelPackageLoader: the runtime's AOT path. load_kernel_package(dir)
 // reads what `slak-translate --emit-kernel-package` wrote
-// (codegen/package/KernelPackage.h) and serves its ops: forward runs an op
-// with the packaged kernels (kernels.cu through NVRTC for CUDA tensors,
-// kernels.cl on the OpenCL device for CPU tensors; the CPU backend where
-// there is no OpenCL device), its tap table and, where the package holds them, its
-// constant weights and bias. The call goes through lk_conv's autograd
-// function, so gradients flow to x and to weights passed in.
+// (codegen/package/KernelPackage.h) and serves its ops through the same
+// entry as lk_conv: its argument checks, its "auto" backend rule (CUDA
+// tensors: cuda; CPU tensors: the CPU backend), its taps of run-time masks
+// and its kernel registry, which compiles the package's kernels.cu (CUDA,
+// NVRTC) or kernels.cl (OpenCL) instead of emitting them; the CPU backends
+// build from the packaged spec. Where the package holds them, its tap table
+// and constant weights and bias are used. Gradients flow to x and to
+// weights passed in.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -40,9 +42,9 @@ public:
 
   /// Runs op `op` on x. `weights` (one [C, 1, KH, KW] per branch) and `bias`
   /// are needed only when the package holds none; `masks` only when the op's
-  /// tap table is built at run time. `backend`: "auto" (CUDA tensors: cuda;
-  /// CPU tensors: opencl where there is an OpenCL device, else cpu), "opencl", "cpu",
-  /// "reference" or "cuda". An x whose shape or dtype the op was not
+  /// tap table is built at run time. `backend`: as lk_conv's ("auto": CUDA
+  /// tensors cuda, CPU tensors cpu; "opencl", "cpu", "reference" or
+  /// "cuda"). An x whose shape or dtype the op was not
   /// compiled for is refused with a c10::Error naming both.
   at::Tensor forward(const std::string &op, const at::Tensor &x, at::TensorList weights = {},
                      const std::optional<at::Tensor> &bias = std::nullopt,

@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "runtime/LayerTaps.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/Reparam.h"
 
 namespace slak {
@@ -68,7 +68,7 @@ void LKConv2dImpl::set_masks(const std::vector<at::Tensor> &masks) {
     TORCH_CHECK(masks[b].sizes() == weights_[b].sizes(), "slak::LKConv2d::set_masks: mask for ",
                 kBranchNames[b], " (branch ", b, ") has shape ", masks[b].sizes(), ", expected ",
                 weights_[b].sizes());
-    stored[b] = masks[b].detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
+    stored[b] = live_mask(masks[b]);
   }
   masks_ = std::move(stored);
   make_layer_taps(weights_, masks_); // read the masks once, here

@@ -12,7 +12,7 @@ std::atomic<int64_t> uploads{0};
 
 } // namespace
 
-LayerTaps::LayerTaps(int64_t channels, std::vector<BranchWindow> windows,
+LayerTaps::LayerTaps(int64_t channels, std::vector<codegen::KernelWindow> windows,
                      std::vector<codegen::BranchMask> masks)
     : channels_(channels), windows_(std::move(windows)), masks_(std::move(masks)),
       id_(nextId.fetch_add(1)) {
@@ -24,7 +24,7 @@ LayerTaps::LayerTaps(int64_t channels, std::vector<BranchWindow> windows,
   codegen::KernelSpec spec;
   spec.channels = channels_;
   for (size_t b = 0; b < windows_.size(); ++b) {
-    const BranchWindow &w = windows_[b];
+    const codegen::KernelWindow &w = windows_[b];
     spec.branches.push_back(codegen::Branch::same(w.kernelH, w.kernelW));
     codegen::BranchMask &mask = masks_[b];
     const int64_t expected = channels_ * w.kernelH * w.kernelW;
@@ -37,7 +37,8 @@ LayerTaps::LayerTaps(int64_t channels, std::vector<BranchWindow> windows,
   table_ = codegen::buildTapTable(spec, masks_);
 }
 
-LayerTaps::LayerTaps(int64_t channels, std::vector<BranchWindow> windows, codegen::TapTable table)
+LayerTaps::LayerTaps(int64_t channels, std::vector<codegen::KernelWindow> windows,
+                     codegen::TapTable table)
     : channels_(channels), windows_(std::move(windows)), table_(std::move(table)),
       id_(nextId.fetch_add(1)) {
   const int numBranches = static_cast<int>(windows_.size());
@@ -49,7 +50,7 @@ LayerTaps::LayerTaps(int64_t channels, std::vector<BranchWindow> windows, codege
                                 std::to_string(numBranches) + " of " + std::to_string(channels_));
   masks_.resize(windows_.size());
   for (int b = 0; b < numBranches; ++b) {
-    const BranchWindow &w = windows_[b];
+    const codegen::KernelWindow &w = windows_[b];
     const int64_t window = static_cast<int64_t>(w.kernelH) * w.kernelW;
     codegen::BranchMask &mask = masks_[b];
     mask.assign(channels_ * window, 0);

@@ -14,29 +14,25 @@
 #include <vector>
 
 #include "codegen/KernelSpec.h"
+#include "codegen/KernelWindow.h"
 #include "codegen/TapTable.h"
 
 namespace slak::runtime {
-
-/// Geometry of one branch as the taps see it.
-struct BranchWindow {
-  int kernelH = 1, kernelW = 1;
-};
 
 class LayerTaps {
 public:
   /// `masks`: one per branch, empty = dense, else C*KH*KW bytes (non-zero =
   /// live). A mask with every tap live is stored as dense. Throws
   /// std::invalid_argument on size mismatches.
-  LayerTaps(int64_t channels, std::vector<BranchWindow> windows,
+  LayerTaps(int64_t channels, std::vector<codegen::KernelWindow> windows,
             std::vector<codegen::BranchMask> masks);
   /// From a finished table (a kernel package's), kept as it is; the masks
   /// are derived from it. Throws std::invalid_argument when the table does
   /// not fit the windows.
-  LayerTaps(int64_t channels, std::vector<BranchWindow> windows, codegen::TapTable table);
+  LayerTaps(int64_t channels, std::vector<codegen::KernelWindow> windows, codegen::TapTable table);
 
   int64_t channels() const { return channels_; }
-  const std::vector<BranchWindow> &windows() const { return windows_; }
+  const std::vector<codegen::KernelWindow> &windows() const { return windows_; }
   int numBranches() const { return static_cast<int>(windows_.size()); }
   /// Whether branch b has every tap of every channel live.
   bool dense(int branch) const { return masks_[branch].empty(); }
@@ -55,7 +51,7 @@ private:
   void computeDensity();
 
   int64_t channels_;
-  std::vector<BranchWindow> windows_;
+  std::vector<codegen::KernelWindow> windows_;
   std::vector<codegen::BranchMask> masks_;
   codegen::TapTable table_;
   double sparseDensity_ = -1;

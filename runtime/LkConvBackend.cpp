@@ -18,7 +18,8 @@ std::atomic<int64_t> kernelsBuilt{0}, kernelHits{0};
 
 struct Registry {
   std::mutex mutex;
-  std::map<std::tuple<int, int, std::string>, std::shared_ptr<LkConvKernel>> kernels;
+  /// (backend, device index, spec signature, label of a packaged source or "").
+  std::map<std::tuple<int, int, std::string, std::string>, std::shared_ptr<LkConvKernel>> kernels;
 };
 
 Registry &registry() {
@@ -80,10 +81,18 @@ BackendKind resolveBackend(BackendKind requested, const c10::Device &device) {
 }
 
 std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelSpec &spec,
-                                        const c10::Device &device) {
+                                        const c10::Device &device,
+                                        const GpuKernelSource *packaged) {
   TORCH_CHECK(kind != BackendKind::Auto, "slak: getKernel needs a resolved backend");
+  const bool gpuText = kind == BackendKind::Cuda || kind == BackendKind::OpenCL;
+  if (packaged && gpuText)
+    TORCH_CHECK(!packaged->source.empty(), "slak: ", packaged->label, " has no ",
+                kind == BackendKind::Cuda ? "kernels.cu" : "kernels.cl",
+                ": rebuild the package (slak-translate --emit-kernel-package) or pick another "
+                "backend");
   const int deviceIndex = device.is_cuda() ? (device.has_index() ? device.index() : 0) : -1;
-  const auto key = std::make_tuple(static_cast<int>(kind), deviceIndex, spec.signature());
+  const auto key = std::make_tuple(static_cast<int>(kind), deviceIndex, spec.signature(),
+                                   packaged && gpuText ? packaged->label : std::string());
   Registry &r = registry();
   {
     std::lock_guard<std::mutex> lock(r.mutex);
@@ -94,7 +103,9 @@ std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelS
     }
   }
   std::shared_ptr<LkConvKernel> kernel;
-  auto gpuSource = [&](codegen::Backend backend) {
+  auto gpuSource = [&](codegen::GpuLanguage backend) {
+    if (packaged)
+      return *packaged;
     GpuKernelSource source;
     try {
       source.kernels = codegen::emitKernels(spec);
@@ -115,10 +126,10 @@ std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelS
     kernel = makeReferenceKernel(spec);
     break;
   case BackendKind::OpenCL:
-    kernel = makeOpenCLKernel(gpuSource(codegen::Backend::OpenCL));
+    kernel = makeOpenCLKernel(gpuSource(codegen::GpuLanguage::OpenCL));
     break;
   case BackendKind::Cuda:
-    kernel = makeCudaKernel(gpuSource(codegen::Backend::Cuda), deviceIndex);
+    kernel = makeCudaKernel(gpuSource(codegen::GpuLanguage::Cuda), deviceIndex);
     break;
   case BackendKind::Auto:
     break;

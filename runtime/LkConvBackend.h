@@ -81,9 +81,13 @@ struct GpuKernelSource {
 };
 
 /// The kernel for `spec` on `device` with backend `kind` (not Auto),
-/// compiled on first use and kept for the life of the process.
+/// compiled on first use and kept for the life of the process. The GPU
+/// backends compile `packaged` (a kernel package's text for this spec) where
+/// given, else what the emitter writes for the spec; the CPU backends build
+/// from the spec either way.
 std::shared_ptr<LkConvKernel> getKernel(BackendKind kind, const codegen::KernelSpec &spec,
-                                        const c10::Device &device);
+                                        const c10::Device &device,
+                                        const GpuKernelSource *packaged = nullptr);
 
 // Backend factories (LkConvBackend.cpp dispatches to them).
 std::shared_ptr<LkConvKernel> makeCpuKernel(const codegen::KernelSpec &spec);

@@ -321,8 +321,8 @@ void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &o
   // and the folder replaces the package in one rename: a reader sees the old
   // package or the new one, never a mix, even when this process is killed.
   const std::map<std::string, std::string> files = {
-      {"kernels.cu", assembleSource(Backend::Cuda, layers)},
-      {"kernels.cl", assembleSource(Backend::OpenCL, layers)},
+      {"kernels.cu", assembleSource(GpuLanguage::Cuda, layers)},
+      {"kernels.cl", assembleSource(GpuLanguage::OpenCL, layers)},
       {"data.bin", data.bytes}};
   json checksums = json::object();
   for (const auto &[name, bytes] : files)

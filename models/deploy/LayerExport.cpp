@@ -60,7 +60,7 @@ std::vector<ExportedLayer> exportLargeKernelLayers(Classifier &model, int64_t im
     std::tie(e.height, e.width) = sizes.at(path);
     const std::vector<torch::Tensor> &masks = layer->branchMasks();
     for (size_t b = 0; b < layer->numBranches(); ++b) {
-      const LkBranchShape &shape = layer->options().branches[b];
+      const codegen::KernelWindow &shape = layer->options().branches[b];
       ExportedBranch br;
       br.kernelH = shape.kernelH;
       br.kernelW = shape.kernelW;

@@ -5,14 +5,14 @@ The C++ library defines the schemas, the CPU/CUDA kernels and the autograd
 kernel (which calls both ops through the dispatcher). PyTorch 2.11 recommends
 `torch.library.register_fake` in Python for C++ ops: it also serves the Meta
 dispatch key, and it sees symbolic shapes without a C++ SymInt port of the
-shape rules. The rules match runtime/LkConv.cpp: output size from the first
+shape rules. The rules match runtime/LkConvOp.cpp: output size from the first
 branch's window and padding; the result and dx in the memory format of x.
 """
 import torch
 
 
 def _channels_last(x):
-    # runtime/LkConv.cpp channelsLast(): NHWC in memory and not also NCHW.
+    # runtime/LkConvOp.cpp channelsLast(): NHWC in memory and not also NCHW.
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
         memory_format=torch.channels_last)
 

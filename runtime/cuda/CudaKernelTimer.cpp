@@ -215,7 +215,7 @@ private:
   }
 
   CudaModule &moduleFor(const codegen::EmittedKernels &kernels) {
-    const std::string source = codegen::assembleSource(codegen::Backend::Cuda, {kernels});
+    const std::string source = codegen::assembleSource(codegen::GpuLanguage::Cuda, {kernels});
     const std::string key = cuda::cudaImageKey(source, arch_).hex();
     auto it = modules_.find(key);
     if (it != modules_.end())

@@ -82,7 +82,7 @@ void runKernel(cl_kernel kernel, cl_command_queue queue, const codegen::KernelLa
 std::shared_ptr<Program> buildProgram(std::shared_ptr<Context> context,
                                       const std::vector<codegen::EmittedKernels> &layers) {
   return std::make_shared<Program>(std::move(context),
-                                   codegen::assembleSource(codegen::Backend::OpenCL, layers));
+                                   codegen::assembleSource(codegen::GpuLanguage::OpenCL, layers));
 }
 
 LkConvExecutor::LkConvExecutor(std::shared_ptr<Program> program, codegen::EmittedKernels kernels)

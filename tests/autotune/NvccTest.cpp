@@ -90,7 +90,7 @@ TEST_P(ChosenSchedulesCompile, WithoutSpills) {
   }
   const std::string stem =
       ::testing::TempDir() + "slak_autotune_" + device.name + "_" + std::to_string(getpid());
-  std::ofstream(stem + ".cu") << codegen::assembleSource(codegen::Backend::Cuda, emitted);
+  std::ofstream(stem + ".cu") << codegen::assembleSource(codegen::GpuLanguage::Cuda, emitted);
   const std::string command = nvcc + " -cubin -arch=" + device.arch() + " -Xptxas -v -o " + stem +
                               ".cubin " + stem + ".cu 2>&1";
   std::string log;

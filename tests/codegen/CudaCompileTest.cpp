@@ -116,7 +116,7 @@ TEST_P(CudaCompileTest, MatrixCompilesAndDefaultsDoNotSpill) {
 
   const std::string dir = ::testing::TempDir();
   const std::string stem = dir + "slak_codegen_sm" + std::to_string(arch);
-  std::ofstream(stem + ".cu") << assembleSource(Backend::Cuda, layers);
+  std::ofstream(stem + ".cu") << assembleSource(GpuLanguage::Cuda, layers);
   std::string log;
   const int status = run(nvcc + " -cubin -arch=sm_" + std::to_string(arch) + " -Xptxas -v -o " +
                              stem + ".cubin " + stem + ".cu",

@@ -223,14 +223,14 @@ TEST(KernelEmitter, NamesDeriveFromTheSpec) {
 
 TEST(KernelEmitter, BackendsShareTheBodyAndDifferInThePrelude) {
   const EmittedKernels k = emitKernels(slakStage1());
-  const std::string cuda = assembleSource(Backend::Cuda, {k});
-  const std::string opencl = assembleSource(Backend::OpenCL, {k});
-  EXPECT_EQ(cuda, emitPrelude(Backend::Cuda) + "\n" + k.body);
-  EXPECT_EQ(opencl, emitPrelude(Backend::OpenCL) + "\n" + k.body);
-  EXPECT_NE(emitPrelude(Backend::Cuda), emitPrelude(Backend::OpenCL));
-  EXPECT_NE(emitPrelude(Backend::Cuda).find("extern \"C\" __global__"), std::string::npos);
-  EXPECT_NE(emitPrelude(Backend::OpenCL).find("__kernel"), std::string::npos);
-  EXPECT_NE(emitPrelude(Backend::OpenCL).find("vload_half"), std::string::npos);
+  const std::string cuda = assembleSource(GpuLanguage::Cuda, {k});
+  const std::string opencl = assembleSource(GpuLanguage::OpenCL, {k});
+  EXPECT_EQ(cuda, emitPrelude(GpuLanguage::Cuda) + "\n" + k.body);
+  EXPECT_EQ(opencl, emitPrelude(GpuLanguage::OpenCL) + "\n" + k.body);
+  EXPECT_NE(emitPrelude(GpuLanguage::Cuda), emitPrelude(GpuLanguage::OpenCL));
+  EXPECT_NE(emitPrelude(GpuLanguage::Cuda).find("extern \"C\" __global__"), std::string::npos);
+  EXPECT_NE(emitPrelude(GpuLanguage::OpenCL).find("__kernel"), std::string::npos);
+  EXPECT_NE(emitPrelude(GpuLanguage::OpenCL).find("vload_half"), std::string::npos);
   // The body uses only the prelude's vocabulary.
   for (const char *word : {"__global__", "__shared__", "__syncthreads", "threadIdx", "__kernel",
                            "__local", "barrier(", "get_local_id", "#include"})
@@ -239,8 +239,8 @@ TEST(KernelEmitter, BackendsShareTheBodyAndDifferInThePrelude) {
   KernelSpec other = slakStage1();
   other.perBranchOutputs = true;
   const EmittedKernels k2 = emitKernels(other);
-  const std::string both = assembleSource(Backend::Cuda, {k, k2, k});
-  EXPECT_EQ(both, emitPrelude(Backend::Cuda) + "\n" + k.body + "\n" + k2.body);
+  const std::string both = assembleSource(GpuLanguage::Cuda, {k, k2, k});
+  EXPECT_EQ(both, emitPrelude(GpuLanguage::Cuda) + "\n" + k.body + "\n" + k2.body);
 }
 
 TEST(KernelEmitter, DenseBranchesReadNoTapTable) {

@@ -255,8 +255,8 @@ void readDatabaseRows(std::string_view input) {
   std::vector<std::string_view> columns = split(input, 7);
   columns.resize(7);
   const std::string signature = autotune::problemSignature(rowSpec());
-  const std::string gpuCompiler = autotune::compilerVersion(autotune::Backend::Cuda);
-  const std::string cpuCompiler = autotune::compilerVersion(autotune::Backend::Cpu);
+  const std::string gpuCompiler = autotune::compilerVersion(autotune::KernelFamily::Cuda);
+  const std::string cpuCompiler = autotune::compilerVersion(autotune::KernelFamily::Cpu);
   const std::string cpuKey = "cpu:fuzz:1t";
 
   sqlite3_exec(writer, "BEGIN; DELETE FROM choices; DELETE FROM measurements;", nullptr, nullptr,

@@ -30,7 +30,7 @@
 #include "runtime/Files.h"
 #include "runtime/KernelPackageLoader.h"
 #include "runtime/LayerTaps.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "tests/codegen/CodegenCases.h"
@@ -102,7 +102,7 @@ TEST(CudaRuntimeTest, CodegenMatrixOnTheGpuMatchesTheOracle) {
   std::vector<codegen::EmittedKernels> layers;
   for (const auto &c : cases)
     layers.push_back(codegen::emitKernels(c.spec));
-  const std::string source = codegen::assembleSource(codegen::Backend::Cuda, layers);
+  const std::string source = codegen::assembleSource(codegen::GpuLanguage::Cuda, layers);
   const auto start = std::chrono::steady_clock::now();
   int runs = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -123,7 +123,7 @@ TEST(CudaRuntimeTest, CodegenMatrixOnTheGpuMatchesTheOracle) {
         const reference::Shape in{shape.n, spec.channels, shape.h, shape.w};
         reference::Weights weights;
         std::vector<codegen::BranchMask> masks;
-        std::vector<runtime::BranchWindow> windows;
+        std::vector<codegen::KernelWindow> windows;
         for (const Branch &b : spec.branches) {
           weights.push_back(uniform(rng, spec.channels * b.windowSize(), spec.elementType));
           codegen::BranchMask m;

@@ -250,7 +250,7 @@ TEST_F(KernelPackageTest, PackagedOpRunsWithItsWeightsBiasAndTaps) {
     y.backward(dy);
     expectClose(xg.grad(), ref.dx, 1e-4, "packaged dx");
   }
-  // "auto" on a CPU tensor uses the package's OpenCL kernels where built.
+  // "auto" on a CPU tensor: the CPU backend, as for lk_conv.
   expectClose(package->forward(op.name, x), ref.y, 1e-4, "auto backend");
 }
 

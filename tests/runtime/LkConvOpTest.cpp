@@ -14,7 +14,7 @@
 #include "codegen/DefaultSchedule.h"
 #include "codegen/KernelEmitter.h"
 #include "runtime/Files.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
 #include "tests/runtime/RuntimeTestSupport.h"
 
@@ -245,7 +245,7 @@ TEST(OpenCLProgramCacheTest, BinariesAreReusedAndBadOnesRebuilt) {
   spec.channels = 3;
   spec.branches = {codegen::Branch::same(5, 3)};
   const codegen::EmittedKernels kernels = codegen::emitKernels(spec);
-  const std::string source = codegen::assembleSource(codegen::Backend::OpenCL, {kernels});
+  const std::string source = codegen::assembleSource(codegen::GpuLanguage::OpenCL, {kernels});
   const std::string name = kernels.name(codegen::KernelKind::Forward);
 
   runtime::KernelCache first(dir);

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "codegen/reference/Reference.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "tests/runtime/RuntimeTestSupport.h"
 
 namespace slak::testing {

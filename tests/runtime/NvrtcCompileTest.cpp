@@ -65,7 +65,7 @@ TEST(NvrtcCompileTest, GeneratedSourceCompilesToCubinForSm80) {
   const Nvrtc &nvrtc = Nvrtc::get();
   std::printf("NVRTC %s from %s\n", nvrtc.versionString().c_str(), nvrtc.libraryName().c_str());
   const auto layers = slakLayers();
-  const std::string source = codegen::assembleSource(codegen::Backend::Cuda, layers);
+  const std::string source = codegen::assembleSource(codegen::GpuLanguage::Cuda, layers);
   const NvrtcImage image = nvrtc.compile(source, "slak_layers.cu", 80);
   ASSERT_TRUE(image.cubin);
   EXPECT_EQ(image.arch, 80);
@@ -93,7 +93,7 @@ TEST(NvrtcCompileTest, NewerDeviceGetsPtxForTheNewestKnownArch) {
   EXPECT_THROW(nvrtc.architectureOption(10), CudaError); // sm_10: older than any
 
   const auto layers = slakLayers();
-  const std::string source = codegen::assembleSource(codegen::Backend::Cuda, {layers[0]});
+  const std::string source = codegen::assembleSource(codegen::GpuLanguage::Cuda, {layers[0]});
   const NvrtcImage ptx = nvrtc.compile(source, "slak_layer.cu", newest + 1000);
   ASSERT_FALSE(ptx.cubin);
   ASSERT_FALSE(ptx.image.empty());
@@ -120,7 +120,7 @@ TEST(NvrtcCompileTest, ImagesAreCachedInMemoryAndOnDisk) {
   if (!nvrtcOrSkip())
     GTEST_SKIP() << "NVRTC not available";
   const std::string dir = freshDir("cache");
-  const std::string source = codegen::assembleSource(codegen::Backend::Cuda, {slakLayers()[0]});
+  const std::string source = codegen::assembleSource(codegen::GpuLanguage::Cuda, {slakLayers()[0]});
   KernelCache cache(dir);
   const auto first = compileCuda(source, "layer.cu", 80, cache);
   const auto second = compileCuda(source, "layer.cu", 80, cache);

@@ -19,14 +19,14 @@
 #include "autotune/TuningDatabase.h"
 #include "autotune/Workload.h"
 #include "codegen/DefaultSchedule.h"
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
 #include "tests/runtime/RuntimeTestSupport.h"
 
 namespace slak {
 namespace {
 
-using autotune::Backend;
+using autotune::KernelFamily;
 using autotune::ScheduleOrigin;
 using autotune::StoredChoice;
 using autotune::TuningDatabase;
@@ -65,7 +65,7 @@ protected:
     for (const char *suffix : {"", "-wal", "-shm"})
       std::remove((path_ + suffix).c_str());
   }
-  void store(const codegen::KernelSpec &spec, const std::string &device, Backend backend,
+  void store(const codegen::KernelSpec &spec, const std::string &device, KernelFamily backend,
              const std::string &schedule) const {
     TuningDatabase db(path_);
     StoredChoice c;
@@ -96,7 +96,7 @@ TEST_F(TunedScheduleTest, DatabaseEntryChangesTheHalideSchedule) {
   tuned.tileVectors = 1;
   tuned.alignLoads = !fallback.alignLoads;
   ASSERT_NE(tuned.str(), fallback.str());
-  store(spec, autotune::hostCpu(at::get_num_threads()).name, Backend::Cpu, tuned.str());
+  store(spec, autotune::hostCpu(at::get_num_threads()).name, KernelFamily::Cpu, tuned.str());
   reset();
   const std::string fromDb =
       runtime::getKernel(runtime::BackendKind::Cpu, spec, cpu)->scheduleDescription();
@@ -122,7 +122,7 @@ TEST_F(TunedScheduleTest, DatabaseEntryChangesTheGpuSchedule) {
   EXPECT_EQ(runtime::chooseSchedule(spec, -1, "h100").str(), fallback.str());
   codegen::Schedule tuned = fallback;
   tuned.weightSplit = fallback.weightSplit == 3 ? 5 : 3;
-  store(spec, "h100", Backend::Cuda, tuned.str());
+  store(spec, "h100", KernelFamily::Cuda, tuned.str());
   reset();
   EXPECT_EQ(runtime::chooseSchedule(spec, -1, "h100").str(), tuned.str());
   // Another device has no entry: the default heuristic.

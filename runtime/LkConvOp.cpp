@@ -1,4 +1,4 @@
-#include "runtime/LkConv.h"
+#include "runtime/LkConvOp.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -126,8 +126,8 @@ void checkArguments(const at::Tensor &x, at::TensorList weights, at::TensorList 
               "expected ", weights.size(), " (one per branch) or none for \"same\"");
 }
 
-std::vector<runtime::BranchWindow> windowsOf(at::TensorList weights) {
-  std::vector<runtime::BranchWindow> windows;
+std::vector<codegen::KernelWindow> windowsOf(at::TensorList weights) {
+  std::vector<codegen::KernelWindow> windows;
   for (const at::Tensor &w : weights)
     windows.push_back({static_cast<int>(w.size(2)), static_cast<int>(w.size(3))});
   return windows;
@@ -138,7 +138,7 @@ std::shared_ptr<LayerTaps> buildTaps(at::TensorList weights, at::TensorList mask
   for (size_t b = 0; b < masks.size(); ++b) {
     if (!masks[b].defined())
       continue;
-    const at::Tensor live = masks[b].detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
+    const at::Tensor live = live_mask(masks[b]);
     const uint8_t *p = live.data_ptr<uint8_t>();
     bytes[b].assign(p, p + live.numel());
   }
@@ -285,7 +285,12 @@ bool keepsChannelsLast(const at::Tensor &x, const runtime::LkConvKernel &kernel)
 /// An image tensor (x, dy) laid out as `kernel` reads it.
 at::Tensor forKernel(const at::Tensor &t, const at::Tensor &x,
                      const runtime::LkConvKernel &kernel) {
-  return keepsChannelsLast(x, kernel) ? t : t.contiguous();
+  if (!keepsChannelsLast(x, kernel))
+    return t.contiguous();
+  if (t.dim() == 4)
+    return t.contiguous(at::MemoryFormat::ChannelsLast);
+  // Per-branch [B, N, C, H, W]: each branch's image channels-last.
+  return t.permute({0, 1, 3, 4, 2}).contiguous().permute({0, 1, 4, 2, 3});
 }
 
 /// An output image [.., C, H, W] for `kernel` to write: channels-last (per
@@ -371,6 +376,39 @@ at::Tensor forwardOutput(const at::Tensor &x, const at::Tensor &weights, const a
   return inLayoutOf(y, x);
 }
 
+/// dx (in x's layout; undefined unless outputMask[0]) and one dW per branch
+/// (unless outputMask[1]) from dy, shaped like the output.
+std::tuple<at::Tensor, std::vector<at::Tensor>>
+backwardOutputs(const PreparedCall &call, const at::Tensor &x, const at::Tensor &xc,
+                const at::Tensor &dy, const at::Tensor &flat, std::array<bool, 2> outputMask) {
+  const codegen::KernelSpec &spec = call.kernel->spec();
+  at::Tensor dx = at::empty({0}, x.options());
+  std::vector<at::Tensor> dweights;
+  try {
+    if (outputMask[0]) {
+      dx = kernelOutput(x.sizes(), x, *call.kernel);
+      call.kernel->backwardData(dy, flat, *call.taps, dx);
+      dx = inLayoutOf(dx, x);
+    }
+    if (outputMask[1]) {
+      at::Tensor dw = at::empty({codegen::weightCount(spec)}, x.options());
+      call.kernel->backwardWeight(xc, dy, *call.taps, dw);
+      for (size_t b = 0; b < spec.branches.size(); ++b) {
+        const codegen::Branch &br = spec.branches[b];
+        dweights.push_back(dw.narrow(0, codegen::weightOffset(spec, static_cast<int>(b)),
+                                     spec.channels * br.windowSize())
+                               .view({spec.channels, 1, br.kernelH, br.kernelW})
+                               .clone()); // outputs of an op must not alias each other
+      }
+    }
+  } catch (const c10::Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    rethrow("backward", e);
+  }
+  return {dx, dweights};
+}
+
 at::Tensor lkConvKernel(const at::Tensor &x, at::TensorList weights, const MaskList &masks,
                         const std::optional<at::Tensor> &bias, bool perBranch, bool denseWeightGrad,
                         at::IntArrayRef padding, c10::string_view backend) {
@@ -400,31 +438,7 @@ lkConvBackwardKernel(const at::Tensor &grad, const at::Tensor &x, at::TensorList
     yShape.insert(yShape.begin(), static_cast<int64_t>(weights.size()));
   TORCH_CHECK(dy.sizes() == at::IntArrayRef(yShape), "slak::lk_conv_backward: grad has shape ",
               shapeText(dy), ", expected ", at::IntArrayRef(yShape), " (the output's shape)");
-  at::Tensor dx = at::empty({0}, x.options());
-  std::vector<at::Tensor> dweights;
-  try {
-    if (outputMask[0]) {
-      dx = kernelOutput(x.sizes(), x, *call.kernel);
-      call.kernel->backwardData(dy, flatWeights(weights), *call.taps, dx);
-      dx = inLayoutOf(dx, x);
-    }
-    if (outputMask[1]) {
-      at::Tensor dw = at::empty({codegen::weightCount(spec)}, x.options());
-      call.kernel->backwardWeight(xc, dy, *call.taps, dw);
-      for (size_t b = 0; b < weights.size(); ++b) {
-        const codegen::Branch &br = spec.branches[b];
-        dweights.push_back(dw.narrow(0, codegen::weightOffset(spec, static_cast<int>(b)),
-                                     spec.channels * br.windowSize())
-                               .view({spec.channels, 1, br.kernelH, br.kernelW})
-                               .clone()); // outputs of an op must not alias each other
-      }
-    }
-  } catch (const c10::Error &) {
-    throw;
-  } catch (const std::exception &e) {
-    rethrow("backward", e);
-  }
-  return {dx, dweights};
+  return backwardOutputs(call, x, xc, dy, flatWeights(weights), outputMask);
 }
 
 // ----------------------------------------------------------------- autograd
@@ -554,26 +568,12 @@ struct PackagedKernelFunction : public torch::autograd::Function<PackagedKernelF
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &flat = saved[1];
     const at::Tensor dy = grad.to(x.scalar_type()).contiguous();
-    try {
-      if (plan->xGrad) {
-        at::Tensor dx = at::empty(x.sizes(), x.options());
-        plan->kernel->backwardData(dy, flat, *plan->taps, dx);
-        out[0] = dx;
-      }
-      if (plan->weightGrad) {
-        at::Tensor dw = at::empty({codegen::weightCount(spec)}, x.options());
-        plan->kernel->backwardWeight(x, dy, *plan->taps, dw);
-        for (int b = 0; b < numBranches; ++b) {
-          const codegen::Branch &br = spec.branches[b];
-          out[1 + b] = dw.narrow(0, codegen::weightOffset(spec, b), spec.channels * br.windowSize())
-                           .view({spec.channels, 1, br.kernelH, br.kernelW});
-        }
-      }
-    } catch (const c10::Error &) {
-      throw;
-    } catch (const std::exception &e) {
-      rethrow("backward", e);
-    }
+    auto [dx, dweights] = backwardOutputs({plan->taps, plan->kernel}, x, x, dy, flat,
+                                          {plan->xGrad, plan->weightGrad});
+    if (plan->xGrad)
+      out[0] = dx;
+    for (int b = 0; plan->weightGrad && b < numBranches; ++b)
+      out[1 + b] = dweights[b];
     if (plan->biasGrad)
       out[1 + numBranches] = dy.sum({0, 2, 3}, false, at::kFloat).to(x.scalar_type());
     return out;
@@ -581,6 +581,15 @@ struct PackagedKernelFunction : public torch::autograd::Function<PackagedKernelF
 };
 
 } // namespace
+
+at::Tensor live_mask(const at::Tensor &mask) {
+  return mask.detach().to(at::kCPU).ne(0).to(at::kByte).contiguous();
+}
+
+void check_lk_conv_arguments(const at::Tensor &x, at::TensorList weights, at::TensorList masks,
+                             const std::optional<at::Tensor> &bias) {
+  checkArguments(x, weights, masks, bias && bias->defined() ? *bias : at::Tensor(), CallOptions{});
+}
 
 std::shared_ptr<runtime::LayerTaps> make_layer_taps(at::TensorList weights, at::TensorList masks) {
   TORCH_CHECK(!weights.empty(), "slak::make_layer_taps: weights is empty");

@@ -85,4 +85,14 @@ at::Tensor lk_conv(const at::Tensor &x, at::TensorList weights, at::TensorList m
 /// Checks shapes like lk_conv.
 std::shared_ptr<runtime::LayerTaps> make_layer_taps(at::TensorList weights, at::TensorList masks);
 
+/// A mask as every part of the runtime keeps it: CPU bytes, 1 = live tap
+/// (any non-zero value of `mask`), contiguous, detached.
+at::Tensor live_mask(const at::Tensor &mask);
+
+/// lk_conv's argument checks (summed outputs, "same" padding), for entries
+/// that run a fixed kernel (kernel packages): throws c10::Error naming the
+/// argument, its value and what was expected.
+void check_lk_conv_arguments(const at::Tensor &x, at::TensorList weights, at::TensorList masks,
+                             const std::optional<at::Tensor> &bias);
+
 } // namespace slak
