@@ -6,20 +6,39 @@
 // tensors stay channels-last where the schedule vectorises across channels
 // (the pipelines read and write NHWC memory in place). The schedule
 // is the tuning database's CPU choice for the spec on this host, else the
-// per-spec default (per image size for specs with dynamic sizes).
+// per-spec default (per image size for specs with dynamic sizes). Compiled
+// pipelines are kept in the kernel cache on disk (HostAot.h), so a later
+// process loads them instead of compiling; SLAK_HALIDE_AOT=0 JIT-compiles
+// every pipeline instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include "codegen/BufferLayout.h"
 #include "codegen/halide/CpuLkConv.h"
 #include "codegen/halide/CpuSchedule.h"
+#include "codegen/halide/HostAot.h"
 #include "runtime/CpuTensors.h"
 #include "runtime/LkConvBackend.h"
+#include "runtime/PipelineStoreOnDisk.h"
+
+#include <cstdlib>
+#include <cstring>
 
 namespace slak::runtime {
 namespace {
 
 using codegen::KernelSpec;
+
+/// Installs the kernel cache as the store of compiled pipelines, once.
+void usePipelineStore() {
+  static const bool installed = [] {
+    const char *aot = std::getenv("SLAK_HALIDE_AOT");
+    if (!(aot && std::strcmp(aot, "0") == 0))
+      codegen::cpu::setPipelineStore(makePipelineStoreOnDisk(KernelCache::global()));
+    return true;
+  }();
+  (void)installed;
+}
 
 int64_t planeCount(const KernelSpec &spec, const at::Tensor &x) {
   return codegen::outputPlaneCount(spec, x.size(0), x.size(2), x.size(3));
@@ -28,6 +47,7 @@ int64_t planeCount(const KernelSpec &spec, const at::Tensor &x) {
 class HalideKernel final : public LkConvKernel {
 public:
   explicit HalideKernel(const KernelSpec &spec) : LkConvKernel(spec), f32Spec_(spec) {
+    usePipelineStore();
     f32Spec_.elementType = codegen::ElementType::F32;
     std::string source;
     schedule_ = tunedCpuSchedule(f32Spec_, at::get_num_threads(), &source);

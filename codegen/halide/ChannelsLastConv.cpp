@@ -122,7 +122,7 @@ struct ChannelsLastConvPipeline::Impl {
   };
   std::vector<GroupParams> groups;
   ImageParam bias;
-  Pipeline pipeline;
+  HostPipeline pipeline;
   std::mutex runMutex;
 
   void defineAlgorithm(ChannelsLastConvStages &st, const std::vector<ConvGroupShape> &groups,

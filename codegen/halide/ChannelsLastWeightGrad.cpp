@@ -58,7 +58,7 @@ struct ChannelsLastWeightGradPipeline::Impl {
   Param<int> padTop{"padTop"}, padLeft{"padLeft"}, stride{"stride"}, planeRows{"planeRows"};
   Param<int> dyStride{"dyStride"}, stripCount{"stripCount"};
   Param<int> offsetMin{"offsetMin"}, offsetMax{"offsetMax"};
-  Pipeline pipeline;
+  HostPipeline pipeline;
   std::mutex runMutex;
 
   void defineAlgorithm(ChannelsLastWeightGradStages &st, bool transposed,

@@ -139,7 +139,7 @@ struct ConvPipeline::Impl {
   };
   std::vector<GroupParams> groups;
   ImageParam bias;
-  Pipeline pipeline;
+  HostPipeline pipeline;
   std::mutex runMutex;
 
   /// Declares the parameters and defines the algorithm: padded input planes

@@ -74,7 +74,7 @@ struct WeightGradPipeline::Impl {
   ImageParam shifts{Int(32), 1, "shifts"};
   Param<int> dyStride{"dyStride"}, stripCount{"stripCount"};
   Param<int> offsetMin{"offsetMin"}, offsetMax{"offsetMax"};
-  Pipeline pipeline;
+  HostPipeline pipeline;
   std::mutex runMutex;
 
   void defineAlgorithm(WeightGradStages &st, bool transposed, const CpuSchedule &schedule);
