@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -452,6 +453,17 @@ private:
 };
 
 } // namespace
+
+int64_t minimumImageSize(const ModelConfig &config) {
+  if (config.family == Family::RepLKNet)
+    return 1;
+  // The stem gives (H + 2p - k) / s + 1 pixels; each later stage halves them
+  // (floor), so the stem must leave 2^(stages - 1).
+  const int64_t stemOut = int64_t{1} << (config.depths.empty() ? 0 : config.depths.size() - 1);
+  const int64_t size =
+      config.stemStride * (stemOut - 1) + config.stemKernel - 2 * stemPadding(config);
+  return std::max<int64_t>(size, 1);
+}
 
 std::shared_ptr<Classifier> createModel(const ModelConfig &config) {
   if (config.family == Family::RepLKNet)

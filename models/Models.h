@@ -76,6 +76,12 @@ struct ModelOverrides {
 /// ceil((stemKernel - stemStride) / 2): 0 for a patchify stem, 1 for 4/2 or 3/2.
 inline int stemPadding(const ModelConfig &c) { return (c.stemKernel - c.stemStride + 1) / 2; }
 
+/// The smallest square input (pixels) the model runs on: SLaK and ConvNeXt
+/// need at least one pixel in the last stage after the stem and the 2x2
+/// stride-2 downsamplings (32 for slak_tiny, 8 for slak_nano); RepLKNet's
+/// padded stride-2 convolutions run on any size (1).
+int64_t minimumImageSize(const ModelConfig &config);
+
 /// slak_tiny, slak_small, slak_base, slak_nano, convnext_tiny, replknet_31b.
 std::vector<std::string> modelNames();
 /// Throws std::invalid_argument naming the known models for an unknown name
