@@ -1,14 +1,31 @@
-// slak-bench: the Halide CPU backend against LibTorch eager on the SLaK-T
-// large-kernel layers (stages 1..4), in the same process with the same
-// thread count. For each stage, batch and mask density it times the forward
-// and forward+backward (backward-data + backward-weight) passes, reports the
-// median, the speedup over LibTorch, GFLOP/s counting only in-image taps, and
-// that as a share of this machine's fp32 FMA peak (measured at start-up by a
+// slak-bench: the large-kernel layers of SLaK-T (stages 1..4) as users call
+// them, against what a PyTorch user runs instead, in one process with the
+// same thread count.
+//
+//   - slak: the op slak::lk_conv (runtime/LkConvOp.h) with its argument
+//     checks, its taps of the masks and its autograd: forward = one op call
+//     (no grad), forward+backward = the op and backward through autograd to x
+//     and every branch weight. x is in the layout the CPU schedule computes
+//     in place (channels_last where codegen::cpu::defaultCpuSchedule
+//     vectorises across channels, else NCHW; --slak-layout overrides).
+//   - LibTorch: one torch::conv2d(groups = C) per branch, summed (the
+//     official SLaK layer), in NCHW and in channels_last (oneDNN); masked
+//     layers run the dense conv of the masked weights, as a PyTorch user does.
+//
+// For each stage, batch and mask density the bodies alternate round by
+// round and the table reports medians, the speedup over the faster PyTorch
+// layout (named), GFLOP/s counting only in-image live taps, and that as a
+// share of this machine's fp32 FMA peak (measured at start-up by a
 // register-resident FMA loop on all threads).
 //
-//   slak-bench [--stages 1,2,3,4] [--batch 8,1] [--threads N] [--repeats R]
-//              [--quick] [--markdown FILE] [--json FILE]
-#include "codegen/halide/CpuLkConv.h"
+//   slak-bench [--stages 1,2,3,4] [--layer C,S,M] [--batch 8,1] [--densities 1,0.6]
+//              [--threads 2] [--repeats R] [--slak-layout auto|nchw|channels_last]
+//              [--quick] [--quiet F] [--max-wait S] [--markdown FILE] [--json FILE]
+//   slak-bench --train ...: whole-model images/s (bench/TrainBench.cpp)
+#include "codegen/KernelSpec.h"
+#include "codegen/halide/CpuSchedule.h"
+#include "runtime/LkConvOp.h"
+#include "tools/common/ErrorMessage.h"
 #ifdef SLAK_BENCH_WITH_TRAIN
 #include "bench/TrainBench.h"
 #endif
@@ -25,7 +42,6 @@
 #include <immintrin.h>
 #include <iostream>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -33,17 +49,28 @@
 
 namespace {
 
-using slak::codegen::Branch;
-using slak::codegen::BranchMask;
-using slak::codegen::KernelSpec;
 using Clock = std::chrono::steady_clock;
 
+/// One large-kernel layer: C channels, S x S images, branches M x 5, 5 x M, 5 x 5.
+struct Stage {
+  std::string name; // "1".."4" for SLaK-T's stages, "custom" for --layer
+  int channels, size, m;
+};
+// SLaK-T at 224 px: dims int(96, 192, 384, 768 x 1.3), kernels 51/49/47/13, N = 5.
+const Stage kStages[] = {
+    {"1", 124, 56, 51}, {"2", 249, 28, 49}, {"3", 499, 14, 47}, {"4", 998, 7, 13}};
+constexpr int kSmall = 5;
+
+enum class Layout { Auto, Nchw, ChannelsLast };
+
 struct Options {
-  std::vector<int> stages = {1, 2, 3, 4};
+  std::vector<Stage> stages;
   std::vector<int> batches = {8, 1};
-  int threads = 0;
+  std::vector<double> densities = {1.0, 0.6};
+  int threads = 2;
   int repeats = 10;
   bool quick = false;
+  Layout slakLayout = Layout::Auto;
   double quiet = 0.85;  // wait for this share of the best FMA rate before each run
   double maxWait = 3.0; // seconds per run
   std::string markdown, json;
@@ -52,23 +79,42 @@ struct Options {
 [[noreturn]] void usage(const std::string &error) {
   if (!error.empty())
     std::cerr << "slak-bench: " << error << "\n";
-  std::cerr << "usage: slak-bench [--stages 1,2,3,4] [--batch 8,1] [--threads N] [--repeats R]\n"
-               "                  [--quick] [--markdown FILE] [--json FILE]\n"
-               "                  [--quiet F] [--max-wait SECONDS]\n"
-               "  --quiet F: before each timed run, wait (at most --max-wait seconds, default 3)\n"
-               "             until a short FMA probe on all threads reaches F (default 0.85) of\n"
-               "             the best rate seen, i.e. until other jobs leave the cores free;\n"
-               "             0 disables. Runs that had to go ahead anyway are counted.\n"
-               "       slak-bench --train [...]: training images/s, runtime vs LibTorch\n"
-               "             branches (slak-bench --train --help)\n";
+  std::cerr
+      << "usage: slak-bench [--stages 1,2,3,4] [--layer C,S,M] [--batch 8,1] [--densities 1,0.6]\n"
+         "                  [--threads 2] [--repeats 10] [--slak-layout auto|nchw|channels_last]\n"
+         "                  [--quick] [--quiet F] [--max-wait SECONDS]\n"
+         "                  [--markdown FILE] [--json FILE]\n"
+         "  The SLaK-T large-kernel layers (stage 1: 124 ch 56x56 M=51, 2: 249 ch 28x28 M=49,\n"
+         "  3: 499 ch 14x14 M=47, 4: 998 ch 7x7 M=13; branches Mx5 + 5xM + 5x5) through\n"
+         "  slak::lk_conv (checks, taps, autograd) against LibTorch conv2d(groups=C) branches\n"
+         "  in NCHW and channels_last; forward and forward+backward; medians of alternating\n"
+         "  runs.\n"
+         "  --layer C,S,M: a layer of C channels, SxS images, M x 5 + 5 x M + 5 x 5 branches\n"
+         "             instead of --stages (repeatable).\n"
+         "  --densities: live fraction of the weights per row (1 = dense, 0.6 = 40% sparse).\n"
+         "  --slak-layout: the op's input layout; auto = channels_last where the default CPU\n"
+         "             schedule vectorises across channels, else NCHW.\n"
+         "  --quiet F: before each timed run, wait (at most --max-wait seconds, default 3)\n"
+         "             until a short FMA probe on all threads reaches F (default 0.85) of\n"
+         "             the best rate seen, i.e. until other jobs leave the cores free;\n"
+         "             0 disables. Runs that had to go ahead anyway are counted.\n"
+         "       slak-bench --train [...]: whole-model training and inference images/s,\n"
+         "             runtime vs LibTorch backends (slak-bench --train --help)\n";
   std::exit(error.empty() ? 0 : 2);
+}
+
+std::vector<std::string> splitList(const std::string &text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    out.push_back(item);
+  return out;
 }
 
 std::vector<int> parseList(const std::string &text, const char *flag) {
   std::vector<int> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
+  for (const std::string &item : splitList(text)) {
     char *end = nullptr;
     const long v = std::strtol(item.c_str(), &end, 10);
     if (item.empty() || *end != '\0' || v <= 0)
@@ -76,11 +122,24 @@ std::vector<int> parseList(const std::string &text, const char *flag) {
             text + "'");
     out.push_back(static_cast<int>(v));
   }
+  if (out.empty())
+    usage(std::string(flag) + " expects at least one value");
   return out;
+}
+
+double parseNumber(const std::string &text, const std::string &flag, double lo, double hi) {
+  char *end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v >= lo && v <= hi))
+    usage(flag + " expects a number in [" + std::to_string(lo).substr(0, 4) + ", " +
+          std::to_string(hi).substr(0, 4) + "], got '" + text + "'");
+  return v;
 }
 
 Options parseOptions(int argc, char **argv) {
   Options o;
+  bool stagesGiven = false;
+  std::vector<Stage> custom;
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
     auto value = [&]() -> std::string {
@@ -89,24 +148,43 @@ Options parseOptions(int argc, char **argv) {
       return argv[++a];
     };
     if (arg == "--stages") {
-      o.stages = parseList(value(), "--stages");
-      for (int s : o.stages)
+      stagesGiven = true;
+      for (int s : parseList(value(), "--stages")) {
         if (s > 4)
           usage("--stages: SLaK-T has stages 1..4, got " + std::to_string(s));
+        o.stages.push_back(kStages[s - 1]);
+      }
+    } else if (arg == "--layer") {
+      const std::vector<int> v = parseList(value(), "--layer");
+      if (v.size() != 3 || v[2] % 2 == 0)
+        usage("--layer expects C,S,M (channels, image size, odd large kernel), e.g. 124,56,51");
+      custom.push_back({"custom", v[0], v[1], v[2]});
     } else if (arg == "--batch") {
       o.batches = parseList(value(), "--batch");
+    } else if (arg == "--densities") {
+      o.densities.clear();
+      for (const std::string &item : splitList(value()))
+        o.densities.push_back(parseNumber(item, "--densities", 0.0, 1.0));
+      if (o.densities.empty())
+        usage("--densities expects at least one value");
     } else if (arg == "--threads") {
       o.threads = parseList(value(), "--threads").front();
     } else if (arg == "--repeats") {
       o.repeats = parseList(value(), "--repeats").front();
-    } else if (arg == "--quiet" || arg == "--max-wait") {
-      const std::string text = value();
-      char *end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end != '\0' || v < 0 || (arg == "--quiet" && v > 1))
-        usage(arg + " expects a number" + (arg == "--quiet" ? " in [0, 1]" : " >= 0") + ", got '" +
-              text + "'");
-      (arg == "--quiet" ? o.quiet : o.maxWait) = v;
+    } else if (arg == "--slak-layout") {
+      const std::string v = value();
+      if (v == "auto")
+        o.slakLayout = Layout::Auto;
+      else if (v == "nchw")
+        o.slakLayout = Layout::Nchw;
+      else if (v == "channels_last")
+        o.slakLayout = Layout::ChannelsLast;
+      else
+        usage("--slak-layout expects auto, nchw or channels_last, got '" + v + "'");
+    } else if (arg == "--quiet") {
+      o.quiet = parseNumber(value(), arg, 0.0, 1.0);
+    } else if (arg == "--max-wait") {
+      o.maxWait = parseNumber(value(), arg, 0.0, 3600.0);
     } else if (arg == "--quick") {
       o.quick = true;
     } else if (arg == "--markdown") {
@@ -119,10 +197,11 @@ Options parseOptions(int argc, char **argv) {
       usage("unknown option " + arg);
     }
   }
+  if (!stagesGiven && custom.empty())
+    o.stages.assign(std::begin(kStages), std::end(kStages));
+  o.stages.insert(o.stages.end(), custom.begin(), custom.end());
   if (o.quick)
     o.repeats = std::min(o.repeats, 3);
-  if (o.threads <= 0)
-    o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;
 }
 
@@ -233,37 +312,38 @@ private:
 
 // --- Layers -------------------------------------------------------------------
 
-struct Stage {
-  int index, channels, size, m;
+struct Window {
+  int kh, kw;
 };
-const Stage kStages[] = {{1, 124, 56, 51}, {2, 249, 28, 49}, {3, 499, 14, 47}, {4, 998, 7, 13}};
-
-KernelSpec stageSpec(const Stage &s, bool sparse) {
-  KernelSpec spec;
-  spec.channels = s.channels;
-  spec.branches = {Branch::same(s.m, 5, !sparse), Branch::same(5, s.m, !sparse),
-                   Branch::same(5, 5, !sparse)};
-  return spec;
+std::vector<Window> stageWindows(const Stage &s) {
+  return {{s.m, kSmall}, {kSmall, s.m}, {kSmall, kSmall}};
 }
 
 /// Number of output positions whose input under window offset `k` (of a
-/// kernel of size `kernel` with padding `pad`) is inside an image of `size`.
+/// kernel with padding `pad`) is inside an image of `size`.
 int64_t inImage(int k, int pad, int64_t size) {
   const int64_t d = k - pad;
   return std::max<int64_t>(0, std::min(size, size - d) - std::max<int64_t>(0, -d));
 }
 
-/// Multiply-adds of one forward pass counting in-image live taps only.
-double forwardFlops(const KernelSpec &spec, const std::vector<BranchMask> &masks, int64_t n,
-                    int64_t h, int64_t w) {
+/// FLOP (2 per multiply-add) of one forward pass counting in-image live taps
+/// only; `masks` empty = dense.
+double forwardFlops(const std::vector<Window> &windows, const std::vector<torch::Tensor> &masks,
+                    int64_t n, int64_t c, int64_t h, int64_t w) {
   double macs = 0;
-  for (size_t b = 0; b < spec.branches.size(); ++b) {
-    const Branch &br = spec.branches[b];
-    for (int64_t c = 0; c < spec.channels; ++c)
-      for (int u = 0; u < br.kernelH; ++u)
-        for (int v = 0; v < br.kernelW; ++v)
-          if (masks[b].empty() || masks[b][(c * br.kernelH + u) * br.kernelW + v])
-            macs += static_cast<double>(inImage(u, br.padH, h)) * inImage(v, br.padW, w);
+  for (size_t b = 0; b < windows.size(); ++b) {
+    const Window &win = windows[b];
+    // Live channels per window position.
+    std::vector<int64_t> live(win.kh * win.kw, c);
+    if (!masks.empty()) {
+      const torch::Tensor perTap = masks[b].ne(0).sum(0).reshape({-1}).to(torch::kLong);
+      for (int64_t k = 0; k < perTap.numel(); ++k)
+        live[k] = perTap[k].item<int64_t>();
+    }
+    for (int u = 0; u < win.kh; ++u)
+      for (int v = 0; v < win.kw; ++v)
+        macs += static_cast<double>(live[u * win.kw + v]) * inImage(u, win.kh / 2, h) *
+                inImage(v, win.kw / 2, w);
   }
   return 2.0 * macs * n;
 }
@@ -274,121 +354,127 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-struct Row {
-  int stage, channels, size, m, batch;
-  double density;
-  std::string pass;
-  double torchMs, halideMs, gflop, maxError;
-  double denseHalideMs = 0; // sparse rows: the dense time of the same pass
-};
+const char *layoutName(bool channelsLast) { return channelsLast ? "channels_last" : "NCHW"; }
 
-torch::Tensor toTensor(const std::vector<float> &v, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<float *>(v.data()), shape, torch::kFloat32).clone();
+/// The op's input layout for a layer: where its CPU schedule computes in place.
+bool slakChannelsLast(const Stage &s, Layout layout) {
+  if (layout != Layout::Auto)
+    return layout == Layout::ChannelsLast;
+  slak::codegen::KernelSpec spec;
+  spec.channels = s.channels;
+  for (const Window &w : stageWindows(s))
+    spec.branches.push_back(slak::codegen::Branch::same(w.kh, w.kw));
+  return slak::codegen::cpu::defaultCpuSchedule(spec, s.size, s.size).channelsLast;
 }
 
-/// One SLaK-T layer at one batch and mask density, on both implementations:
-/// same inputs, same (masked) weights.
+struct Row {
+  std::string stage;
+  int channels, size, m, batch;
+  double density;
+  std::string pass;
+  double torchNchwMs, torchClMs, slakMs, gflop, maxError;
+  bool slakChannelsLast;
+  double bestTorchMs() const { return std::min(torchNchwMs, torchClMs); }
+  const char *bestTorchLayout() const { return layoutName(torchClMs < torchNchwMs); }
+};
+
+/// One layer at one batch and mask density, three ways: the slak op in its
+/// layout, LibTorch NCHW and LibTorch channels_last; same inputs, same
+/// (masked) weights.
 class LayerBench {
 public:
-  LayerBench(const Stage &stage, int batch, double density, int threads)
-      : stage_(stage), batch_(batch), density_(density), threads_(threads),
-        spec_(stageSpec(stage, density < 1.0)), shape_{batch, stage.channels, stage.size,
-                                                       stage.size} {
-    const int64_t C = stage.channels, H = stage.size, W = stage.size;
-    std::mt19937 rng(1234 + stage.index * 10 + batch);
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    auto random = [&](size_t size) {
-      std::vector<float> v(size);
-      for (float &e : v)
-        e = dist(rng);
-      return v;
-    };
-    masks_.resize(spec_.branches.size());
-    for (size_t b = 0; b < spec_.branches.size(); ++b) {
-      const int64_t window = C * spec_.branches[b].windowSize();
-      weights_.push_back(random(window));
+  LayerBench(const Stage &stage, int batch, double density, bool slakChannelsLast)
+      : stage_(stage), batch_(batch), density_(density), slakCl_(slakChannelsLast),
+        windows_(stageWindows(stage)) {
+    const int64_t C = stage.channels, S = stage.size;
+    torch::manual_seed(1234 + stage.channels * 10 + batch);
+    const auto cl = torch::MemoryFormat::ChannelsLast;
+    for (const Window &w : windows_) {
+      torch::Tensor weight = torch::rand({C, 1, w.kh, w.kw}) * 2 - 1;
       if (density < 1.0) {
-        std::bernoulli_distribution live(density);
-        masks_[b].resize(window);
-        for (int64_t k = 0; k < window; ++k) {
-          masks_[b][k] = live(rng) ? 1 : 0;
-          if (!masks_[b][k])
-            weights_[b][k] = 0.0f; // the model multiplies weights by masks
-        }
+        masks_.push_back(torch::rand({C, 1, w.kh, w.kw}).lt(density).to(torch::kFloat32));
+        weight = weight * masks_.back(); // what a masked model's weights hold
       }
+      weights_.push_back(weight);
     }
-    x_ = random(shape_.numel());
-    dy_ = random(shape_.numel());
-    y_.resize(x_.size());
-    dx_.resize(x_.size());
-    conv_ = std::make_unique<slak::codegen::cpu::CpuLkConv>(
-        spec_, slak::codegen::cpu::defaultCpuSchedule(spec_, H, W));
-    if (density < 1.0)
-      conv_->setTaps(slak::codegen::buildTapTable(spec_, masks_));
-    for (const auto &w : weights_)
-      weightPtrs_.push_back(w.data());
-    dw_.resize(weights_.size());
-    for (size_t b = 0; b < weights_.size(); ++b) {
-      dw_[b].resize(weights_[b].size());
-      dwPtrs_.push_back(dw_[b].data());
+    x_ = torch::rand({batch, C, S, S}) * 2 - 1;
+    dy_ = torch::rand({batch, C, S, S}) * 2 - 1;
+    for (bool channelsLast : {false, true}) {
+      Inputs &in = channelsLast ? torchCl_ : torchNchw_;
+      in.x = channelsLast ? x_.contiguous(cl) : x_.clone();
+      in.dy = channelsLast ? dy_.contiguous(cl) : dy_.clone();
+      for (const torch::Tensor &w : weights_)
+        in.w.push_back(channelsLast ? w.contiguous(cl) : w.clone());
+      in.makeLeaves();
     }
-    // LibTorch eager: three depthwise conv2d + adds, autograd for the backward.
-    tx_ = toTensor(x_, {batch, C, H, W});
-    tdy_ = toTensor(dy_, {batch, C, H, W});
-    txg_ = tx_.clone().requires_grad_(true);
-    for (size_t b = 0; b < weights_.size(); ++b) {
-      tw_.push_back(
-          toTensor(weights_[b], {C, 1, spec_.branches[b].kernelH, spec_.branches[b].kernelW}));
-      twg_.push_back(tw_.back().clone().requires_grad_(true));
-    }
+    slak_.x = slakCl_ ? x_.contiguous(cl) : x_.clone();
+    slak_.dy = slakCl_ ? dy_.contiguous(cl) : dy_.clone();
+    for (const torch::Tensor &w : weights_)
+      slak_.w.push_back(w.clone());
+    slak_.makeLeaves();
   }
 
-  void halideForward() {
-    conv_->forward(shape_, x_.data(), weightPtrs_, nullptr, {y_.data()}, threads_);
+  void slakForward() {
+    torch::NoGradGuard noGrad;
+    slakY_ = slak::lk_conv(slak_.x, slak_.w, masks_);
   }
-  void halideTraining() {
-    halideForward();
-    conv_->backwardData(shape_, {dy_.data()}, weightPtrs_, dx_.data(), threads_);
-    conv_->backwardWeight(shape_, x_.data(), {dy_.data()}, dwPtrs_, threads_);
+  void slakTraining() { slak_.backward(slak::lk_conv(slak_.xg, slak_.wg, masks_)); }
+  void torchForward(bool channelsLast) {
+    torch::NoGradGuard noGrad;
+    Inputs &in = channelsLast ? torchCl_ : torchNchw_;
+    (channelsLast ? torchClY_ : torchNchwY_) = torchLayer(in.x, in.w);
   }
-  void torchForward() {
-    torch::NoGradGuard guard;
-    torchY_ = torchLayer(tx_, tw_);
+  void torchTraining(bool channelsLast) {
+    Inputs &in = channelsLast ? torchCl_ : torchNchw_;
+    in.backward(torchLayer(in.xg, in.wg));
   }
-  void torchTraining() {
-    torch::Tensor out = torchLayer(txg_, twg_);
-    out.backward(tdy_);
-    txg_.mutable_grad() = torch::Tensor();
-    for (torch::Tensor &w : twg_)
-      w.mutable_grad() = torch::Tensor();
-  }
-  /// Largest |Halide - LibTorch| forward difference over max |LibTorch|.
+
+  /// Largest |slak - LibTorch| forward difference (over both PyTorch
+  /// layouts) relative to max |LibTorch|.
   double forwardError() {
-    halideForward();
-    torchForward();
-    const float *ref = torchY_.contiguous().data_ptr<float>();
-    double worst = 0, scale = 0;
-    for (size_t k = 0; k < y_.size(); ++k) {
-      worst = std::max(worst, static_cast<double>(std::abs(y_[k] - ref[k])));
-      scale = std::max(scale, static_cast<double>(std::abs(ref[k])));
-    }
-    return worst / std::max(scale, 1e-30);
+    slakForward();
+    torchForward(false);
+    torchForward(true);
+    const double scale = std::max(torchNchwY_.abs().max().item<double>(), 1e-30);
+    return std::max((slakY_ - torchNchwY_).abs().max().item<double>(),
+                    (slakY_ - torchClY_).abs().max().item<double>()) /
+           scale;
   }
   double gflop() const {
-    return forwardFlops(spec_, masks_, batch_, stage_.size, stage_.size) / 1e9;
+    return forwardFlops(windows_, masks_, batch_, stage_.channels, stage_.size, stage_.size) / 1e9;
   }
-  Row row(const std::string &pass, double torchMs, double halideMs, double error) const {
+  Row row(const std::string &pass, double nchwMs, double clMs, double slakMs, double error) const {
+    // Backward-data and backward-weight each do the forward's multiply-adds.
     const double scale = pass == "fwd" ? 1.0 : 3.0;
-    return {stage_.index, stage_.channels, stage_.size, stage_.m,        batch_, density_,
-            pass,         torchMs,         halideMs,    scale * gflop(), error};
+    return {stage_.name, stage_.channels, stage_.size,     stage_.m, batch_, density_, pass, nchwMs,
+            clMs,        slakMs,          scale * gflop(), error,    slakCl_};
   }
 
 private:
+  struct Inputs {
+    torch::Tensor x, dy, xg;
+    std::vector<torch::Tensor> w, wg;
+    void makeLeaves() {
+      xg = x.detach().clone().requires_grad_(true);
+      for (const torch::Tensor &t : w)
+        wg.push_back(t.detach().clone().requires_grad_(true));
+    }
+    /// Backward of `y` to x and every weight; the gradients are dropped so
+    /// that each run allocates them as a training step does.
+    void backward(const torch::Tensor &y) {
+      y.backward(dy);
+      xg.mutable_grad() = torch::Tensor();
+      for (torch::Tensor &t : wg)
+        t.mutable_grad() = torch::Tensor();
+    }
+  };
+
   torch::Tensor torchLayer(const torch::Tensor &input, const std::vector<torch::Tensor> &ws) {
     torch::Tensor out;
     for (size_t b = 0; b < ws.size(); ++b) {
-      const Branch &br = spec_.branches[b];
-      torch::Tensor t = torch::conv2d(input, ws[b], {}, 1, {br.padH, br.padW}, 1, stage_.channels);
+      const Window &w = windows_[b];
+      torch::Tensor t =
+          torch::conv2d(input, ws[b], {}, 1, {w.kh / 2, w.kw / 2}, 1, stage_.channels);
       out = b == 0 ? t : out + t;
     }
     return out;
@@ -397,17 +483,11 @@ private:
   Stage stage_;
   int batch_;
   double density_;
-  int threads_;
-  KernelSpec spec_;
-  slak::codegen::cpu::Shape shape_;
-  std::vector<BranchMask> masks_;
-  std::vector<std::vector<float>> weights_, dw_;
-  std::vector<float> x_, dy_, y_, dx_;
-  std::vector<const float *> weightPtrs_;
-  std::vector<float *> dwPtrs_;
-  std::unique_ptr<slak::codegen::cpu::CpuLkConv> conv_;
-  torch::Tensor tx_, tdy_, txg_, torchY_;
-  std::vector<torch::Tensor> tw_, twg_;
+  bool slakCl_;
+  std::vector<Window> windows_;
+  std::vector<torch::Tensor> weights_, masks_;
+  torch::Tensor x_, dy_, slakY_, torchNchwY_, torchClY_;
+  Inputs slak_, torchNchw_, torchCl_;
 };
 
 /// Median milliseconds of each body over `repeats` rounds. Each round runs
@@ -439,61 +519,68 @@ std::vector<double> timeRoundsMs(Machine &machine, const std::vector<std::functi
   return medians;
 }
 
-/// Times one stage at one batch, dense and 40% sparse, forward and
-/// forward+backward; appends four rows.
+/// Times one layer at one batch for every density, forward and
+/// forward+backward, all bodies of a pass alternating; appends two rows per
+/// density.
 void benchStage(const Stage &stage, int batch, const Options &opt, Machine &machine,
                 std::vector<Row> &rows) {
-  LayerBench dense(stage, batch, 1.0, opt.threads), sparse(stage, batch, 0.6, opt.threads);
-  // Compile and regroup the taps outside the timing.
-  dense.halideTraining();
-  sparse.halideTraining();
+  const bool slakCl = slakChannelsLast(stage, opt.slakLayout);
+  std::vector<std::unique_ptr<LayerBench>> layers;
+  for (double density : opt.densities)
+    layers.push_back(std::make_unique<LayerBench>(stage, batch, density, slakCl));
+  std::vector<std::function<void()>> forward, training;
+  for (auto &l : layers) {
+    LayerBench *p = l.get();
+    forward.push_back([p] { p->slakForward(); });
+    forward.push_back([p] { p->torchForward(false); });
+    forward.push_back([p] { p->torchForward(true); });
+    training.push_back([p] { p->slakTraining(); });
+    training.push_back([p] { p->torchTraining(false); });
+    training.push_back([p] { p->torchTraining(true); });
+  }
+  // The warm-up runs compile the op's kernels and read the masks' taps.
   const int warmup = opt.quick ? 1 : 2;
-  const std::vector<double> fwd =
-      timeRoundsMs(machine,
-                   {[&] { dense.halideForward(); }, [&] { dense.torchForward(); },
-                    [&] { sparse.halideForward(); }, [&] { sparse.torchForward(); }},
-                   opt.repeats, warmup);
-  const std::vector<double> train =
-      timeRoundsMs(machine,
-                   {[&] { dense.halideTraining(); }, [&] { dense.torchTraining(); },
-                    [&] { sparse.halideTraining(); }, [&] { sparse.torchTraining(); }},
-                   opt.repeats, 1);
-  const double denseError = dense.forwardError(), sparseError = sparse.forwardError();
-  rows.push_back(dense.row("fwd", fwd[1], fwd[0], denseError));
-  rows.push_back(dense.row("fwd+bwd", train[1], train[0], denseError));
-  rows.push_back(sparse.row("fwd", fwd[3], fwd[2], sparseError));
-  rows.back().denseHalideMs = fwd[0];
-  rows.push_back(sparse.row("fwd+bwd", train[3], train[2], sparseError));
-  rows.back().denseHalideMs = train[0];
+  const std::vector<double> fwd = timeRoundsMs(machine, forward, opt.repeats, warmup);
+  const std::vector<double> train = timeRoundsMs(machine, training, opt.repeats, 1);
+  for (size_t k = 0; k < layers.size(); ++k) {
+    const double error = layers[k]->forwardError();
+    rows.push_back(layers[k]->row("fwd", fwd[3 * k + 1], fwd[3 * k + 2], fwd[3 * k], error));
+    rows.push_back(
+        layers[k]->row("fwd+bwd", train[3 * k + 1], train[3 * k + 2], train[3 * k], error));
+  }
 }
 
 std::string formatTable(const std::vector<Row> &rows, const Machine &machine, const Options &opt) {
   std::ostringstream os;
-  char line[512];
+  char line[640];
   const double peak = machine.peak();
-  os << "SLaK-T layers (branches MxN + NxM + 5x5, N = 5), fp32, " << opt.threads
-     << " threads, median of " << opt.repeats << " runs; fp32 FMA peak measured "
-     << static_cast<int>(std::round(peak)) << " GFLOP/s. GFLOP counts in-image live taps "
-     << "(2 FLOP per multiply-add); fwd+bwd = forward + backward-data + backward-weight. ";
+  os << "Large-kernel layers (branches Mx5 + 5xM + 5x5), fp32, " << opt.threads
+     << " threads, median of " << opt.repeats
+     << " alternating runs. slak = the op slak::lk_conv as users call it (checks, taps, "
+        "autograd; fwd under no_grad, fwd+bwd = backward to x and weights), input in the "
+        "layout named; PyTorch = conv2d(groups=C) per branch, summed, masked weights as dense "
+        "kernels. vs best = PyTorch's faster layout / slak. GFLOP/s and % of the measured fp32 "
+        "FMA peak ("
+     << static_cast<int>(std::round(peak))
+     << " GFLOP/s) count in-image live taps only (2 FLOP per multiply-add; fwd+bwd = 3x the "
+        "forward's). ";
   if (opt.quiet > 0)
     os << machine.busyRuns() << " of " << machine.runs() << " timed runs went ahead while the "
        << "cores were busy with other work (FMA probe below " << opt.quiet << " x peak after "
        << opt.maxWait << " s).";
   os << "\n\n";
-  os << "| stage | C | HxW | M | batch | density | pass | LibTorch ms | Halide ms | speedup | "
-        "GFLOP/s | % peak | sparse/dense | max rel err |\n";
+  os << "| stage | C | HxW | M | batch | density | pass | PyTorch NCHW ms | PyTorch channels_last "
+        "ms | slak op ms (layout) | vs best PyTorch | GFLOP/s | % peak | max rel err |\n";
   os << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row &r : rows) {
-    const double gflops = r.gflop / (r.halideMs / 1e3);
-    std::string ratio = r.denseHalideMs > 0 ? std::to_string(r.halideMs / r.denseHalideMs) : "";
-    if (!ratio.empty())
-      ratio = ratio.substr(0, 4) + "x";
+    const double gflops = r.gflop / (r.slakMs / 1e3);
     std::snprintf(line, sizeof line,
-                  "| %d | %d | %dx%d | %d | %d | %.1f | %s | %.2f | %.2f | %.1fx | %.1f | %.1f%% | "
-                  "%s | %.1e |\n",
-                  r.stage, r.channels, r.size, r.size, r.m, r.batch, r.density, r.pass.c_str(),
-                  r.torchMs, r.halideMs, r.torchMs / r.halideMs, gflops, 100.0 * gflops / peak,
-                  ratio.c_str(), r.maxError);
+                  "| %s | %d | %dx%d | %d | %d | %.2f | %s | %.2f | %.2f | %.2f (%s) | %.2fx (%s) "
+                  "| %.1f | %.1f%% | %.1e |\n",
+                  r.stage.c_str(), r.channels, r.size, r.size, r.m, r.batch, r.density,
+                  r.pass.c_str(), r.torchNchwMs, r.torchClMs, r.slakMs,
+                  layoutName(r.slakChannelsLast), r.bestTorchMs() / r.slakMs, r.bestTorchLayout(),
+                  gflops, 100.0 * gflops / peak, r.maxError);
     os << line;
   }
   return os.str();
@@ -507,16 +594,17 @@ std::string formatJson(const std::vector<Row> &rows, const Machine &machine, con
      << ",\n  \"busy_runs\": " << machine.busyRuns() << ",\n  \"rows\": [\n";
   for (size_t k = 0; k < rows.size(); ++k) {
     const Row &r = rows[k];
-    const double gflops = r.gflop / (r.halideMs / 1e3);
-    os << "    {\"stage\": " << r.stage << ", \"channels\": " << r.channels
+    const double gflops = r.gflop / (r.slakMs / 1e3);
+    os << "    {\"stage\": \"" << r.stage << "\", \"channels\": " << r.channels
        << ", \"size\": " << r.size << ", \"m\": " << r.m << ", \"batch\": " << r.batch
        << ", \"density\": " << r.density << ", \"pass\": \"" << r.pass
-       << "\", \"torch_ms\": " << r.torchMs << ", \"halide_ms\": " << r.halideMs
-       << ", \"speedup\": " << r.torchMs / r.halideMs << ", \"gflop\": " << r.gflop
-       << ", \"gflops\": " << gflops << ", \"peak_fraction\": " << gflops / peak;
-    if (r.denseHalideMs > 0)
-      os << ", \"sparse_over_dense\": " << r.halideMs / r.denseHalideMs;
-    os << ", \"max_rel_error\": " << r.maxError << "}" << (k + 1 < rows.size() ? "," : "") << "\n";
+       << "\", \"torch_nchw_ms\": " << r.torchNchwMs
+       << ", \"torch_channels_last_ms\": " << r.torchClMs << ", \"slak_ms\": " << r.slakMs
+       << ", \"slak_layout\": \"" << layoutName(r.slakChannelsLast)
+       << "\", \"best_torch_layout\": \"" << r.bestTorchLayout()
+       << "\", \"speedup_vs_best\": " << r.bestTorchMs() / r.slakMs << ", \"gflop\": " << r.gflop
+       << ", \"gflops\": " << gflops << ", \"peak_fraction\": " << gflops / peak
+       << ", \"max_rel_error\": " << r.maxError << "}" << (k + 1 < rows.size() ? "," : "") << "\n";
   }
   os << "  ]\n}\n";
   return os.str();
@@ -526,9 +614,9 @@ std::string formatJson(const std::vector<Row> &rows, const Machine &machine, con
 
 int main(int argc, char **argv) {
 #ifdef SLAK_BENCH_WITH_TRAIN
-  // --train: training throughput, runtime vs LibTorch branches (TrainBench.cpp).
+  // --train (or --model): whole-model images/s (TrainBench.cpp).
   for (int a = 1; a < argc; ++a)
-    if (std::string(argv[a]) == "--train")
+    if (std::string(argv[a]) == "--train" || std::string(argv[a]) == "--model")
       return slak::bench::runTrainBench(argc, argv);
 #endif
   const Options opt = parseOptions(argc, argv);
@@ -537,12 +625,17 @@ int main(int argc, char **argv) {
   Machine machine(opt);
   machine.measurePeak();
   std::vector<Row> rows;
-  for (int stageIndex : opt.stages) {
-    const Stage &stage = kStages[stageIndex - 1];
-    for (int batch : opt.batches) {
-      std::cerr << "slak-bench: stage " << stage.index << " batch " << batch << "\n";
-      benchStage(stage, batch, opt, machine, rows);
-    }
+  try {
+    for (const Stage &stage : opt.stages)
+      for (int batch : opt.batches) {
+        std::cerr << "slak-bench: stage " << stage.name << " (" << stage.channels << " ch, "
+                  << stage.size << "x" << stage.size << ", M=" << stage.m << ") batch " << batch
+                  << "\n";
+        benchStage(stage, batch, opt, machine, rows);
+      }
+  } catch (const std::exception &e) {
+    std::cerr << "slak-bench: error: " << slak::tools::errorMessage(e) << "\n";
+    return 1;
   }
   // Other work on the machine only ever lowers the rate: the peak is the
   // best seen, here or in any probe.

@@ -1,56 +1,97 @@
-// slak-bench --train: training throughput (images/s) of a registry model
-// (default slak_nano on Fashion-MNIST) with its large kernels through our
-// runtime (`--lk-backend runtime`: slak::LKConv2d, tap tables skip dead taps)
-// against the same model built from LibTorch conv2d branches (`torch`), in
-// one process with the same thread count. Each run is a fresh Trainer (the
-// full step: forward, label-smoothed loss, backward, AdamW, masks, metrics)
-// over the same images from the same seed; the backends alternate run by run
-// so that drifting load hits both alike, and the table reports medians.
+// slak-bench --train: whole-model speed of registry models at any image size,
+// as images/s of training steps and of inference batches, for each
+// configuration of large-kernel backend and memory layout:
+//
+//   runtime/nchw            slak::LKConv2d / slak::lk_conv (tap tables skip dead taps)
+//   torch/nchw              LibTorch conv2d branches, NCHW (the baseline)
+//   torch/channels_last     the same with input and model .to(channels_last) (oneDNN)
+//   runtime/channels_last   the runtime with input and model .to(channels_last)
+//
+// A training step is forward, label-smoothed cross entropy, backward, AdamW
+// and re-applying the masks (fixed SNIP masks scored on the first batch, as
+// the trainer starts); an inference batch is an eval-mode forward under
+// no_grad (the runtime folds BN and merges branches). Every configuration
+// builds its model once from the same seed; the first training step (SNIP
+// scoring included) and the first inference batch compile the kernels and
+// are reported apart. Then the configurations alternate round by round,
+// training rounds first, inference rounds after (weights fixed), and the
+// table reports medians.
 #include "bench/TrainBench.h"
 
-#include "models/train/Trainer.h"
+#include "models/Models.h"
+#include "models/data/Datasets.h"
+#include "models/sparse/Masking.h"
+#include "tools/common/ErrorMessage.h"
 
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <ftw.h>
 #include <iostream>
+#include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace slak::bench {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+struct Configuration {
+  models::LkBackend backend;
+  bool channelsLast;
+  std::string name() const {
+    return std::string(backend == models::LkBackend::Runtime ? "runtime" : "torch") +
+           (channelsLast ? "/channels_last" : "/nchw");
+  }
+};
+
 struct TrainBenchOptions {
-  std::string model = "slak_nano";
-  std::string dataset = "fashion-mnist";
-  int64_t batch = 128;
-  int64_t steps = 20; // timed optimizer steps per run (one epoch)
+  std::vector<std::string> models = {"slak_tiny", "slak_nano"};
+  int64_t imageSize = 224;
+  std::string dataset = "synthetic";
+  std::string dataDir = data::kFashionMnistDir;
+  int64_t batch = 8;
+  int64_t steps = 2; // timed training steps (and inference batches) per run
   int repeats = 3;
-  int threads = 0;
+  int threads = 2;
   double sparsity = -1; // the model's default
+  std::vector<Configuration> configurations = {{models::LkBackend::Runtime, false},
+                                               {models::LkBackend::Torch, false},
+                                               {models::LkBackend::Torch, true}};
   std::string markdown;
 };
 
 [[noreturn]] void trainUsage(const std::string &error) {
   if (!error.empty())
     std::cerr << "slak-bench --train: " << error << "\n";
-  std::cerr << "usage: slak-bench --train [--model slak_nano] [--dataset fashion-mnist|synthetic]\n"
-               "                          [--batch 128] [--steps 20] [--repeats 3] [--threads N]\n"
+  std::cerr << "usage: slak-bench --train [--model slak_tiny,slak_nano] [--image-size 224]\n"
+               "                          [--dataset synthetic|fashion-mnist] [--data-dir DIR]\n"
+               "                          [--batch 8] [--steps 2] [--repeats 3] [--threads 2]\n"
+               "                          [--configs runtime/nchw,torch/nchw,torch/channels_last]\n"
                "                          [--sparsity S] [--markdown FILE]\n"
-               "  Training images/s of the model with --lk-backend runtime vs torch, alternating\n"
-               "  the two, --repeats runs each of --steps optimizer steps (one epoch of\n"
-               "  --steps x --batch images, SNIP masks from one batch, no mask update inside),\n"
-               "  medians. The first run of each backend also JIT-compiles; all runs count.\n";
+               "  Training and inference images/s of each registry model (comma-separated) at\n"
+               "  --image-size px, for each configuration (large-kernel backend runtime|torch /\n"
+               "  layout nchw|channels_last). Each run times --steps training steps (forward,\n"
+               "  loss, backward, AdamW, masks) or --steps inference batches; configurations\n"
+               "  alternate, --repeats runs each, medians. The first training step and the\n"
+               "  first inference batch (kernel compilation) are reported apart.\n"
+               "  Synthetic images have the model's input channels; Fashion-MNIST (1 channel,\n"
+               "  28 px) is resized to --image-size.\n";
   std::exit(error.empty() ? 0 : 2);
+}
+
+/// A configuration that cannot run: one line, exit code 2.
+[[noreturn]] void refuse(const std::string &error) {
+  std::cerr << "slak-bench --train: " << error << "\n";
+  std::exit(2);
 }
 
 int64_t parsePositive(const std::string &flag, const std::string &text) {
@@ -59,6 +100,28 @@ int64_t parsePositive(const std::string &flag, const std::string &text) {
   if (text.empty() || *end != '\0' || v <= 0)
     trainUsage(flag + " expects a positive integer, got '" + text + "'");
   return v;
+}
+
+std::vector<std::string> splitList(const std::string &flag, const std::string &text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty())
+      out.push_back(item);
+  if (out.empty())
+    trainUsage(flag + " expects a comma-separated list, got '" + text + "'");
+  return out;
+}
+
+Configuration parseConfiguration(const std::string &text) {
+  const size_t slash = text.find('/');
+  const std::string backend = text.substr(0, slash);
+  const std::string layout = slash == std::string::npos ? "nchw" : text.substr(slash + 1);
+  if ((backend != "runtime" && backend != "torch") ||
+      (layout != "nchw" && layout != "channels_last"))
+    trainUsage("--configs expects entries runtime|torch[/nchw|/channels_last], got '" + text + "'");
+  return {models::parseLkBackend(backend), layout == "channels_last"};
 }
 
 TrainBenchOptions parseTrainOptions(int argc, char **argv) {
@@ -73,11 +136,15 @@ TrainBenchOptions parseTrainOptions(int argc, char **argv) {
     if (arg == "--train") {
       continue;
     } else if (arg == "--model") {
-      o.model = value();
+      o.models = splitList(arg, value());
+    } else if (arg == "--image-size") {
+      o.imageSize = parsePositive(arg, value());
     } else if (arg == "--dataset") {
       o.dataset = value();
       if (o.dataset != "fashion-mnist" && o.dataset != "synthetic")
-        trainUsage("--dataset expects fashion-mnist or synthetic, got '" + o.dataset + "'");
+        trainUsage("--dataset expects synthetic or fashion-mnist, got '" + o.dataset + "'");
+    } else if (arg == "--data-dir") {
+      o.dataDir = value();
     } else if (arg == "--batch") {
       o.batch = parsePositive(arg, value());
     } else if (arg == "--steps") {
@@ -86,11 +153,15 @@ TrainBenchOptions parseTrainOptions(int argc, char **argv) {
       o.repeats = static_cast<int>(parsePositive(arg, value()));
     } else if (arg == "--threads") {
       o.threads = static_cast<int>(parsePositive(arg, value()));
+    } else if (arg == "--configs") {
+      o.configurations.clear();
+      for (const std::string &c : splitList(arg, value()))
+        o.configurations.push_back(parseConfiguration(c));
     } else if (arg == "--sparsity") {
       const std::string text = value();
       char *end = nullptr;
       o.sparsity = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end != '\0' || o.sparsity < 0 || o.sparsity >= 1)
+      if (text.empty() || *end != '\0' || !(o.sparsity >= 0 && o.sparsity < 1))
         trainUsage("--sparsity expects a number in [0, 1), got '" + text + "'");
     } else if (arg == "--markdown") {
       o.markdown = value();
@@ -100,52 +171,179 @@ TrainBenchOptions parseTrainOptions(int argc, char **argv) {
       trainUsage("unknown option " + arg);
     }
   }
-  if (o.threads <= 0)
-    o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;
 }
 
-struct Run {
-  std::string backend;
-  double imagesPerSecond = 0;
-  double seconds = 0;
-  double loss = 0;
+/// The model's configuration for the bench's data (input channels and ten
+/// classes), checked against the image size before anything is built: a
+/// model that downsamples the image to nothing is refused in one line.
+models::ModelConfig benchConfig(const TrainBenchOptions &o, const std::string &name,
+                                const Configuration &c) {
+  models::ModelOverrides overrides;
+  overrides.backend = c.backend;
+  overrides.numClasses = 10;
+  if (o.dataset == "fashion-mnist")
+    overrides.inChannels = 1;
+  if (o.sparsity >= 0)
+    overrides.sparsity = o.sparsity;
+  models::ModelConfig config;
+  try {
+    config = models::modelConfig(name, overrides);
+  } catch (const std::invalid_argument &e) {
+    refuse(e.what());
+  }
+  const int64_t minimum = models::minimumImageSize(config);
+  if (o.imageSize < minimum)
+    refuse("model " + name + " needs images of at least " + std::to_string(minimum) +
+           " px, got --image-size " + std::to_string(o.imageSize) +
+           " (its stem and downsamplings leave no pixel below that)");
+  return config;
+}
+
+/// steps x batch images of the data set at the bench's size.
+std::vector<data::Batch> benchBatches(const TrainBenchOptions &o, int64_t channels) {
+  const int64_t count = o.steps * o.batch;
+  data::Dataset d;
+  if (o.dataset == "synthetic") {
+    data::SyntheticOptions s;
+    s.size = count;
+    s.channels = channels;
+    s.height = s.width = o.imageSize;
+    d = data::makeSynthetic(s, 0);
+  } else {
+    d = data::loadFashionMnist(o.dataDir, true);
+    if (d.size() < count)
+      throw std::runtime_error(
+          "Fashion-MNIST has " + std::to_string(d.size()) +
+          " training images, fewer than --steps x --batch = " + std::to_string(count));
+    d.images = d.images.slice(0, 0, count);
+    d.labels = d.labels.slice(0, 0, count);
+    if (o.imageSize != d.height())
+      d.images = torch::nn::functional::interpolate(
+          d.images, torch::nn::functional::InterpolateFuncOptions()
+                        .size(std::vector<int64_t>{o.imageSize, o.imageSize})
+                        .mode(torch::kBilinear)
+                        .align_corners(false));
+  }
+  std::vector<data::Batch> out;
+  for (int64_t s = 0; s < o.steps; ++s)
+    out.push_back({d.images.slice(0, s * o.batch, (s + 1) * o.batch).contiguous(),
+                   d.labels.slice(0, s * o.batch, (s + 1) * o.batch)});
+  return out;
+}
+
+double secondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// One configuration's model, optimizer and masks, and its inputs in its layout.
+class ModelRun {
+public:
+  ModelRun(const models::ModelConfig &config, const Configuration &c,
+           const std::vector<data::Batch> &batches)
+      : configuration_(c) {
+    const auto format =
+        c.channelsLast ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+    for (const data::Batch &b : batches)
+      batches_.push_back({b.images.contiguous(format), b.labels});
+    torch::manual_seed(0);
+    model_ = models::createModel(config);
+    // What model.to(memory_format=torch.channels_last) does: every 4-d
+    // parameter (conv weights, large-kernel branches) in that layout.
+    if (c.channelsLast) {
+      torch::NoGradGuard noGrad;
+      for (torch::Tensor &p : model_->parameters())
+        if (p.dim() == 4)
+          p.set_data(p.data().contiguous(format));
+    }
+    optimizer_ = std::make_unique<torch::optim::AdamW>(
+        model_->parameters(), torch::optim::AdamWOptions(2e-3).weight_decay(0.05));
+    if (config.sparsity > 0) {
+      sparse::Options s;
+      s.sparsity = config.sparsity;
+      masking_ = std::make_unique<sparse::Masking>(*model_, s);
+    }
+  }
+
+  /// The first training step, SNIP scoring of the masks included (seconds).
+  double firstTrainingStep() {
+    const auto t0 = Clock::now();
+    if (masking_) {
+      const data::Batch &b = batches_.front();
+      masking_->initialize([&] {
+        return torch::nn::functional::cross_entropy(model_->forward(b.images), b.labels);
+      });
+      models::pushMasksToLargeKernels(*model_, masking_->maskMap());
+      optimizer_->zero_grad();
+    }
+    trainingStep(batches_.front());
+    return secondsSince(t0);
+  }
+  /// One inference batch (seconds); the first compiles the eval kernels.
+  double inferenceBatch(size_t k = 0) {
+    const auto t0 = Clock::now();
+    model_->eval();
+    {
+      torch::NoGradGuard noGrad;
+      model_->forward(batches_[k].images);
+    }
+    model_->train();
+    return secondsSince(t0);
+  }
+  /// Images/s of one pass over the batches.
+  double trainingRate() {
+    const auto t0 = Clock::now();
+    for (const data::Batch &b : batches_)
+      trainingStep(b);
+    return imageCount() / secondsSince(t0);
+  }
+  double inferenceRate() {
+    model_->eval();
+    const auto t0 = Clock::now();
+    {
+      torch::NoGradGuard noGrad;
+      for (const data::Batch &b : batches_)
+        model_->forward(b.images);
+    }
+    const double rate = imageCount() / secondsSince(t0);
+    model_->train();
+    return rate;
+  }
+  const Configuration &configuration() const { return configuration_; }
+
+private:
+  void trainingStep(const data::Batch &b) {
+    model_->train();
+    auto loss = torch::nn::functional::cross_entropy(
+        model_->forward(b.images), b.labels,
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(0.1));
+    loss.backward();
+    optimizer_->step();
+    if (masking_)
+      masking_->applyToWeights();
+    optimizer_->zero_grad();
+  }
+  double imageCount() const {
+    double n = 0;
+    for (const data::Batch &b : batches_)
+      n += static_cast<double>(b.images.size(0));
+    return n;
+  }
+
+  Configuration configuration_;
+  std::vector<data::Batch> batches_;
+  std::shared_ptr<models::Classifier> model_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<sparse::Masking> masking_;
 };
 
-Run trainOnce(const TrainBenchOptions &b, const std::string &backend,
-              const std::filesystem::path &dir) {
-  train::TrainOptions o;
-  o.model = b.model;
-  o.dataset = b.dataset;
-  o.overrides.backend = models::parseLkBackend(backend);
-  if (b.sparsity >= 0)
-    o.overrides.sparsity = b.sparsity;
-  o.batchSize = b.batch;
-  o.epochs = 1;
-  o.trainLimit = b.batch * b.steps;
-  o.synthetic.size = b.batch * b.steps;
-  o.testLimit = 1;
-  o.syntheticTestSize = 1;
-  o.evalEachEpoch = false;
-  o.threads = b.threads;
-  o.progress = false;
-  o.outDir = (dir / backend).string();
-  o.sparse.updateFrequency = 0; // a fixed mask: both backends do the same work
-  train::Trainer trainer(o);
-  auto r = trainer.run();
-  return {backend, r.imagesPerSecond, r.trainSeconds, r.trainLoss};
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 
-/// Removes the runs' scratch directory. (POSIX nftw: std::filesystem::remove_all
-/// can bind to a copy inside libtorch.so that crashes here.)
-void removeTree(const std::filesystem::path &dir) {
-  ::nftw(
-      dir.c_str(),
-      [](const char *path, const struct stat *, int, struct FTW *) { return ::remove(path); }, 16,
-      FTW_DEPTH | FTW_PHYS);
-}
-
-/// The 1-minute load average: the cores are shared, so the table says how
+/// The 1-minute load average: the cores may be shared, so the table says how
 /// busy they were.
 double loadAverage() {
   std::ifstream in("/proc/loadavg");
@@ -154,84 +352,128 @@ double loadAverage() {
   return load;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+struct Result {
+  std::string model;
+  Configuration configuration{models::LkBackend::Torch, false};
+  double firstTrainSeconds = 0, firstInferenceSeconds = 0;
+  std::vector<double> train, inference; // images/s per run
+};
+
+/// Builds every configuration of one model, times the first calls, then
+/// alternates the configurations run by run.
+std::vector<Result> benchModel(const TrainBenchOptions &o, const std::string &name) {
+  std::vector<models::ModelConfig> configs;
+  for (const Configuration &c : o.configurations)
+    configs.push_back(benchConfig(o, name, c));
+  const auto batches = benchBatches(o, configs.front().inChannels);
+  std::vector<std::unique_ptr<ModelRun>> runs;
+  std::vector<Result> results;
+  for (size_t k = 0; k < configs.size(); ++k) {
+    std::cerr << "slak-bench --train: " << name << " " << o.configurations[k].name()
+              << ": first training step and inference batch\n";
+    runs.push_back(std::make_unique<ModelRun>(configs[k], o.configurations[k], batches));
+    Result r;
+    r.model = name;
+    r.configuration = o.configurations[k];
+    r.firstTrainSeconds = runs.back()->firstTrainingStep();
+    r.firstInferenceSeconds = runs.back()->inferenceBatch();
+    results.push_back(r);
+  }
+  const size_t n = runs.size();
+  for (int rep = 0; rep < o.repeats; ++rep)
+    for (size_t k = 0; k < n; ++k) {
+      // Rotate the order so that no configuration always follows the same one.
+      const size_t i = (k + rep) % n;
+      results[i].train.push_back(runs[i]->trainingRate());
+      std::cerr << "slak-bench --train: " << name << " " << results[i].configuration.name()
+                << " training run " << rep + 1 << "/" << o.repeats << ": "
+                << results[i].train.back() << " images/s\n";
+    }
+  // The weights are fixed from here: one untimed batch lets the runtime
+  // fold the trained weights before the inference runs.
+  for (auto &run : runs)
+    run->inferenceBatch();
+  for (int rep = 0; rep < o.repeats; ++rep)
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (k + rep) % n;
+      results[i].inference.push_back(runs[i]->inferenceRate());
+    }
+  return results;
+}
+
+std::string formatTable(const TrainBenchOptions &o, const std::vector<Result> &results,
+                        double loadBefore, double loadAfter) {
+  std::ostringstream table;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "Whole models, fp32, %s images %lld px, batch %lld, %d threads; %lld training "
+                "steps (forward, loss, backward, AdamW, masks) or inference batches (eval, "
+                "no_grad) per run, %d runs per configuration (alternating), medians [min-max]; "
+                "first calls (kernel compilation; the first step scores SNIP masks) apart. "
+                "vs best LibTorch = images/s over the faster LibTorch layout's. %u cores, load "
+                "average %.1f before, %.1f after.\n\n",
+                o.dataset.c_str(), (long long)o.imageSize, (long long)o.batch, o.threads,
+                (long long)o.steps, o.repeats, std::thread::hardware_concurrency(), loadBefore,
+                loadAfter);
+  table << line;
+  table << "| model | px | large-kernel backend | layout | train images/s | infer images/s | "
+           "train vs best LibTorch | infer vs best LibTorch | first train step s | first "
+           "inference s |\n";
+  table << "|---|---|---|---|---|---|---|---|---|---|\n";
+  auto range = [](const std::vector<double> &v) {
+    char text[96];
+    std::snprintf(text, sizeof text, "%.2f [%.2f-%.2f]", median(v),
+                  *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+    return std::string(text);
+  };
+  for (const Result &r : results) {
+    // The best LibTorch configuration of the same model (0 when none ran).
+    double bestTrain = 0, bestInference = 0;
+    for (const Result &t : results)
+      if (t.model == r.model && t.configuration.backend == models::LkBackend::Torch) {
+        bestTrain = std::max(bestTrain, median(t.train));
+        bestInference = std::max(bestInference, median(t.inference));
+      }
+    auto ratio = [](double v, double best) {
+      return best > 0 ? (std::to_string(v / best).substr(0, 4) + "x") : std::string("-");
+    };
+    std::snprintf(line, sizeof line, "| %s | %lld | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n",
+                  r.model.c_str(), (long long)o.imageSize,
+                  r.configuration.backend == models::LkBackend::Runtime ? "runtime (slak::lk_conv)"
+                                                                        : "torch (conv2d branches)",
+                  r.configuration.channelsLast ? "channels_last" : "NCHW", range(r.train).c_str(),
+                  range(r.inference).c_str(), ratio(median(r.train), bestTrain).c_str(),
+                  ratio(median(r.inference), bestInference).c_str(), r.firstTrainSeconds,
+                  r.firstInferenceSeconds);
+    table << line;
+  }
+  return table.str();
 }
 
 } // namespace
 
 int runTrainBench(int argc, char **argv) {
-  const TrainBenchOptions b = parseTrainOptions(argc, argv);
-  torch::set_num_threads(b.threads);
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("slak-train-bench-" + std::to_string(::getpid()));
-  const std::vector<std::string> backends = {"runtime", "torch"};
-  std::vector<Run> runs;
+  const TrainBenchOptions o = parseTrainOptions(argc, argv);
+  // Refuse a model that does not fit before any work.
+  for (const std::string &name : o.models)
+    for (const Configuration &c : o.configurations)
+      benchConfig(o, name, c);
+  torch::set_num_threads(o.threads);
   const double loadBefore = loadAverage();
+  std::vector<Result> results;
   try {
-    for (int r = 0; r < b.repeats; ++r)
-      for (size_t k = 0; k < backends.size(); ++k) {
-        // Alternate which backend goes first, so neither always follows the other.
-        const auto &backend = backends[(k + r) % backends.size()];
-        std::cerr << "slak-bench --train: run " << r + 1 << "/" << b.repeats << " " << backend
-                  << "\n";
-        runs.push_back(trainOnce(b, backend, dir));
-        std::cerr << "  " << runs.back().imagesPerSecond << " images/s, loss " << runs.back().loss
-                  << "\n";
-      }
+    for (const std::string &name : o.models) {
+      auto r = benchModel(o, name);
+      results.insert(results.end(), r.begin(), r.end());
+    }
   } catch (const std::exception &e) {
-    removeTree(dir);
-    std::cerr << "slak-bench --train: error: " << e.what() << "\n";
+    std::cerr << "slak-bench --train: error: " << tools::errorMessage(e) << "\n";
     return 1;
   }
-  removeTree(dir);
-  const double loadAfter = loadAverage();
-
-  std::ostringstream table;
-  char line[256];
-  std::snprintf(line, sizeof(line),
-                "Training throughput, %s on %s: batch %lld, %lld steps per run, %d threads, "
-                "%d runs per backend (alternating), medians; %u cores, load average %.1f "
-                "before, %.1f after\n\n",
-                b.model.c_str(), b.dataset.c_str(), (long long)b.batch, (long long)b.steps,
-                b.threads, b.repeats, std::thread::hardware_concurrency(), loadBefore, loadAfter);
-  table << line;
-  table << "| large-kernel backend | images/s (median) | min | max | runs | train loss "
-           "(first run) | vs torch |\n";
-  table << "|---|---|---|---|---|---|---|\n";
-  struct Summary {
-    std::vector<double> rates;
-    double loss = 0;
-    std::string each;
-  };
-  std::vector<Summary> summaries(backends.size());
-  for (size_t k = 0; k < backends.size(); ++k)
-    for (const auto &run : runs)
-      if (run.backend == backends[k]) {
-        auto &s = summaries[k];
-        if (s.rates.empty())
-          s.loss = run.loss;
-        std::snprintf(line, sizeof(line), "%s%.1f", s.rates.empty() ? "" : ", ",
-                      run.imagesPerSecond);
-        s.each += line;
-        s.rates.push_back(run.imagesPerSecond);
-      }
-  const double torchMedian = median(summaries.back().rates);
-  for (size_t k = 0; k < backends.size(); ++k) {
-    const auto &s = summaries[k];
-    const char *name =
-        backends[k] == "runtime" ? "runtime (slak::LKConv2d)" : "torch (LibTorch conv2d branches)";
-    std::snprintf(line, sizeof(line), "| %s | %.1f | %.1f | %.1f | %s | %.4f | %.2fx |\n", name,
-                  median(s.rates), *std::min_element(s.rates.begin(), s.rates.end()),
-                  *std::max_element(s.rates.begin(), s.rates.end()), s.each.c_str(), s.loss,
-                  median(s.rates) / torchMedian);
-    table << line;
-  }
-  std::cout << table.str();
-  if (!b.markdown.empty())
-    std::ofstream(b.markdown) << table.str();
+  const std::string table = formatTable(o, results, loadBefore, loadAverage());
+  std::cout << table;
+  if (!o.markdown.empty())
+    std::ofstream(o.markdown) << table;
   return 0;
 }
 

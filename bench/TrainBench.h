@@ -1,11 +1,13 @@
-// slak-bench --train: training throughput of a registry model with the
-// runtime's large kernels vs LibTorch conv2d branches (see TrainBench.cpp).
+// slak-bench --train: whole-model training and inference images/s of
+// registry models, large kernels through the runtime or LibTorch branches,
+// NCHW or channels_last (bench/TrainBench.cpp).
 #pragma once
 
 namespace slak::bench {
 
-/// Parses the --train options in argv (argv[0] is the program) and prints the
-/// table; returns the exit code.
+/// Parses argv (the flags after --train) and prints the table. Returns the
+/// process exit code: 0, 1 for an error while running, 2 for bad flags or a
+/// model that does not fit the image size.
 int runTrainBench(int argc, char **argv);
 
 } // namespace slak::bench
