@@ -1,5 +1,6 @@
 #include "codegen/halide/ChannelsLastConv.h"
 
+#include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
 
@@ -302,6 +303,7 @@ ChannelsLastConvPipeline::ChannelsLastConvPipeline(const std::vector<ConvGroupSh
   scheduleChannelsLastConv(stages, schedule);
   impl_->pipeline = Pipeline(stages.y);
   compileForHost(impl_->pipeline, "conv_channels_last");
+  useHostThreadPool(impl_->pipeline);
 }
 
 int64_t ChannelsLastConvPipeline::computedExtent(bool transposed, int64_t along, int64_t across,

@@ -1,5 +1,6 @@
 #include "codegen/halide/ChannelsLastWeightGrad.h"
 
+#include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
 
@@ -148,6 +149,7 @@ ChannelsLastWeightGradPipeline::ChannelsLastWeightGradPipeline(bool transposed,
   scheduleChannelsLastWeightGrad(stages, schedule);
   impl_->pipeline = Pipeline(stages.dW);
   compileForHost(impl_->pipeline, "weight_grad_channels_last");
+  useHostThreadPool(impl_->pipeline);
 }
 
 void ChannelsLastWeightGradPipeline::run(ChannelsLastWeightGradCall &call) {

@@ -1,5 +1,6 @@
 #include "codegen/halide/ConvPipeline.h"
 
+#include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
 
@@ -354,6 +355,7 @@ ConvPipeline::ConvPipeline(const std::vector<ConvGroupShape> &groups, int numSlo
   scheduleConv(stages, schedule);
   impl_->pipeline = Pipeline(stages.y);
   compileForHost(impl_->pipeline, "conv");
+  useHostThreadPool(impl_->pipeline);
 }
 
 int ConvPipeline::tilesFor(bool transposed, int64_t outH, int64_t outW) const {

@@ -1,5 +1,6 @@
 #include "codegen/halide/WeightGradPipeline.h"
 
+#include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
 
@@ -171,6 +172,7 @@ WeightGradPipeline::WeightGradPipeline(bool transposed, const CpuSchedule &sched
   scheduleWeightGrad(stages, transposed, schedule);
   impl_->pipeline = Pipeline(stages.dW);
   compileForHost(impl_->pipeline, "weight_grad");
+  useHostThreadPool(impl_->pipeline);
 }
 
 void WeightGradPipeline::run(WeightGradCall &call) {
