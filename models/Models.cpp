@@ -298,7 +298,13 @@ public:
   }
 
   torch::Tensor forwardFeatures(const torch::Tensor &input) override {
-    auto x = input;
+    // On the CPU the runtime's kernels read and write channels-last tensors
+    // in place, and the blocks' LayerNorm and MLP run on NHWC: keeping the
+    // activations channels-last from the stem on saves a layout copy per
+    // block (and the mixed-layout residual add).
+    const bool channelsLast = input.is_cpu() && input.dim() == 4 &&
+                              resolveLkBackend(config_.backend) == LkBackend::Runtime;
+    auto x = channelsLast ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;
     for (size_t i = 0; i < blocks_.size(); ++i) {
       x = downsampleLayers_[i]->forward(x);
       for (auto &block : blocks_[i])

@@ -33,9 +33,17 @@ LKConv2dImpl::LKConv2dImpl(LKConv2dOptions options) : options_(std::move(options
   std::vector<std::pair<int64_t, int64_t>> windows = {{m, n}, {n, m}};
   if (k > 0)
     windows.emplace_back(k, k);
+  // The branches' weights are views of one flat storage, branch after
+  // branch, which is how lk_conv takes them (no concatenation per call).
+  int64_t total = 0;
+  for (const auto &[kh, kw] : windows)
+    total += c * kh * kw;
+  const at::Tensor storage = at::empty({total});
+  int64_t offset = 0;
   for (size_t b = 0; b < windows.size(); ++b) {
     const auto [kh, kw] = windows[b];
-    at::Tensor w = at::empty({c, 1, kh, kw});
+    at::Tensor w = storage.narrow(0, offset, c * kh * kw).view({c, 1, kh, kw});
+    offset += c * kh * kw;
     // nn.Conv2d's default init (kaiming uniform, a = sqrt(5)): U(-1/sqrt(fan_in), ..).
     const double bound = 1.0 / std::sqrt(static_cast<double>(kh * kw));
     {

@@ -245,7 +245,19 @@ TapsMemo &tapsMemo() {
   TORCH_CHECK(false, "slak::lk_conv ", where, ": ", e.what());
 }
 
+/// The branches' weights as one flat tensor, branch after branch: a view
+/// where they already lie so in one storage (LKConv2d keeps them there),
+/// else a concatenated copy.
 at::Tensor flatWeights(at::TensorList weights) {
+  bool adjacent = true;
+  int64_t total = 0;
+  for (const at::Tensor &w : weights) {
+    adjacent = adjacent && w.is_contiguous() && w.storage().is_alias_of(weights[0].storage()) &&
+               w.storage_offset() == weights[0].storage_offset() + total;
+    total += w.numel();
+  }
+  if (adjacent)
+    return weights[0].as_strided({total}, {1}, weights[0].storage_offset());
   std::vector<at::Tensor> flat;
   for (const at::Tensor &w : weights)
     flat.push_back(w.reshape({-1}));
@@ -276,10 +288,10 @@ at::Tensor inLayoutOf(const at::Tensor &y, const at::Tensor &like) {
 
 /// Whether `kernel` takes x's channels-last tensors as they are: the Halide
 /// CPU backend reads and writes NHWC memory (converting inside where its
-/// schedule wants NCHW); the other backends get NCHW copies, and their
-/// results are laid out like x afterwards.
+/// schedule wants NCHW), and GPU kernels built with the NHWC layout do; the
+/// others get NCHW copies, and their results are laid out like x afterwards.
 bool keepsChannelsLast(const at::Tensor &x, const runtime::LkConvKernel &kernel) {
-  return channelsLast(x) && kernel.kind() == BackendKind::Cpu;
+  return channelsLast(x) && (kernel.kind() == BackendKind::Cpu || kernel.spec().channelsLast());
 }
 
 /// An image tensor (x, dy) laid out as `kernel` reads it.
@@ -338,9 +350,12 @@ PreparedCall prepare(const at::Tensor &x, at::TensorList weights, at::TensorList
   spec.elementType = elementType(x.scalar_type());
   if (std::string err = spec.validate(); !err.empty())
     TORCH_CHECK(false, "slak::lk_conv: ", err, " (x has shape ", shapeText(x), ")");
-  if (backend == BackendKind::Cuda || backend == BackendKind::OpenCL)
+  if (backend == BackendKind::Cuda || backend == BackendKind::OpenCL) {
+    // The GPU kernels are emitted for x's layout (channels-last: NHWC).
+    spec.layout = channelsLast(x) ? codegen::DataLayout::NHWC : codegen::DataLayout::NCHW;
     spec.schedule = runtime::chooseSchedule(spec, call.taps->sparseDensity(),
                                             runtime::scheduleDeviceKey(backend, x.device()));
+  }
   try {
     call.kernel = runtime::getKernel(backend, spec, x.device());
   } catch (const c10::Error &) {
