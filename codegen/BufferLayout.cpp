@@ -26,6 +26,13 @@ int64_t inputCount(const KernelSpec &spec, int64_t n, int64_t h, int64_t w) {
   return n * spec.channels * h * w;
 }
 
+ImageStrides imageStrides(const KernelSpec &spec, int64_t h, int64_t w) {
+  const int64_t C = spec.channels;
+  if (spec.channelsLast())
+    return {C * h * w, 1, w * C, C};
+  return {C * h * w, h * w, w, 1};
+}
+
 int64_t weightWorkspaceCount(const KernelSpec &spec) {
   return static_cast<int64_t>(spec.schedule.weightSplit) * weightCount(spec);
 }

@@ -11,6 +11,10 @@ public:
       : KernelText(plan), pass_(plan.pass(kind)) {}
 
   void run(Code &c) {
+    if (spec_.channelsLast()) {
+      runChannelsLast(c);
+      return;
+    }
     const KernelKind kind = pass_.kind;
     const bool bwd = kind == KernelKind::BackwardData;
     const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
@@ -119,7 +123,143 @@ public:
     c.close();
   }
 
+  /// The NHWC pass: channel lanes fastest, one staged branch at a time (see
+  /// ConvPassPlan).
+  void runChannelsLast(Code &c) {
+    const KernelKind kind = pass_.kind;
+    const bool bwd = kind == KernelKind::BackwardData;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
+    const int TH = s_.tileH, L = pass_.lanes, PC = pass_.pixelCols, CT = pass_.colThreads;
+    const int C = static_cast<int>(spec_.channels), T = pass_.threads;
+    const int channelGroups = (C + L - 1) / L;
+    const std::string in = bwd ? "dy" : "x";
+    const std::string outName = bwd ? "dx" : "y";
+    const std::string IH = bwd ? "HO" : "H", IW = bwd ? "WO" : "W";
+    const std::string OH = bwd ? "H" : "HO", OW = bwd ? "W" : "WO";
+    const bool perBranchStore = !bwd && spec_.perBranchOutputs;
+
+    c("");
+    c("/* ", kernelKindName(kind), " (nhwc): ", TH, "x", PC, " pixels x ", L,
+      " channels per block, ", R, "x", CC, " per thread */");
+    signature(c, kind);
+    c.open("");
+    sizes(c);
+    if (spec_.perBranchOutputs)
+      c("const int N = batch;");
+    c("const int tilesW = (", OW, " + ", PC - 1, ") / ", PC, ";");
+    c("const int tilesPerPlane = ((", OH, " + ", TH - 1, ") / ", TH, ") * tilesW;");
+    c("const slak_i64 blockId = SLAK_BLOCK_ID;");
+    c("const int plane = (int)(blockId / tilesPerPlane);");
+    c("const int tile = (int)(blockId - (slak_i64)plane * tilesPerPlane);");
+    c("const int n = plane / ", channelGroups, ";");
+    c("const int c0 = (plane - n * ", channelGroups, ") * ", L, ";");
+    c("const int tileRow = tile / tilesW;");
+    c("const int oy0 = tileRow * ", TH, ";");
+    c("const int ox0 = (tile - tileRow * tilesW) * ", PC, ";");
+    c("const int tid = SLAK_THREAD_ID;");
+    c("const int lane = tid % ", L, ";");
+    c("const int pt = tid / ", L, ";");
+    c("const int ty = pt / ", CT, ";");
+    c("const int tx = pt - ty * ", CT, ";");
+    c("const int c = c0 + lane;");
+    c("const int cw = c < ", C, " ? c : ", C - 1, "; /* a real channel's weights and taps */");
+    if (s_.stageInput)
+      c("SLAK_SHARED float xs[", pass_.stagedInput, "];");
+    if (s_.stageTaps && pass_.stagedWeights > 0)
+      c("SLAK_SHARED float ws[", pass_.stagedWeights, "];");
+    for (const PassBranch &pb : pass_.branches) {
+      const int b = pb.index;
+      if (pb.table || pb.masked || !s_.stageTaps) // else read from the staged weights
+        c("const slak_i64 wrow", b, " = (slak_i64)", pb.weightBase, " + (slak_i64)cw * ",
+          pb.kh * pb.kw, ";");
+      if (pb.table || pb.masked) {
+        c("const int tb", b, " = tapOffsets[", b * C, " + cw];");
+        c("const int nt", b, " = tapOffsets[", b * C, " + cw + 1] - tb", b, ";");
+      }
+    }
+    const std::string bv = !bwd && spec_.hasBias && !spec_.perBranchOutputs ? " + bv" : "";
+    if (!bv.empty())
+      c("const float bv = ", ld("bias", "cw"), ";");
+    for (int r = 0; r < R; ++r) {
+      std::string line = "float ";
+      for (int k = 0; k < CC; ++k)
+        line += cat(k ? ", " : "", "a", r, "_", k, " = 0.0f");
+      c(line, ";");
+    }
+    for (size_t gi = 0; gi < pass_.groups.size(); ++gi) {
+      const InputGroup &g = pass_.groups[gi];
+      const PassBranch &pb = pass_.branches[g.branches.front()];
+      const std::string image =
+          g.dyBranch >= 0 ? cat("((slak_i64)", g.dyBranch, " * N + n)") : "(slak_i64)n";
+      c("const slak_i64 ib", gi, " = ", image, " * ", IH, " * ", IW, " * ", C, ";");
+      const bool stagesWeights = s_.stageTaps && !pb.table;
+      if (gi > 0 && (s_.stageInput || stagesWeights))
+        c("SLAK_BARRIER(); /* the previous branch's tiles are no longer read */");
+      if (s_.stageInput) {
+        c.open("for (int e = tid; e < ", g.rows * g.cols * L, "; e += ", T, ")");
+        c("const int l = e % ", L, ";");
+        c("const int rq = e / ", L, ";");
+        c("const int r = rq / ", g.cols, ";");
+        c("const int q = rq - r * ", g.cols, ";");
+        c("xs[e] = c0 + l < ", C, " ? ",
+          ldNhwc(in, cat("ib", gi), cat("oy0 + (", g.halo.minRow, ") + r"),
+                 cat("ox0 + (", g.halo.minCol, ") + q"), "c0 + l", IH, IW),
+          " : 0.0f;");
+        c.close();
+      }
+      if (stagesWeights)
+        stageLaneWeights(c, pb);
+      if (s_.stageInput || stagesWeights)
+        c("SLAK_BARRIER();");
+      if (s_.stageInput && !pb.table)
+        denseRotating(c, pb, g);
+      else if (s_.stageInput)
+        sparseStaged(c, pb, g);
+      else
+        unstaged(c, pb, in, cat("ib", gi), IH, IW);
+      if (perBranchStore) {
+        store(c, outName, cat("((slak_i64)", pb.index, " * N + n)"), OH, OW, "");
+        for (int r = 0; r < R; ++r)
+          for (int k = 0; k < CC; ++k)
+            c("a", r, "_", k, " = 0.0f;");
+      }
+    }
+    if (!perBranchStore)
+      store(c, outName, "(slak_i64)n", OH, OW, bv);
+    c.close();
+  }
+
 private:
+  /// NHWC: stages branch pb's weights of the block's channels as
+  /// ws[position * lanes + lane] (flipped for backward-data); a masked
+  /// branch gets zeros at each channel's dead taps.
+  void stageLaneWeights(Code &c, const PassBranch &pb) {
+    const int L = pass_.lanes, T = pass_.threads, window = pb.kh * pb.kw;
+    const int C = static_cast<int>(spec_.channels), b = pb.index;
+    c.open("for (int e = tid; e < ", window * L, "; e += ", T, ")");
+    if (pb.masked) {
+      c("ws[e] = 0.0f;");
+    } else {
+      c("const int ch = c0 + e % ", L, ";");
+      c("const int k = e / ", L, ";");
+      c("ws[e] = ch < ", C, " ? ",
+        ld("wt", cat(pb.weightBase, " + (slak_i64)ch * ", window, " + ",
+                     pb.flip ? cat(window - 1, " - k") : std::string("k"))),
+        " : 0.0f;");
+    }
+    c.close();
+    if (!pb.masked)
+      return;
+    c("SLAK_BARRIER(); /* dead taps are 0 before the live ones land */");
+    c.open("if (c < ", C, ")");
+    c.open("for (int k = pt; k < nt", b, "; k += ", T / L, ")");
+    c("const int t = taps[tb", b, " + k];");
+    c("const int e = (t >> 16) * ", pb.kw, " + (t & 0xffff);");
+    c("ws[(", pb.flip ? cat(window - 1, " - e") : std::string("e"), ") * ", L,
+      " + lane] = ", ld("wt", cat("wrow", b, " + e")), ";");
+    c.close();
+    c.close();
+  }
   /// Stages the channel's taps: weights as f32 (flipped for backward-data),
   /// and the staged-tile offsets of table taps.
   void stageTaps(Code &c) {
@@ -169,7 +309,17 @@ private:
     }
   }
 
+  bool nhwc() const { return spec_.channelsLast(); }
+  /// Staged elements between adjacent pixels of a row: 1, or the lanes.
+  int pixelUnit() const { return nhwc() ? pass_.lanes : 1; }
+  /// Pixels between the columns of a thread's register block.
+  int columnStep() const { return nhwc() ? pass_.colThreads : s_.blockW; }
+  /// The thread's channel lane in the staged tiles.
+  std::string laneTerm() const { return nhwc() ? " + lane" : ""; }
+
   std::string weightAt(const PassBranch &pb, const std::string &u, const std::string &v) const {
+    if (s_.stageTaps && nhwc())
+      return cat("ws[((", u, ") * ", pb.kw, " + ", v, ") * ", pass_.lanes, " + lane]");
     if (s_.stageTaps)
       return cat("ws[", pb.wsOffset, " + (", u, ") * ", pb.kw, " + ", v, "]");
     const std::string idx = cat("(", u, ") * ", pb.kw, " + ", v);
@@ -182,11 +332,17 @@ private:
   /// in a rotating set of registers, so each shared-memory load feeds R FMAs
   /// per column.
   void denseRotating(Code &c, const PassBranch &pb, const InputGroup &g) {
-    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
+    const int U = pixelUnit(), BW = columnStep() * U;
     const int full = pb.kh / R, tail = pb.kh % R;
     c.open("/* branch ", pb.index, ": ", pb.masked ? "masked " : "dense ", pb.kh, "x", pb.kw,
            " */");
-    c("const int xb = (ty * ", R, " + ", pb.rowBase, ") * ", g.stride, " + tx + ", pb.colBase, ";");
+    if (nhwc())
+      c("const int xb = (ty * ", R, " + ", pb.rowBase, ") * ", g.stride, " + (tx + ", pb.colBase,
+        ") * ", U, " + lane;");
+    else
+      c("const int xb = (ty * ", R, " + ", pb.rowBase, ") * ", g.stride, " + tx + ", pb.colBase,
+        ";");
     for (int r = 0; r < R; ++r) {
       std::string line = "float ";
       for (int k = 0; k < CC; ++k)
@@ -197,7 +353,7 @@ private:
     // compiler hoist loads across them until registers spill.
     c("#pragma unroll 1");
     c.open("for (int v = 0; v < ", pb.kw, "; ++v)");
-    c("const int xc = xb + v;");
+    c("const int xc = xb + v", U > 1 ? cat(" * ", U) : std::string(), ";");
     for (int r = 0; r + 1 < R; ++r)
       for (int k = 0; k < CC; ++k)
         c("x", r, "_", k, " = xs[xc + ", r * g.stride + k * BW, "];");
@@ -208,12 +364,15 @@ private:
           "];");
       c.open("");
       c("const float wv = ", weightAt(pb, cat(u, " + ", p), "v"), ";");
-      if (pb.masked) // uniform: every thread of the block reads the same weight
+      // NCHW: uniform, every thread of the block reads the same weight (NHWC
+      // lanes read different channels' weights).
+      const bool skipDead = pb.masked && !nhwc();
+      if (skipDead)
         c.open("if (wv != 0.0f)");
       for (int r = 0; r < R; ++r)
         for (int k = 0; k < CC; ++k)
           c("a", r, "_", k, " += wv * x", (p + r) % R, "_", k, ";");
-      if (pb.masked)
+      if (skipDead)
         c.close();
       c.close();
     };
@@ -235,11 +394,13 @@ private:
   /// Table branch over a staged input: one weight and one offset per live tap,
   /// then R x CC FMAs from shared memory.
   void sparseStaged(Code &c, const PassBranch &pb, const InputGroup &g) {
-    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
+    const int U = pixelUnit(), BW = columnStep() * U;
     c.open("/* branch ", pb.index, ": ", pb.kh, "x", pb.kw, " tap table */");
-    c("const int xb = ty * ", R * g.stride, " + tx;");
+    c("const int xb = ty * ", R * g.stride, " + tx", U > 1 ? cat(" * ", U) : std::string(),
+      laneTerm(), ";");
     c.open("for (int k = 0; k < nt", pb.index, "; ++k)");
-    if (s_.stageTaps) {
+    if (s_.stageTaps && !nhwc()) {
       c("const float wv = ws[", pb.wsOffset, " + k];");
       c("const int o = xb + toff[", pb.toffOffset, " + k];");
     } else {
@@ -249,8 +410,8 @@ private:
       c("const float wv = ", ld("wt", cat("wrow", pb.index, " + u * ", pb.kw, " + v")), ";");
       const std::string uu = pb.flip ? cat("(", pb.kh - 1, " - u)") : "u";
       const std::string vv = pb.flip ? cat("(", pb.kw - 1, " - v)") : "v";
-      c("const int o = xb + (", uu, " + ", pb.rowBase, ") * ", g.stride, " + ", vv, " + ",
-        pb.colBase, ";");
+      c("const int o = xb + (", uu, " + ", pb.rowBase, ") * ", g.stride, " + ",
+        U > 1 ? cat("(", vv, " + ", pb.colBase, ") * ", U) : cat(vv, " + ", pb.colBase), ";");
     }
     for (int r = 0; r < R; ++r)
       for (int k = 0; k < CC; ++k)
@@ -262,7 +423,7 @@ private:
   /// Without a staged input every tap reads global memory with bounds checks.
   void unstaged(Code &c, const PassBranch &pb, const std::string &in, const std::string &ib,
                 const std::string &IH, const std::string &IW) {
-    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = columnStep();
     c.open("/* branch ", pb.index, ": ", pb.kh, "x", pb.kw, pb.table ? " tap table" : " dense",
            ", unstaged input */");
     c("const int iy0 = oy0 + ty * ", R, " - ", pb.ph, ";");
@@ -273,7 +434,7 @@ private:
       c("const float wv = ", weightAt(pb, "u", "v"), ";");
     } else {
       c.open("for (int k = 0; k < nt", pb.index, "; ++k)");
-      if (s_.stageTaps) {
+      if (s_.stageTaps && !nhwc()) {
         c("const float wv = ws[", pb.wsOffset, " + k];");
         c("const int u = toff[", pb.toffOffset, " + k] >> 16;");
         c("const int v = toff[", pb.toffOffset, " + k] & 0xffff;");
@@ -288,7 +449,9 @@ private:
     for (int r = 0; r < R; ++r)
       for (int k = 0; k < CC; ++k)
         c("a", r, "_", k, " += wv * ",
-          ld2(in, ib, cat("iy0 + u + ", r), cat("ix0 + v + ", k * BW), IH, IW), ";");
+          nhwc() ? ldNhwc(in, ib, cat("iy0 + u + ", r), cat("ix0 + v + ", k * BW), "cw", IH, IW)
+                 : ld2(in, ib, cat("iy0 + u + ", r), cat("ix0 + v + ", k * BW), IH, IW),
+          ";");
     c.close();
     if (!pb.table)
       c.close();
@@ -297,7 +460,24 @@ private:
 
   void store(Code &c, const std::string &outName, const std::string &planeExpr,
              const std::string &OH, const std::string &OW, const std::string &bv) {
-    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = s_.blockW;
+    const int R = s_.rowsPerThread(), CC = s_.colsPerThread(), BW = columnStep();
+    if (nhwc()) {
+      const int C = static_cast<int>(spec_.channels);
+      c.open("if (c < ", C, ")");
+      c("const slak_i64 ob = ", planeExpr, " * ", OH, " * ", OW, " * ", C, " + c;");
+      for (int r = 0; r < R; ++r) {
+        c.open("if (oy0 + ty * ", R, " + ", r, " < ", OH, ")");
+        c("const slak_i64 orow = ob + (slak_i64)(oy0 + ty * ", R, " + ", r, ") * ", OW, " * ", C,
+          ";");
+        for (int k = 0; k < CC; ++k)
+          c("if (ox0 + tx + ", k * BW, " < ", OW, ") ",
+            st(outName, cat("orow + (slak_i64)(ox0 + tx + ", k * BW, ") * ", C),
+               cat("a", r, "_", k, bv)));
+        c.close();
+      }
+      c.close();
+      return;
+    }
     c.open("");
     c("const slak_i64 ob = ", planeExpr, " * ", OH, " * ", OW, ";");
     for (int r = 0; r < R; ++r) {

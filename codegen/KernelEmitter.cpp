@@ -17,7 +17,7 @@ std::string kernelBaseName(const KernelSpec &spec) {
   }
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
-  return std::string("slak_lk_") + hex;
+  return std::string(spec.channelsLast() ? "slak_lk_nhwc_" : "slak_lk_") + hex;
 }
 
 EmittedKernels emitKernels(const KernelSpec &spec) {

@@ -24,7 +24,12 @@
 //
 // The plan (codegen/KernelPlan.h) decides tiles, halos, shared memory and
 // threads; this file and its parts (ConvPassEmitter, WeightGradEmitter)
-// only write text from it. Entry points (parameters:
+// only write text from it. With spec.layout NHWC the same entry points read
+// and write channels-last images: blocks take a group of channels on the
+// fastest thread dimension (coalesced across channels), stage one branch's
+// input tile + halo and weights with channels innermost, keep the same
+// register blocks, and backward-weight reads x and dy from global memory
+// (KernelPlan.h: ConvPassPlan, WeightGradPlan). Entry points (parameters:
 // codegen/KernelArguments.h; buffer layouts: codegen/BufferLayout.h; T =
 // element type; height/width are always the input (x) size, ignored when the
 // spec is static):
@@ -68,7 +73,8 @@ struct EmittedKernels {
   LaunchGeometry geometry(KernelKind kind, int64_t n, int64_t h, int64_t w) const;
 };
 
-/// "slak_lk_<16 hex digits of a hash of spec.signature()>".
+/// "slak_lk_<16 hex digits of a hash of spec.signature()>", with "nhwc_"
+/// before the digits for channels-last specs.
 std::string kernelBaseName(const KernelSpec &spec);
 
 /// Emits the kernels of `spec`. Throws std::invalid_argument when the spec is

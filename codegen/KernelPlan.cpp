@@ -44,13 +44,17 @@ int conflictFreeStride(const Schedule &s, int cols) {
   return best;
 }
 
-ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind) {
+ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind, int lanes) {
   const Schedule &s = spec.schedule;
   const bool bwd = kind == KernelKind::BackwardData;
+  const bool nhwc = spec.channelsLast();
   const int numBranches = static_cast<int>(spec.branches.size());
   ConvPassPlan plan;
   plan.kind = kind;
   plan.threads = s.threadsPerBlock();
+  plan.lanes = lanes;
+  plan.pixelCols = s.tileW / lanes;
+  plan.colThreads = s.blockW / lanes;
   for (int b = 0; b < numBranches; ++b) {
     const Branch &br = spec.branches[b];
     PassBranch pb;
@@ -65,20 +69,28 @@ ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind) {
     if (pb.masked)
       pb.table = false;
     pb.weightBase = weightOffset(spec, b);
-    pb.wsOffset = plan.stagedWeights;
-    pb.toffOffset = plan.stagedOffsets;
-    plan.stagedWeights += br.windowSize();
-    if (pb.table)
-      plan.stagedOffsets += br.windowSize();
+    if (nhwc) {
+      // Each branch restages its weights [window][lanes]; a table branch
+      // reads its taps and weights from global memory, per lane.
+      if (!pb.table)
+        plan.stagedWeights = std::max(plan.stagedWeights, lanes * br.windowSize());
+    } else {
+      pb.wsOffset = plan.stagedWeights;
+      pb.toffOffset = plan.stagedOffsets;
+      plan.stagedWeights += br.windowSize();
+      if (pb.table)
+        plan.stagedOffsets += br.windowSize();
+    }
     plan.branches.push_back(pb);
   }
-  // Forward reads x once for all branches; backward-data with per-branch
-  // outputs reads one dy per branch.
-  if (bwd && spec.perBranchOutputs) {
+  // NCHW forward reads x once for all branches; backward-data with
+  // per-branch outputs reads one dy per branch. NHWC stages one branch at a
+  // time: a union halo of lanes channels would not fit.
+  if (nhwc || (bwd && spec.perBranchOutputs)) {
     for (int b = 0; b < numBranches; ++b) {
       InputGroup g;
       g.branches = {b};
-      g.dyBranch = b;
+      g.dyBranch = bwd && spec.perBranchOutputs ? b : -1;
       plan.groups.push_back(g);
     }
   } else {
@@ -93,8 +105,8 @@ ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind) {
       include(g.halo, pb.kh, pb.kw, pb.ph, pb.pw);
     }
     g.rows = s.tileH + g.halo.rows();
-    g.cols = s.tileW + g.halo.cols();
-    g.stride = conflictFreeStride(s, g.cols);
+    g.cols = plan.pixelCols + g.halo.cols();
+    g.stride = nhwc ? g.cols * lanes : conflictFreeStride(s, g.cols);
     for (int i : g.branches) {
       plan.branches[i].rowBase = -plan.branches[i].ph - g.halo.minRow;
       plan.branches[i].colBase = -plan.branches[i].pw - g.halo.minCol;
@@ -106,8 +118,12 @@ ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind) {
   if (s.stageTaps)
     plan.sharedBytes += 4LL * (plan.stagedWeights + plan.stagedOffsets);
   std::ostringstream use;
-  if (s.stageInput)
-    use << "input tile " << plan.groups[0].rows << "x" << plan.groups[0].cols << " + ";
+  if (s.stageInput) {
+    use << "input tile " << plan.groups[0].rows << "x" << plan.groups[0].cols;
+    if (nhwc)
+      use << "x" << lanes << " channels";
+    use << " + ";
+  }
   if (s.stageTaps)
     use << plan.stagedWeights << " staged weights and " << plan.stagedOffsets << " tap offsets";
   else
@@ -116,11 +132,15 @@ ConvPassPlan planConvPass(const KernelSpec &spec, KernelKind kind) {
   return plan;
 }
 
-WeightGradPlan planWeightGrad(const KernelSpec &spec) {
+WeightGradPlan planWeightGrad(const KernelSpec &spec, int lanes) {
   const Schedule &s = spec.schedule;
   const int TH = s.weightTileH, TW = s.weightTileW;
+  const bool nhwc = spec.channelsLast();
   WeightGradPlan plan;
   plan.threads = s.weightThreads;
+  plan.channelLanes = lanes;
+  plan.channelThreads = s.weightThreads / lanes;
+  const int threads = plan.channelThreads;
   plan.blocked = true;
   for (const Branch &b : spec.branches)
     plan.blocked = plan.blocked && (b.dense || spec.denseWeightGrad || s.maskedWalk);
@@ -141,30 +161,34 @@ WeightGradPlan planWeightGrad(const KernelSpec &spec) {
   plan.tileCols = TW + plan.halo.cols();
   plan.xElements = plan.tileRows * plan.tileCols;
   plan.dyElements = plan.numDy * TH * TW;
+  // NHWC reads the tiles from global memory; shared memory holds no tile.
+  const int staged = nhwc ? 0 : plan.xElements + plan.dyElements;
   std::ostringstream use;
-  use << "x tile " << plan.tileRows << "x" << plan.tileCols << ", " << plan.numDy << " dy tile(s) "
-      << TH << "x" << TW;
+  if (nhwc)
+    use << lanes << " channels, unstaged " << TH << "x" << TW << " dy tiles";
+  else
+    use << "x tile " << plan.tileRows << "x" << plan.tileCols << ", " << plan.numDy
+        << " dy tile(s) " << TH << "x" << TW;
   if (plan.blocked) {
     plan.lanes = 1;
-    while (plan.lanes < plan.tapBlocks && plan.lanes < plan.threads)
+    while (plan.lanes < plan.tapBlocks && plan.lanes < threads)
       plan.lanes *= 2;
     plan.slots = (plan.tapBlocks + plan.lanes - 1) / plan.lanes;
-    plan.pixelGroups = plan.threads / plan.lanes;
+    plan.pixelGroups = threads / plan.lanes;
     plan.reductionElements = plan.pixelGroups * plan.windowTaps;
-    plan.smElements = std::max(plan.xElements + plan.dyElements, plan.reductionElements);
+    plan.smElements = std::max(staged, lanes * plan.reductionElements);
     // Per tap block: x offset, window position, rows, row stride (and dy).
     plan.sharedBytes = 4LL * plan.smElements + 4LL * plan.tapBlocks * (4 + perTap) +
-                       (plan.needLive ? 4LL * plan.windowTaps : 0);
-    use << ", " << plan.tapBlocks << " tap blocks and a " << plan.pixelGroups << "x"
+                       (plan.needLive ? 4LL * lanes * plan.windowTaps : 0);
+    use << ", " << plan.tapBlocks << " tap blocks and a " << lanes * plan.pixelGroups << "x"
         << plan.windowTaps << " reduction";
   } else {
     plan.tapBlocks = 0;
-    plan.slots = (plan.windowTaps + plan.threads - 1) / plan.threads;
-    plan.reductionElements = plan.threads * plan.slots;
-    plan.smElements =
-        std::max(plan.xElements + plan.dyElements, plan.reductionElements + plan.windowTaps);
-    // Per tap: x offset and window position (and dy).
-    plan.sharedBytes = 4LL * plan.smElements + 4LL * plan.windowTaps * (2 + perTap);
+    plan.slots = (plan.windowTaps + threads - 1) / threads;
+    plan.reductionElements = threads * plan.slots;
+    plan.smElements = std::max(staged, lanes * (plan.reductionElements + plan.windowTaps));
+    // Per tap (and lane): x offset and window position (and dy).
+    plan.sharedBytes = 4LL * plan.smElements + 4LL * lanes * plan.windowTaps * (2 + perTap);
     use << " and " << plan.windowTaps << " taps";
   }
   plan.sharedUse = use.str();
@@ -185,9 +209,24 @@ int registersFor(const KernelSpec &spec, const WeightGradPlan &weight, KernelKin
     // the sums; unstaged ones load straight into FMAs.
     return s.stageInput ? 36 + 3 * outputs : 44 + 2 * outputs;
   }
+  // NHWC keeps each slot's tile row and column apart for its global reads.
+  const int perSlot = spec.channelsLast() ? 2 : 0;
   if (weight.blocked)
-    return 56 + weight.slots * (3 * weight.tapsPerThread + (spec.perBranchOutputs ? 5 : 4));
-  return 60 + weight.slots * 6;
+    return 56 +
+           weight.slots * (3 * weight.tapsPerThread + (spec.perBranchOutputs ? 5 : 4) + perSlot);
+  return 60 + weight.slots * (6 + perSlot);
+}
+
+/// Powers of two from min(32, channels rounded up) down to 1: the channel
+/// lanes an NHWC kernel may take.
+std::vector<int> laneCandidates(const KernelSpec &spec) {
+  int top = 1;
+  while (top < 32 && top < spec.channels)
+    top *= 2;
+  std::vector<int> lanes;
+  for (int l = top; l >= 1; l /= 2)
+    lanes.push_back(l);
+  return lanes;
 }
 
 std::string sharedError(const char *kernel, int64_t bytes, const std::string &what,
@@ -204,14 +243,17 @@ std::string sharedError(const char *kernel, int64_t bytes, const std::string &wh
 std::vector<int64_t> gridFactors(const KernelSpec &spec, KernelKind kind, int64_t n, int64_t h,
                                  int64_t w) {
   const Schedule &s = spec.schedule;
+  const int lanes = kind == KernelKind::Forward || kind == KernelKind::BackwardData
+                        ? convLanes(spec)
+                        : weightLanes(spec);
+  const int64_t channelGroups = ceilDiv(spec.channels, lanes), cols = s.tileW / lanes;
   switch (kind) {
   case KernelKind::Forward:
-    return {n, spec.channels, ceilDiv(spec.outHeight(h), s.tileH),
-            ceilDiv(spec.outWidth(w), s.tileW)};
+    return {n, channelGroups, ceilDiv(spec.outHeight(h), s.tileH), ceilDiv(spec.outWidth(w), cols)};
   case KernelKind::BackwardData:
-    return {n, spec.channels, ceilDiv(h, s.tileH), ceilDiv(w, s.tileW)};
+    return {n, channelGroups, ceilDiv(h, s.tileH), ceilDiv(w, cols)};
   case KernelKind::BackwardWeight:
-    return {spec.channels, s.weightSplit};
+    return {channelGroups, s.weightSplit};
   case KernelKind::BackwardWeightReduce:
     return {ceilDiv(weightCount(spec), s.weightThreads)};
   }
@@ -219,6 +261,37 @@ std::vector<int64_t> gridFactors(const KernelSpec &spec, KernelKind kind, int64_
 }
 
 } // namespace
+
+int convLanes(const KernelSpec &spec) {
+  if (!spec.channelsLast())
+    return 1;
+  const Schedule &s = spec.schedule;
+  for (int lanes : laneCandidates(spec)) {
+    if (s.blockW % lanes != 0 || s.tileW % lanes != 0)
+      continue;
+    if (planConvPass(spec, KernelKind::Forward, lanes).sharedBytes <= kMaxSharedBytes &&
+        planConvPass(spec, KernelKind::BackwardData, lanes).sharedBytes <= kMaxSharedBytes)
+      return lanes;
+  }
+  return 1;
+}
+
+int weightLanes(const KernelSpec &spec) {
+  if (!spec.channelsLast())
+    return 1;
+  const int threads = spec.schedule.weightThreads;
+  for (int lanes : laneCandidates(spec)) {
+    if (threads % lanes != 0)
+      continue;
+    const WeightGradPlan plan = planWeightGrad(spec, lanes);
+    // Fewer threads per channel hold more tap slots each; the global reads
+    // take a few more address registers than the staged NCHW walk.
+    if (plan.sharedBytes <= kMaxSharedBytes &&
+        registersFor(spec, plan, KernelKind::BackwardWeight) <= registerBudget(threads) - 8)
+      return lanes;
+  }
+  return 1;
+}
 
 const char *kernelKindName(KernelKind kind) {
   switch (kind) {
@@ -269,9 +342,10 @@ KernelPlan planKernels(const KernelSpec &spec) {
     throw std::invalid_argument("planKernels: invalid spec: " + err);
   KernelPlan plan;
   plan.spec = spec;
-  plan.forward = planConvPass(spec, KernelKind::Forward);
-  plan.backwardData = planConvPass(spec, KernelKind::BackwardData);
-  plan.weightGrad = planWeightGrad(spec);
+  const int lanes = convLanes(spec);
+  plan.forward = planConvPass(spec, KernelKind::Forward, lanes);
+  plan.backwardData = planConvPass(spec, KernelKind::BackwardData, lanes);
+  plan.weightGrad = planWeightGrad(spec, weightLanes(spec));
   plan.threads = {plan.forward.threads, plan.backwardData.threads, plan.weightGrad.threads,
                   spec.schedule.weightThreads};
   plan.sharedBytes = {plan.forward.sharedBytes, plan.backwardData.sharedBytes,

@@ -59,16 +59,28 @@ struct InputGroup {
   int dyBranch = -1;         // per-branch dy: which one; -1 = the only input
   Halo halo;
   int rows = 0, cols = 0; // staged tile size
-  int stride = 0;         // row stride in shared memory (cols, padded against bank conflicts)
+  int stride = 0; // row stride in shared memory: cols padded against bank conflicts (NCHW), or
+                  // cols * lanes (NHWC)
 };
 
 /// Forward or backward-data: one block per (plane, tileH x tileW output tile).
+/// NHWC: one block per (image, group of `lanes` channels, tileH x pixelCols
+/// output tile); thread t works on channel lane t % lanes (the fastest
+/// thread dimension, so global loads and stores coalesce across channels)
+/// and pixel thread t / lanes, laid out blockH x (blockW / lanes) with the
+/// schedule's register block; pixelCols = tileW / lanes. Every branch is its
+/// own input group (its own halo), staged with channels innermost together
+/// with the group's weights [window][lanes].
 struct ConvPassPlan {
   KernelKind kind = KernelKind::Forward;
+  int lanes = 1;      // channels per block (NCHW: 1)
+  int pixelCols = 0;  // output tile width in pixels: tileW / lanes
+  int colThreads = 0; // pixel threads along a tile row: blockW / lanes
   std::vector<PassBranch> branches;
   std::vector<InputGroup> groups;
   int stagedInput = 1;   // floats of the largest staged input tile
-  int stagedWeights = 0; // floats of the staged weights of all branches
+  int stagedWeights = 0; // floats of the staged weights of all branches (NHWC: lanes x the
+                         // largest window, restaged per branch)
   int stagedOffsets = 0; // ints of the staged tap offsets of table branches
   int threads = 0;
   int64_t sharedBytes = 0;
@@ -82,8 +94,16 @@ struct ConvPassPlan {
 /// window (dense, denseWeightGrad or maskedWalk): threads own blocks of
 /// tapsPerThread vertically adjacent taps. Otherwise threads own live taps
 /// of the table and the lanes per tap are chosen at run time.
+///
+/// NHWC: one block per (group of `channelLanes` channels, split); thread t
+/// works on channel lane t % channelLanes with channelThreads per channel (the
+/// plan's counts below are per channel), reading x and dy from global memory
+/// coalesced across channels; shared memory holds the tap bookkeeping and
+/// the fixed-order reduction of every lane.
 struct WeightGradPlan {
   bool blocked = false;
+  int channelLanes = 1;           // channels per block (NCHW: 1)
+  int channelThreads = 0;         // threads per channel: threads / lanes
   Halo halo;                      // union window of all branches (forward padding)
   int tapsPerThread = 1;          // P: weightRowsPerThread when blocked, else 1
   int windowTaps = 0;             // all branches' windows together
@@ -141,6 +161,13 @@ int64_t launchBlocks(const KernelSpec &spec, KernelKind kind, int64_t n, int64_t
 /// The same count without the checks, for any size (a cost model's count;
 /// it may exceed what launchBlocks accepts).
 int64_t gridBlocks(const KernelSpec &spec, KernelKind kind, int64_t n, int64_t h, int64_t w);
+
+/// Channels per block of the conv passes (forward and backward-data) and of
+/// backward-weight phase 1: 1 for NCHW; for NHWC the most (a power of two,
+/// at most 32 and the channel count rounded up) whose kernels fit shared
+/// memory and the register budget.
+int convLanes(const KernelSpec &spec);
+int weightLanes(const KernelSpec &spec);
 
 /// Blocks per SM promised to ptxas in the emitted __launch_bounds__: a budget
 /// of 128 registers per thread (allocated per warp of 32). Given the thread

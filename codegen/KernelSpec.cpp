@@ -17,6 +17,10 @@ const char *elementTypeName(ElementType type) {
   return "?";
 }
 
+const char *dataLayoutName(DataLayout layout) {
+  return layout == DataLayout::NHWC ? "nhwc" : "nchw";
+}
+
 int elementTypeBytes(ElementType type) { return type == ElementType::F32 ? 4 : 2; }
 
 int64_t KernelSpec::outHeight(int64_t inH) const {
@@ -92,6 +96,8 @@ std::string KernelSpec::signature() const {
   os << "lk_conv.v1 C=" << channels << " H=" << height << " W=" << width
      << " T=" << elementTypeName(elementType) << " out=" << (perBranchOutputs ? "branches" : "sum")
      << " bias=" << hasBias << " dwdense=" << denseWeightGrad;
+  if (channelsLast())
+    os << " layout=" << dataLayoutName(layout);
   for (const Branch &b : branches)
     os << " b=" << b.kernelH << "x" << b.kernelW << "p" << b.padH << "x" << b.padW
        << (b.dense ? "d" : "s");

@@ -21,6 +21,14 @@ namespace slak::codegen {
 
 enum class ElementType { F32, F16, BF16 };
 
+/// How the image buffers (x, dx, y, dy) are laid out in memory: NCHW, or
+/// channels-last NHWC (PyTorch's channels_last), whose kernels put channels
+/// on the fastest thread dimension so that loads and stores coalesce across
+/// channels. Weights, dW and the bias are the same in both.
+enum class DataLayout { NCHW, NHWC };
+
+const char *dataLayoutName(DataLayout layout); // "nchw", "nhwc"
+
 const char *elementTypeName(ElementType type); // "f32", "f16", "bf16"
 int elementTypeBytes(ElementType type);
 
@@ -55,6 +63,7 @@ struct KernelSpec {
   /// Backward-weight computes every window position, not only live taps.
   bool denseWeightGrad = false;
   ElementType elementType = ElementType::F32;
+  DataLayout layout = DataLayout::NCHW;
   Schedule schedule;
 
   /// Output size for an input of the given size: the same for every branch
@@ -64,7 +73,9 @@ struct KernelSpec {
   bool anySparse() const;
   /// Empty when legal, otherwise a message naming the bad field and value.
   std::string validate() const;
-  /// Stable text that identifies the generated code (cache keys, DB keys).
+  bool channelsLast() const { return layout == DataLayout::NHWC; }
+  /// Stable text that identifies the generated code (cache keys, DB keys);
+  /// NHWC specs say "layout=nhwc", NCHW ones keep the text they always had.
   std::string signature() const;
 };
 

@@ -35,6 +35,15 @@ std::string KernelText::ld2(const std::string &ptr, const std::string &base, con
   return cat("slak_ld2_", t_, "(", ptr, ", ", base, ", ", y, ", ", x, ", ", h, ", ", w, ")");
 }
 
+std::string KernelText::ldNhwc(const std::string &ptr, const std::string &base,
+                               const std::string &y, const std::string &x, const std::string &ch,
+                               const std::string &h, const std::string &w) const {
+  return cat("((", y, ") >= 0 && (", y, ") < ", h, " && (", x, ") >= 0 && (", x, ") < ", w, " ? ",
+             ld(ptr, cat(base, " + ((slak_i64)(", y, ") * ", w, " + (", x, ")) * ", spec_.channels,
+                         " + (", ch, ")")),
+             " : 0.0f)");
+}
+
 std::string KernelText::st(const std::string &ptr, const std::string &index,
                            const std::string &value) const {
   return cat("slak_st_", t_, "(", ptr, ", ", index, ", ", value, ");");

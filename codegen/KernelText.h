@@ -62,6 +62,11 @@ public:
   /// Element (y, x) of the h x w plane at `base`, 0 outside it.
   std::string ld2(const std::string &ptr, const std::string &base, const std::string &y,
                   const std::string &x, const std::string &h, const std::string &w) const;
+  /// Element (y, x, ch) of the h x w x C channels-last image at `base`, 0
+  /// outside the image (ch must be a channel of it).
+  std::string ldNhwc(const std::string &ptr, const std::string &base, const std::string &y,
+                     const std::string &x, const std::string &ch, const std::string &h,
+                     const std::string &w) const;
   /// Stores f32 `value` as element `index` of `ptr`.
   std::string st(const std::string &ptr, const std::string &index, const std::string &value) const;
   std::string entryName(KernelKind kind) const { return entryPointName(base_, kind); }

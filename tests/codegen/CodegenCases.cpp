@@ -48,6 +48,10 @@ struct CaseBuilder {
     c.spec.perBranchOutputs = true;
     return *this;
   }
+  CaseBuilder &channelsLast() {
+    c.spec.layout = DataLayout::NHWC;
+    return *this;
+  }
   CaseBuilder &bias() {
     c.spec.hasBias = true;
     return *this;
@@ -268,6 +272,86 @@ std::vector<CodegenCase> codegenCases() {
           .bias()
           .shapes({{1, 17, 23}, {3, 7, 7}})
           .densities({0.6, 1.0}));
+  // Channels-last (NHWC): channel lanes from 4 (3 channels) to 32 (124 and
+  // 249), dense, tap table and masked walks, staged or not, blocked and
+  // tap-table backward-weight, summed and per-branch outputs, bias.
+  add(CaseBuilder("nhwc_slak51_default_f32_sum_bias", F::Slak51, true, 3)
+          .channelsLast()
+          .bias()
+          .shapes({{1, 56, 56}, {3, 17, 23}, {1, 1, 1}})
+          .densities(all));
+  add(CaseBuilder("nhwc_slak51_default_f32_branches_c124", F::Slak51, true, 124)
+          .channelsLast()
+          .perBranch()
+          .shapes({{3, 14, 14}, {1, 7, 7}})
+          .densities({0.6, 0.0}));
+  add(CaseBuilder("nhwc_slak51_masked_default_f32_branches", F::Slak51, true, 3)
+          .channelsLast()
+          .perBranch()
+          .defaultFor(0.6)
+          .shapes({{3, 17, 23}})
+          .densities({1.0, 0.6, 0.0}));
+  add(CaseBuilder("nhwc_slak31_nostageinput_f16_sum_bias", F::Slak31, true, 3)
+          .channelsLast()
+          .type(f16)
+          .bias()
+          .schedule(noStageInput)
+          .shapes({{1, 17, 23}, {3, 7, 7}})
+          .densities({0.6}));
+  add(CaseBuilder("nhwc_slak13_nostagetaps_f32_branches", F::Slak13, true, 3)
+          .channelsLast()
+          .perBranch()
+          .schedule(noStageTaps)
+          .shapes({{1, 17, 23}})
+          .densities({0.6, 0.0}));
+  add(CaseBuilder("nhwc_slak13_nostaging_bf16_sum_c124", F::Slak13, true, 124)
+          .channelsLast()
+          .type(bf16)
+          .schedule(noStaging)
+          .shapes({{1, 14, 14}})
+          .densities({0.6, 1.0}));
+  add(CaseBuilder("nhwc_slak13_masked_r3c3_f32_branches", F::Slak13, true, 3)
+          .channelsLast()
+          .perBranch()
+          .schedule(maskedR3c3)
+          .shapes({{3, 17, 23}, {1, 7, 7}})
+          .densities({0.6, 0.0}));
+  add(CaseBuilder("nhwc_slak31_denseweightgrad_f32_sum_static", F::Slak31, true, 3)
+          .channelsLast()
+          .denseWeightGrad()
+          .size(14, 14)
+          .shapes({{3, 14, 14}})
+          .densities({0.6}));
+  add(CaseBuilder("nhwc_replk31_dense_default_bf16_sum_bias", F::RepLk31, false, 3)
+          .channelsLast()
+          .type(bf16)
+          .bias()
+          .shapes({{1, 56, 56}, {3, 14, 14}})
+          .densities({1.0}));
+  add(CaseBuilder("nhwc_replk31_r8c1_f32_branches", F::RepLk31, true, 1)
+          .channelsLast()
+          .perBranch()
+          .schedule(r8c1)
+          .shapes({{3, 17, 23}})
+          .densities({0.6, 0.0}));
+  add(CaseBuilder("nhwc_convnext7_r2c2_f16_sum_c249", F::ConvNeXt7, true, 249)
+          .channelsLast()
+          .type(f16)
+          .schedule(r2c2)
+          .shapes({{1, 7, 7}, {1, 17, 23}})
+          .densities({0.1, 1.0}));
+  add(CaseBuilder("nhwc_convnext7_r1c1_f32_branches", F::ConvNeXt7, true, 3)
+          .channelsLast()
+          .perBranch()
+          .schedule(r1c1)
+          .shapes({{1, 17, 23}, {3, 7, 7}})
+          .densities({0.6, 0.0}));
+  add(CaseBuilder("nhwc_validpad_wide_f32_sum_bias_c124", F::ValidPad, true, 124)
+          .channelsLast()
+          .bias()
+          .schedule(wide)
+          .shapes({{1, 17, 23}, {3, 7, 7}})
+          .densities({0.6, 1.0}));
   return cases;
 }
 
@@ -275,11 +359,13 @@ std::vector<CodegenCase> modelLayerCases() {
   std::vector<CodegenCase> cases;
   auto add = [&](const std::string &name, int64_t channels, int64_t size,
                  std::vector<Branch> branches, ElementType type, bool perBranch, bool bias,
-                 bool dynamic, double density = -1.0) {
+                 bool dynamic, double density = -1.0, DataLayout layout = DataLayout::NCHW) {
     CodegenCase c;
     c.name = name + "_c" + std::to_string(channels) + "_" + elementTypeName(type) +
-             (perBranch ? "_branches" : "_sum") + (dynamic ? "_dynamic" : "");
+             (perBranch ? "_branches" : "_sum") + (dynamic ? "_dynamic" : "") +
+             (layout == DataLayout::NHWC ? "_nhwc" : "");
     KernelSpec &s = c.spec;
+    s.layout = layout;
     s.channels = channels;
     s.height = s.width = dynamic ? -1 : size;
     s.branches = std::move(branches);
@@ -310,6 +396,12 @@ std::vector<CodegenCase> modelLayerCases() {
     add(name + "_infer", st.channels, st.size, branches(true), f16, false, true, false);
     add(name + "_jit", st.channels, st.size, branches(true), bf16, true, false, true, 0.6);
     add(name + "_dense", st.channels, st.size, branches(false), f32, false, true, false);
+    add(name + "_train", st.channels, st.size, branches(true), f32, true, false, false, 0.6,
+        DataLayout::NHWC);
+    add(name + "_infer", st.channels, st.size, branches(true), f16, false, true, false, -1.0,
+        DataLayout::NHWC);
+    add(name + "_dense", st.channels, st.size, branches(false), f32, false, true, false, -1.0,
+        DataLayout::NHWC);
   }
   // RepLKNet-31B.
   const Stage replk[] = {{128, 56, 31}, {256, 28, 29}, {512, 14, 27}, {1024, 7, 13}};
@@ -326,6 +418,8 @@ std::vector<CodegenCase> modelLayerCases() {
   for (const Stage &st : convnext) {
     add("convnext7", st.channels, st.size, {Branch::same(7, 7)}, f32, false, true, false);
     add("convnext7", st.channels, st.size, {Branch::same(7, 7)}, bf16, false, true, true);
+    add("convnext7", st.channels, st.size, {Branch::same(7, 7)}, f32, false, true, false, -1.0,
+        DataLayout::NHWC);
   }
   return cases;
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "codegen/BufferLayout.h"
 #include "codegen/KernelArguments.h"
 #include "codegen/KernelEmitter.h"
 #include "tests/codegen/CodegenCases.h"
@@ -143,6 +144,46 @@ TEST(KernelArguments, SizesFollowTheBufferLayout) {
   EXPECT_EQ(need[static_cast<int>(KernelBuffer::Y)], 0);
   EXPECT_EQ(bindPass(k, KernelKind::BackwardWeightReduce, n, h, w).size(), 2u);
   EXPECT_EQ(bindPass(k, KernelKind::Forward, n, h, w).size(), 1u);
+}
+
+TEST(KernelArguments, ChannelsLastKeepsTheSizesAndGroupsChannelsPerBlock) {
+  KernelSpec spec;
+  spec.channels = 40;
+  spec.branches = {Branch::same(7, 7)};
+  spec.hasBias = true;
+  spec.schedule.tileH = 8;
+  spec.schedule.tileW = 16;
+  spec.schedule.blockH = 4;
+  spec.schedule.blockW = 16;
+  KernelSpec nhwc = spec;
+  nhwc.layout = DataLayout::NHWC;
+  const EmittedKernels planar = emitKernels(spec), last = emitKernels(nhwc);
+  EXPECT_NE(spec.signature(), nhwc.signature());
+  EXPECT_NE(last.name(KernelKind::Forward).find("slak_lk_nhwc_"), std::string::npos);
+  EXPECT_EQ(planar.name(KernelKind::Forward).find("nhwc"), std::string::npos);
+  const int64_t n = 2, h = 9, w = 10;
+  for (KernelKind kind : {KernelKind::Forward, KernelKind::BackwardData, KernelKind::BackwardWeight,
+                          KernelKind::BackwardWeightReduce}) {
+    // The same elements in another order: the same bytes for every buffer.
+    EXPECT_EQ(bufferBytes({bindKernel(planar, kind, n, h, w)}),
+              bufferBytes({bindKernel(last, kind, n, h, w)}))
+        << kernelKindName(kind);
+  }
+  // 16 channel lanes (blockW 16, at most 32): blocks of 8x1 pixels x 16
+  // channels, 3 channel groups for 40 channels.
+  EXPECT_EQ(convLanes(nhwc), 16);
+  EXPECT_EQ(convLanes(spec), 1);
+  EXPECT_EQ(bindKernel(last, KernelKind::Forward, n, h, w).geometry.blocks, 2 * 3 * 2 * 10);
+  EXPECT_EQ(bindKernel(planar, KernelKind::Forward, n, h, w).geometry.blocks, 2 * 40 * 2 * 1);
+  const int lanes = weightLanes(nhwc);
+  EXPECT_GT(lanes, 1);
+  EXPECT_EQ(bindKernel(last, KernelKind::BackwardWeight, n, h, w).geometry.blocks,
+            (40 + lanes - 1) / lanes * spec.schedule.weightSplit);
+  const ImageStrides strides = imageStrides(nhwc, h, w);
+  EXPECT_EQ(strides.channel, 1);
+  EXPECT_EQ(strides.pixel, 40);
+  EXPECT_EQ(strides.row, 40 * w);
+  EXPECT_EQ(imageStrides(spec, h, w).channel, h * w);
 }
 
 TEST(KernelArguments, RefusesSizesPastTheKernelsInts) {

@@ -92,11 +92,45 @@ TEST(KernelPlan, ConvHaloIsWhatTheStagedTileReads) {
   static const std::regex rowStart(R"(const int iy = oy0 \+ \((-?\d+)\) \+ r;)");
   static const std::regex colsLoop(R"(for \(int q = tx; q < (\d+); q \+= \d+\))");
   static const std::regex colStart(R"(ox0 \+ \((-?\d+)\) \+ q,)");
-  int checked = 0;
+  // NHWC stages [rows][cols][lanes] with the channel lane innermost.
+  static const std::regex nhwcLoop(
+      R"(for \(int e = tid; e < (\d+); e \+= \d+\) \{\n\s*const int l = e % (\d+);\n\s*const int rq = e / \d+;\n\s*const int r = rq / (\d+);\n\s*const int q = rq - r \* \d+;\n\s*xs\[e\] = c0 \+ l < \d+ \? \(\(oy0 \+ \((-?\d+)\) \+ r\) >= 0 && \(oy0 \+ \(-?\d+\) \+ r\) < \w+ && \(ox0 \+ \((-?\d+)\) \+ q\))");
+  int checked = 0, checkedNhwc = 0;
   for (const CodegenCase &c : allCases()) {
     if (!c.spec.schedule.stageInput)
       continue;
     const KernelPlan plan = planKernels(c.spec);
+    if (c.spec.channelsLast()) {
+      const std::vector<std::string> texts = kernelTexts(emitKernels(c.spec));
+      for (KernelKind kind : {KernelKind::Forward, KernelKind::BackwardData}) {
+        const ConvPassPlan &pass = plan.pass(kind);
+        const std::string &text = texts[static_cast<int>(kind)];
+        const std::string label = c.name + " " + kernelKindName(kind);
+        std::vector<std::smatch> loops;
+        for (std::sregex_iterator it(text.begin(), text.end(), nhwcLoop), e; it != e; ++it)
+          loops.push_back(*it);
+        // One staged tile per branch, each with its own halo.
+        ASSERT_EQ(loops.size(), c.spec.branches.size()) << label;
+        ASSERT_EQ(pass.groups.size(), c.spec.branches.size()) << label;
+        EXPECT_EQ(pass.lanes, convLanes(c.spec)) << label;
+        EXPECT_EQ(pass.pixelCols * pass.lanes, c.spec.schedule.tileW) << label;
+        for (size_t g = 0; g < loops.size(); ++g) {
+          const InputGroup &group = pass.groups[g];
+          const Halo want = unionWindow(c.spec, group.branches, kind == KernelKind::BackwardData);
+          const int rows = c.spec.schedule.tileH + want.rows();
+          const int cols = pass.pixelCols + want.cols();
+          EXPECT_EQ(std::stoi(loops[g][1].str()), rows * cols * pass.lanes) << label;
+          EXPECT_EQ(std::stoi(loops[g][2].str()), pass.lanes) << label;
+          EXPECT_EQ(std::stoi(loops[g][3].str()), cols) << label;
+          EXPECT_EQ(std::stoi(loops[g][4].str()), want.minRow) << label;
+          EXPECT_EQ(std::stoi(loops[g][5].str()), want.minCol) << label;
+          EXPECT_EQ(group.stride, cols * pass.lanes) << label;
+          EXPECT_LE(rows * group.stride, pass.stagedInput) << label;
+        }
+        ++checkedNhwc;
+      }
+      continue;
+    }
     const std::vector<std::string> texts = kernelTexts(emitKernels(c.spec));
     for (KernelKind kind : {KernelKind::Forward, KernelKind::BackwardData}) {
       const ConvPassPlan &pass = plan.pass(kind);
@@ -135,6 +169,7 @@ TEST(KernelPlan, ConvHaloIsWhatTheStagedTileReads) {
     }
   }
   EXPECT_GT(checked, 40);
+  EXPECT_GT(checkedNhwc, 20);
 }
 
 TEST(KernelPlan, WeightGradHaloIsWhatTheStagedTileReads) {
@@ -148,7 +183,10 @@ TEST(KernelPlan, WeightGradHaloIsWhatTheStagedTileReads) {
     const std::string text =
         kernelTexts(emitKernels(c.spec))[static_cast<int>(KernelKind::BackwardWeight)];
     std::smatch m;
-    ASSERT_TRUE(std::regex_search(text, m, xLoad)) << c.name;
+    // NHWC reads x from global memory at the same halo, coalesced across
+    // the channel lanes.
+    const bool nhwc = c.spec.channelsLast();
+    ASSERT_TRUE(nhwc || std::regex_search(text, m, xLoad)) << c.name;
     std::vector<int> all;
     bool blocked = true;
     for (size_t b = 0; b < c.spec.branches.size(); ++b) {
@@ -163,10 +201,21 @@ TEST(KernelPlan, WeightGradHaloIsWhatTheStagedTileReads) {
     EXPECT_EQ(wp.halo.cols(), want.cols()) << c.name;
     const int rows = s.weightTileH + want.rows() + (blocked ? s.weightRowsPerThread - 1 : 0);
     const int cols = s.weightTileW + want.cols();
-    EXPECT_EQ(std::stoi(m[1].str()), rows * cols) << c.name;
-    EXPECT_EQ(std::stoi(m[2].str()), cols) << c.name;
-    EXPECT_EQ(std::stoi(m[3].str()), want.minRow) << c.name;
-    EXPECT_EQ(std::stoi(m[4].str()), want.minCol) << c.name;
+    if (nhwc) {
+      EXPECT_NE(text.find("slak_ld_" + std::string(elementTypeName(c.spec.elementType)) +
+                          "(x, xb + ((slak_i64)(i0 + (" + std::to_string(want.minRow) + ") + "),
+                std::string::npos)
+          << c.name;
+      EXPECT_NE(text.find("(j0 + (" + std::to_string(want.minCol) + ") + "), std::string::npos)
+          << c.name;
+      EXPECT_EQ(wp.channelLanes, weightLanes(c.spec)) << c.name;
+      EXPECT_EQ(wp.channelThreads * wp.channelLanes, s.weightThreads) << c.name;
+    } else {
+      EXPECT_EQ(std::stoi(m[1].str()), rows * cols) << c.name;
+      EXPECT_EQ(std::stoi(m[2].str()), cols) << c.name;
+      EXPECT_EQ(std::stoi(m[3].str()), want.minRow) << c.name;
+      EXPECT_EQ(std::stoi(m[4].str()), want.minCol) << c.name;
+    }
     EXPECT_EQ(wp.tileRows, rows) << c.name;
     EXPECT_EQ(wp.tileCols, cols) << c.name;
     EXPECT_NE(text.find(blocked ? "SLAK_SHARED int boff[" : "SLAK_SHARED int toff["),

@@ -94,6 +94,27 @@ std::vector<std::vector<float>> split(const std::vector<float> &all, size_t part
   return out;
 }
 
+/// Images of C x h x w between NCHW (the oracle's order) and the spec's
+/// layout: `toKernel` reorders NCHW into it, else back to NCHW.
+std::vector<float> relayout(const KernelSpec &spec, const std::vector<float> &v, int64_t h,
+                            int64_t w, bool toKernel) {
+  if (!spec.channelsLast())
+    return v;
+  KernelSpec nchw = spec;
+  nchw.layout = DataLayout::NCHW;
+  const ImageStrides from = imageStrides(toKernel ? nchw : spec, h, w);
+  const ImageStrides to = imageStrides(toKernel ? spec : nchw, h, w);
+  const int64_t images = static_cast<int64_t>(v.size()) / from.image;
+  std::vector<float> out(v.size());
+  for (int64_t n = 0; n < images; ++n)
+    for (int64_t c = 0; c < spec.channels; ++c)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x)
+          out[n * to.image + c * to.channel + y * to.row + x * to.pixel] =
+              v[n * from.image + c * from.channel + y * from.row + x * from.pixel];
+  return out;
+}
+
 class Data {
 public:
   Data(uint64_t seed, ElementType type) : rng_(seed), type_(type) {}
@@ -156,20 +177,25 @@ TEST_P(OpenCLKernelTest, MatchesOracle) {
       const std::vector<float> dy = data.uniform(outputCount(spec, shape.n, shape.h, shape.w));
       const std::vector<float> allWeights = concat(weights);
 
+      // The oracle works on NCHW; the kernels read and write the spec's layout.
+      const int64_t ho = spec.outHeight(shape.h), wo = spec.outWidth(shape.w);
+      const std::vector<float> xk = relayout(spec, x, shape.h, shape.w, true);
+      const std::vector<float> dyk = relayout(spec, dy, ho, wo, true);
+
       const auto yRef = reference::forward(spec, in, x, weights, masks, bias);
-      const auto y = executor.forward(shape.n, shape.h, shape.w, x, allWeights, table, bias);
-      expectClose("forward", y, concat(yRef), tol);
+      const auto y = executor.forward(shape.n, shape.h, shape.w, xk, allWeights, table, bias);
+      expectClose("forward", relayout(spec, y, ho, wo, false), concat(yRef), tol);
 
       const auto dyParts = split(dy, numDy);
       const auto dxRef = reference::backwardData(spec, in, dyParts, weights, masks);
-      const auto dx = executor.backwardData(shape.n, shape.h, shape.w, dy, allWeights, table);
-      expectClose("backward-data", dx, dxRef, tol);
+      const auto dx = executor.backwardData(shape.n, shape.h, shape.w, dyk, allWeights, table);
+      expectClose("backward-data", relayout(spec, dx, shape.h, shape.w, false), dxRef, tol);
 
       const auto dwRef = reference::backwardWeight(spec, in, x, dyParts, masks);
-      const auto dw = executor.backwardWeight(shape.n, shape.h, shape.w, x, dy, table);
+      const auto dw = executor.backwardWeight(shape.n, shape.h, shape.w, xk, dyk, table);
       expectClose("backward-weight", dw, concat(dwRef), tol);
       // The two-phase reduction gives the same bits on every run.
-      const auto dwAgain = executor.backwardWeight(shape.n, shape.h, shape.w, x, dy, table);
+      const auto dwAgain = executor.backwardWeight(shape.n, shape.h, shape.w, xk, dyk, table);
       EXPECT_EQ(0, std::memcmp(dw.data(), dwAgain.data(), dw.size() * sizeof(float)))
           << "backward-weight is not deterministic";
     }
