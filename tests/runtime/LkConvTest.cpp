@@ -230,9 +230,34 @@ TEST_P(LkConvBackendTest, AnyLayoutOrStrideGivesTheSameResult) {
   const OpResult reference = runOp(lc, same, GetParam());
   expectClose(strided.y, plain.y, 0, "forward");
   expectClose(strided.dx, reference.dx, 0, "dx");
+  // The GPU backends run their NHWC kernels on the channels-last x, whose
+  // backward-weight sums the pixels in another order.
+  const bool gpu = GetParam() == BackendKind::OpenCL || GetParam() == BackendKind::Cuda;
   for (size_t b = 0; b < strided.dw.size(); ++b)
-    expectClose(strided.dw[b], reference.dw[b], 0, "dW");
+    expectClose(strided.dw[b], reference.dw[b], gpu ? 1e-5 : 0, "dW");
   expectClose(strided.dbias, reference.dbias, 0, "dbias");
+}
+
+TEST_P(LkConvBackendTest, ChannelsLastInputGivesChannelsLastResults) {
+  // A summed output with bias, and per-branch outputs (a 5-D result).
+  for (const LayerCase &lc : {layerCases()[0], layerCases()[1]}) {
+    const LayerData d = makeData(lc, 11, at::kFloat, device());
+    const OpResult plain = runOp(lc, d, GetParam());
+    LayerData last = d;
+    last.x = d.x.contiguous(at::MemoryFormat::ChannelsLast);
+    const OpResult got = runOp(lc, last, GetParam());
+    // The GPU backends run their NHWC kernels on channels-last tensors and
+    // sum in another order than the NCHW ones.
+    const double tol =
+        GetParam() == BackendKind::OpenCL || GetParam() == BackendKind::Cuda ? 1e-5 : 0;
+    expectClose(got.y, plain.y, tol, "forward");
+    expectClose(got.dx, plain.dx, tol, "dx");
+    for (size_t b = 0; b < got.dw.size(); ++b)
+      expectClose(got.dw[b], plain.dw[b], tol, "dW[" + std::to_string(b) + "]");
+    const at::Tensor y0 = got.y.dim() == 4 ? got.y : got.y.select(0, 0);
+    EXPECT_TRUE(y0.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(got.dx.is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
 }
 
 TEST_P(LkConvBackendTest, NoGradAndInferenceModeRunForwardOnly) {
