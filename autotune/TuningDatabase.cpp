@@ -1,5 +1,7 @@
 #include "autotune/TuningDatabase.h"
 
+#include "codegen/EnumNames.h"
+
 #include <sqlite3.h>
 
 #include <chrono>
@@ -136,29 +138,19 @@ bool isCorruption(int rc) {
   return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
 }
 
+constexpr codegen::Named<ScheduleOrigin> kOrigins[] = {{"measured", ScheduleOrigin::Measured},
+                                                       {"model", ScheduleOrigin::Model},
+                                                       {"default", ScheduleOrigin::Default}};
+
 } // namespace
 
-const char *originName(ScheduleOrigin origin) {
-  switch (origin) {
-  case ScheduleOrigin::Measured:
-    return "measured";
-  case ScheduleOrigin::Model:
-    return "model";
-  case ScheduleOrigin::Default:
-    return "default";
-  }
-  return "?";
-}
+const char *originName(ScheduleOrigin origin) { return codegen::nameOf(kOrigins, origin); }
 
 ScheduleOrigin parseOrigin(const std::string &name) {
-  if (name == "measured")
-    return ScheduleOrigin::Measured;
-  if (name == "model")
-    return ScheduleOrigin::Model;
-  if (name == "default")
-    return ScheduleOrigin::Default;
-  throw std::invalid_argument("unknown schedule origin '" + name +
-                              "'; expected measured, model or default");
+  if (std::optional<ScheduleOrigin> origin = codegen::valueOf(kOrigins, name))
+    return *origin;
+  throw std::invalid_argument("unknown schedule origin '" + name + "'; expected " +
+                              codegen::nameList(kOrigins));
 }
 
 TuningDatabase::TuningDatabase(const std::string &path, Access access, int busyTimeoutMs)

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "codegen/DefaultSchedule.h"
+#include "codegen/EnumNames.h"
 #include "runtime/Log.h"
 
 namespace slak::runtime {
@@ -27,31 +28,21 @@ Registry &registry() {
   return *r;
 }
 
+constexpr codegen::Named<BackendKind> kBackendNames[] = {{"auto", BackendKind::Auto},
+                                                         {"cpu", BackendKind::Cpu},
+                                                         {"reference", BackendKind::Reference},
+                                                         {"opencl", BackendKind::OpenCL},
+                                                         {"cuda", BackendKind::Cuda}};
+
 } // namespace
 
-const char *backendKindName(BackendKind kind) {
-  switch (kind) {
-  case BackendKind::Auto:
-    return "auto";
-  case BackendKind::Cpu:
-    return "cpu";
-  case BackendKind::Reference:
-    return "reference";
-  case BackendKind::OpenCL:
-    return "opencl";
-  case BackendKind::Cuda:
-    return "cuda";
-  }
-  return "?";
-}
+const char *backendKindName(BackendKind kind) { return codegen::nameOf(kBackendNames, kind); }
 
 BackendKind parseBackendKind(const std::string &name) {
-  for (BackendKind kind : {BackendKind::Auto, BackendKind::Cpu, BackendKind::Reference,
-                           BackendKind::OpenCL, BackendKind::Cuda})
-    if (name == backendKindName(kind))
-      return kind;
-  TORCH_CHECK(false, "slak: backend is '", name,
-              "', expected one of 'auto', 'cpu', 'reference', 'opencl', 'cuda'");
+  if (std::optional<BackendKind> kind = codegen::valueOf(kBackendNames, name))
+    return *kind;
+  TORCH_CHECK(false, "slak: backend is '", name, "', expected one of ",
+              codegen::nameList(kBackendNames, "'"));
 }
 
 bool openclBackendBuilt() {

@@ -1,5 +1,7 @@
 #include "models/deploy/OfficialCheckpoint.h"
 
+#include "codegen/EnumNames.h"
+
 #include "models/checkpoint/ConfigJson.h"
 
 #include "models/deploy/ZipChecksums.h"
@@ -86,37 +88,16 @@ struct PyValue {
   }
 };
 
-const char *kindName(Kind k) {
-  switch (k) {
-  case Kind::None:
-    return "None";
-  case Kind::Bool:
-    return "bool";
-  case Kind::Int:
-    return "int";
-  case Kind::Float:
-    return "float";
-  case Kind::Str:
-    return "str";
-  case Kind::Bytes:
-    return "bytes";
-  case Kind::Tuple:
-    return "tuple";
-  case Kind::List:
-    return "list";
-  case Kind::Dict:
-    return "dict";
-  case Kind::Global:
-    return "class or function";
-  case Kind::Object:
-    return "object";
-  case Kind::Storage:
-    return "storage";
-  case Kind::Tensor:
-    return "tensor";
-  }
-  return "?";
-}
+constexpr codegen::Named<Kind> kKindNames[] = {
+    {"None", Kind::None},     {"bool", Kind::Bool},
+    {"int", Kind::Int},       {"float", Kind::Float},
+    {"str", Kind::Str},       {"bytes", Kind::Bytes},
+    {"tuple", Kind::Tuple},   {"list", Kind::List},
+    {"dict", Kind::Dict},     {"class or function", Kind::Global},
+    {"object", Kind::Object}, {"storage", Kind::Storage},
+    {"tensor", Kind::Tensor}};
+
+const char *kindName(Kind k) { return codegen::nameOf(kKindNames, k); }
 
 struct PickleError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -1,5 +1,7 @@
 #include "models/sparse/Masking.h"
 
+#include "codegen/EnumNames.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -11,11 +13,9 @@ namespace slak::sparse {
 
 namespace {
 
-/// A name of an enum value; the first name of a value is the one printed.
-template <typename E> struct Named {
-  const char *name;
-  E value;
-};
+using codegen::Named;
+using codegen::nameOf;
+
 constexpr Named<Init> kInits[] = {
     {"snip", Init::Snip}, {"ERK", Init::ERK}, {"erk", Init::ERK}, {"uniform", Init::Uniform}};
 constexpr Named<Growth> kGrowths[] = {{"random", Growth::Random}, {"gradient", Growth::Gradient}};
@@ -23,31 +23,19 @@ constexpr Named<MomentPolicy> kMomentPolicies[] = {{"reset", MomentPolicy::Reset
                                                    {"keep", MomentPolicy::Keep}};
 
 template <typename E, size_t N>
-E parseNamed(const Named<E> (&names)[N], const std::string &name, const std::string &what,
-             const std::string &expected) {
-  for (const auto &n : names)
-    if (name == n.name)
-      return n.value;
-  throw std::invalid_argument("unknown " + what + " '" + name + "': expected " + expected);
-}
-
-template <typename E, size_t N> const char *nameOf(const Named<E> (&names)[N], E value) {
-  for (const auto &n : names)
-    if (n.value == value)
-      return n.name;
-  return "?";
+E parseNamed(const Named<E> (&names)[N], const std::string &name, const std::string &what) {
+  if (std::optional<E> value = codegen::valueOf(names, name))
+    return *value;
+  throw std::invalid_argument("unknown " + what + " '" + name + "': expected " +
+                              codegen::nameList(names));
 }
 
 } // namespace
 
-Init parseInit(const std::string &name) {
-  return parseNamed(kInits, name, "sparse init", "snip, ERK or uniform");
-}
-Growth parseGrowth(const std::string &name) {
-  return parseNamed(kGrowths, name, "growth mode", "random or gradient");
-}
+Init parseInit(const std::string &name) { return parseNamed(kInits, name, "sparse init"); }
+Growth parseGrowth(const std::string &name) { return parseNamed(kGrowths, name, "growth mode"); }
 MomentPolicy parseMomentPolicy(const std::string &name) {
-  return parseNamed(kMomentPolicies, name, "moment policy", "reset or keep");
+  return parseNamed(kMomentPolicies, name, "moment policy");
 }
 const char *initName(Init init) { return nameOf(kInits, init); }
 const char *growthName(Growth growth) { return nameOf(kGrowths, growth); }

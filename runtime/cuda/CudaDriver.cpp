@@ -48,18 +48,6 @@ std::vector<std::string> driverCandidates() {
   return names;
 }
 
-template <typename F> void bind(const DynamicLibrary &lib, const char *name, F &fn) {
-  fn = reinterpret_cast<F>(lib.symbol(name));
-  if (!fn)
-    throw CudaError("the CUDA driver " + lib.name() + " lacks " + name +
-                    " (driver too old? update the NVIDIA driver)");
-}
-
-std::mutex &instanceMutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
 } // namespace
 
 CudaDriver::CudaDriver() : api_(std::make_unique<Api>()) {
@@ -70,23 +58,26 @@ CudaDriver::CudaDriver() : api_(std::make_unique<Api>()) {
                     ". A CUDA tensor or the CUDA backend needs an NVIDIA GPU with its driver; "
                     "use CPU tensors (or the OpenCL backend) on this machine");
   }
-  const DynamicLibrary &lib = *library_;
-  bind(lib, "cuInit", api_->init);
-  bind(lib, "cuDriverGetVersion", api_->driverGetVersion);
-  bind(lib, "cuGetErrorName", api_->getErrorName);
-  bind(lib, "cuGetErrorString", api_->getErrorString);
-  bind(lib, "cuDeviceGetCount", api_->deviceGetCount);
-  bind(lib, "cuDeviceGet", api_->deviceGet);
-  bind(lib, "cuDeviceGetAttribute", api_->deviceGetAttribute);
-  bind(lib, "cuDeviceGetName", api_->deviceGetName);
-  bind(lib, "cuDevicePrimaryCtxRetain", api_->primaryCtxRetain);
-  bind(lib, "cuCtxPushCurrent_v2", api_->ctxPushCurrent);
-  bind(lib, "cuCtxPopCurrent_v2", api_->ctxPopCurrent);
-  bind(lib, "cuModuleLoadDataEx", api_->moduleLoadDataEx);
-  bind(lib, "cuModuleUnload", api_->moduleUnload);
-  bind(lib, "cuModuleGetFunction", api_->moduleGetFunction);
-  bind(lib, "cuLaunchKernel", api_->launchKernel);
-  bind(lib, "cuStreamSynchronize", api_->streamSynchronize);
+  auto bind = [this](const char *name, auto &fn) {
+    library_->bind<CudaError>(name, fn, "the CUDA driver",
+                              "driver too old? update the NVIDIA driver");
+  };
+  bind("cuInit", api_->init);
+  bind("cuDriverGetVersion", api_->driverGetVersion);
+  bind("cuGetErrorName", api_->getErrorName);
+  bind("cuGetErrorString", api_->getErrorString);
+  bind("cuDeviceGetCount", api_->deviceGetCount);
+  bind("cuDeviceGet", api_->deviceGet);
+  bind("cuDeviceGetAttribute", api_->deviceGetAttribute);
+  bind("cuDeviceGetName", api_->deviceGetName);
+  bind("cuDevicePrimaryCtxRetain", api_->primaryCtxRetain);
+  bind("cuCtxPushCurrent_v2", api_->ctxPushCurrent);
+  bind("cuCtxPopCurrent_v2", api_->ctxPopCurrent);
+  bind("cuModuleLoadDataEx", api_->moduleLoadDataEx);
+  bind("cuModuleUnload", api_->moduleUnload);
+  bind("cuModuleGetFunction", api_->moduleGetFunction);
+  bind("cuLaunchKernel", api_->launchKernel);
+  bind("cuStreamSynchronize", api_->streamSynchronize);
   check(api_->init(0), "cuInit");
   check(api_->driverGetVersion(&version_), "cuDriverGetVersion");
 }
@@ -94,21 +85,7 @@ CudaDriver::CudaDriver() : api_(std::make_unique<Api>()) {
 CudaDriver::~CudaDriver() = default;
 
 CudaDriver &CudaDriver::get() {
-  // Never destroyed: modules and contexts may outlive static destructors.
-  static CudaDriver *instance = nullptr;
-  static std::string error;
-  std::lock_guard<std::mutex> lock(instanceMutex());
-  if (!instance) {
-    if (!error.empty())
-      throw CudaError(error);
-    try {
-      instance = new CudaDriver();
-    } catch (const std::exception &e) {
-      error = e.what();
-      throw CudaError(error);
-    }
-  }
-  return *instance;
+  return loadOnce<CudaDriver, CudaError>([] { return new CudaDriver(); });
 }
 
 bool CudaDriver::available(std::string *why) {

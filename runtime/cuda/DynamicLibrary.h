@@ -4,7 +4,9 @@
 // says so when a GPU is first asked for.
 #pragma once
 
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,15 @@ public:
 
   /// The symbol, or nullptr when the library lacks it.
   void *symbol(const char *name) const;
+  /// Sets `fn` to the function `symbolName`; throws Error("<owner> <name()>
+  /// lacks <symbolName> (<hint>)") when the library lacks it.
+  template <typename Error, typename F>
+  void bind(const char *symbolName, F &fn, const std::string &owner,
+            const std::string &hint) const {
+    fn = reinterpret_cast<F>(symbol(symbolName));
+    if (!fn)
+      throw Error(owner + " " + name_ + " lacks " + symbolName + " (" + hint + ")");
+  }
   /// The name or path that was opened.
   const std::string &name() const { return name_; }
 
@@ -31,6 +42,28 @@ private:
   void *handle_ = nullptr;
   std::string name_;
 };
+
+/// The process's one T, made by `make()` on the first call and never
+/// destroyed (modules and contexts may outlive static destructors). A failed
+/// first call is remembered: every later call throws Error with its message
+/// without trying again. One instance per call site of loadOnce.
+template <typename T, typename Error, typename Make> T &loadOnce(Make make) {
+  static T *instance = nullptr;
+  static std::string error;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!instance) {
+    if (!error.empty())
+      throw Error(error);
+    try {
+      instance = make();
+    } catch (const std::exception &e) {
+      error = e.what();
+      throw Error(error);
+    }
+  }
+  return *instance;
+}
 
 /// Folders of CUDA libraries besides the loader's search path: the CUDA
 /// toolkit found at configure time, /usr/local/cuda, and folders added with

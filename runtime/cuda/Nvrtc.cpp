@@ -46,18 +46,6 @@ std::vector<std::string> nvrtcCandidates() {
   return names;
 }
 
-template <typename F> void bind(const DynamicLibrary &lib, const char *name, F &fn) {
-  fn = reinterpret_cast<F>(lib.symbol(name));
-  if (!fn)
-    throw CudaError("NVRTC library " + lib.name() + " lacks " + name +
-                    " (too old? NVRTC 11.2 or newer is needed)");
-}
-
-std::mutex &instanceMutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
 } // namespace
 
 Nvrtc::Nvrtc() : api_(std::make_unique<Api>()) {
@@ -68,22 +56,24 @@ Nvrtc::Nvrtc() : api_(std::make_unique<Api>()) {
                     ". Install the CUDA toolkit's NVRTC (or the nvidia-cuda-nvrtc wheel) or set "
                     "SLAK_NVRTC_LIBRARY to the path of libnvrtc.so");
   }
-  const DynamicLibrary &lib = *library_;
-  bind(lib, "nvrtcGetErrorString", api_->getErrorString);
-  bind(lib, "nvrtcVersion", api_->version);
-  bind(lib, "nvrtcGetNumSupportedArchs", api_->getNumSupportedArchs);
-  bind(lib, "nvrtcGetSupportedArchs", api_->getSupportedArchs);
-  bind(lib, "nvrtcCreateProgram", api_->createProgram);
-  bind(lib, "nvrtcDestroyProgram", api_->destroyProgram);
-  bind(lib, "nvrtcCompileProgram", api_->compileProgram);
-  bind(lib, "nvrtcGetPTXSize", api_->getPTXSize);
-  bind(lib, "nvrtcGetPTX", api_->getPTX);
-  bind(lib, "nvrtcGetCUBINSize", api_->getCUBINSize);
-  bind(lib, "nvrtcGetCUBIN", api_->getCUBIN);
-  bind(lib, "nvrtcGetProgramLogSize", api_->getProgramLogSize);
-  bind(lib, "nvrtcGetProgramLog", api_->getProgramLog);
+  auto bind = [this](const char *name, auto &fn) {
+    library_->bind<CudaError>(name, fn, "NVRTC library", "too old? NVRTC 11.2 or newer is needed");
+  };
+  bind("nvrtcGetErrorString", api_->getErrorString);
+  bind("nvrtcVersion", api_->version);
+  bind("nvrtcGetNumSupportedArchs", api_->getNumSupportedArchs);
+  bind("nvrtcGetSupportedArchs", api_->getSupportedArchs);
+  bind("nvrtcCreateProgram", api_->createProgram);
+  bind("nvrtcDestroyProgram", api_->destroyProgram);
+  bind("nvrtcCompileProgram", api_->compileProgram);
+  bind("nvrtcGetPTXSize", api_->getPTXSize);
+  bind("nvrtcGetPTX", api_->getPTX);
+  bind("nvrtcGetCUBINSize", api_->getCUBINSize);
+  bind("nvrtcGetCUBIN", api_->getCUBIN);
+  bind("nvrtcGetProgramLogSize", api_->getProgramLogSize);
+  bind("nvrtcGetProgramLog", api_->getProgramLog);
   if (api_->version(&major_, &minor_) != NVRTC_SUCCESS)
-    throw CudaError("nvrtcVersion failed in " + lib.name());
+    throw CudaError("nvrtcVersion failed in " + library_->name());
   int count = 0;
   if (api_->getNumSupportedArchs(&count) == NVRTC_SUCCESS && count > 0) {
     archs_.resize(count);
@@ -96,20 +86,7 @@ Nvrtc::Nvrtc() : api_(std::make_unique<Api>()) {
 Nvrtc::~Nvrtc() = default;
 
 Nvrtc &Nvrtc::get() {
-  static std::unique_ptr<Nvrtc> instance;
-  static std::string error;
-  std::lock_guard<std::mutex> lock(instanceMutex());
-  if (!instance) {
-    if (!error.empty())
-      throw CudaError(error);
-    try {
-      instance.reset(new Nvrtc());
-    } catch (const std::exception &e) {
-      error = e.what();
-      throw CudaError(error);
-    }
-  }
-  return *instance;
+  return loadOnce<Nvrtc, CudaError>([] { return new Nvrtc(); });
 }
 
 bool Nvrtc::available(std::string *why) {

@@ -3,6 +3,7 @@
 // and the data sets.
 #include "models/Models.h"
 #include "models/data/Datasets.h"
+#include "tests/models/TestSupport.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -14,12 +15,6 @@ using models::ModelConfig;
 using models::ModelOverrides;
 
 namespace {
-
-// One intra-op thread: ctest runs these cases in parallel on 2 cores.
-const bool kOneThread = [] {
-  at::set_num_threads(1);
-  return true;
-}();
 
 /// Parameter count of a SLaK / ConvNeXt net from its config, written out
 /// from the architecture rather than from the modules.

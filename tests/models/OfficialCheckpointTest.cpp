@@ -7,6 +7,7 @@
 // in PyTorch, through slak-infer, is tests/python/test_official_checkpoint.py.
 #include "models/deploy/OfficialCheckpoint.h"
 #include "models/deploy/Checkpoint.h"
+#include "tests/models/TestSupport.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
@@ -24,11 +25,6 @@ using models::ModelConfig;
 using models::ModelOverrides;
 
 namespace {
-
-const bool kOneThread = [] {
-  at::set_num_threads(1);
-  return true;
-}();
 
 namespace fs = std::filesystem;
 

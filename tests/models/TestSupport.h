@@ -1,5 +1,6 @@
 // Helpers shared by the model, checkpoint and analysis tests: a fresh
-// temporary folder per test and a tensor-by-tensor comparison of two modules.
+// temporary folder per test, a tensor-by-tensor comparison of two modules and
+// one intra-op thread.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -31,5 +32,12 @@ inline void expectSameTensors(torch::nn::Module &a, torch::nn::Module &b, const 
   for (const auto &p : ba)
     EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << what << " buffer " << p.key();
 }
+
+/// One intra-op thread for every test of the binary that includes this:
+/// ctest runs the cases in parallel on 2 cores.
+[[maybe_unused]] static const bool kOneIntraOpThread = [] {
+  at::set_num_threads(1);
+  return true;
+}();
 
 } // namespace slak::tests

@@ -4,6 +4,7 @@
 // a unit step makes the central difference exact up to the float rounding of
 // y: a wrong index, flip, mask or branch shows as an O(1) error.
 #include "codegen/reference/Reference.h"
+#include "tests/reference/LayerCases.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,47 +22,10 @@ using codegen::Branch;
 using codegen::BranchMask;
 using codegen::KernelSpec;
 
-struct GradientCase {
-  std::string name;
-  Shape in;
-  std::vector<Branch> branches;
-  double density = 1.0; // < 1: every branch gets a random mask of this density
-  bool perBranchOutputs = false;
-  bool hasBias = false;
-};
-
-std::ostream &operator<<(std::ostream &os, const GradientCase &c) { return os << c.name; }
-
-// A fixed seed per case, the same on every standard library.
-uint32_t seedOf(const std::string &name) {
-  uint32_t h = 2166136261u; // FNV-1a
-  for (char ch : name)
-    h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
-  return h;
-}
-
-std::vector<float> uniform(std::mt19937 &rng, int64_t count) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(count);
-  for (float &e : v)
-    e = dist(rng);
-  return v;
-}
-
-// Live entries get any non-zero byte, not only 1.
-BranchMask randomMask(std::mt19937 &rng, int64_t count, double density) {
-  std::bernoulli_distribution isLive(density);
-  std::uniform_int_distribution<int> value(1, 255);
-  BranchMask m(count);
-  for (uint8_t &e : m)
-    e = isLive(rng) ? static_cast<uint8_t>(value(rng)) : 0;
-  return m;
-}
-
-class ReferenceGradient : public ::testing::TestWithParam<GradientCase> {
+class ReferenceGradient : public ::testing::TestWithParam<LayerCase> {
 protected:
   void SetUp() override {
-    const GradientCase &c = GetParam();
+    const LayerCase &c = GetParam();
     std::mt19937 rng(seedOf(c.name));
     spec.channels = c.in.c;
     spec.branches = c.branches;
@@ -73,8 +37,9 @@ protected:
     x = uniform(rng, in.numel());
     for (const Branch &b : spec.branches) {
       weights.push_back(uniform(rng, in.c * b.windowSize()));
-      masks.push_back(c.density < 1.0 ? randomMask(rng, in.c * b.windowSize(), c.density)
-                                      : BranchMask{});
+      masks.push_back(c.density < 1.0
+                          ? randomMask(rng, in.c * b.windowSize(), c.density, /*anyNonZero=*/true)
+                          : BranchMask{});
     }
     if (c.hasBias)
       bias = uniform(rng, in.c);
@@ -167,64 +132,34 @@ TEST_P(ReferenceGradient, DenseWeightGradIgnoresTheMask) {
   }
 }
 
-std::vector<GradientCase> allCases() {
-  return {// SLaK-style M x N, N x M and 5x5, two images, odd channel count.
-          GradientCase{"Slak7x3Masked",
-                       {2, 3, 9, 8},
-                       {Branch::same(7, 3), Branch::same(3, 7), Branch::same(5, 5)},
-                       /*density=*/0.6,
-                       /*perBranchOutputs=*/false,
-                       /*hasBias=*/true},
-          GradientCase{"PerBranchNonSquare",
-                       {1, 5, 6, 11},
-                       {Branch::same(9, 3), Branch::same(3, 9), Branch::same(3, 3)},
-                       /*density=*/0.5,
-                       /*perBranchOutputs=*/true,
-                       /*hasBias=*/false},
-          // Kernels larger than the image in one or both axes.
-          GradientCase{"Kernel13x5On7x7",
-                       {2, 3, 7, 7},
-                       {Branch::same(13, 5), Branch::same(5, 13), Branch::same(5, 5)},
-                       /*density=*/0.7,
-                       /*perBranchOutputs=*/false,
-                       /*hasBias=*/true},
-          GradientCase{"Kernel51x5On7x9PerBranch",
-                       {1, 3, 7, 9},
-                       {Branch::same(51, 5), Branch::same(5, 51), Branch::same(5, 5)},
-                       /*density=*/0.4,
-                       /*perBranchOutputs=*/true,
-                       /*hasBias=*/false},
-          // Padding other than kernel / 2: both branches give a 3x4 output.
-          GradientCase{"NonSamePadding",
-                       {2, 2, 5, 6},
-                       {Branch{5, 3, 1, 0}, Branch{3, 5, 0, 1}},
-                       /*density=*/0.8,
-                       /*perBranchOutputs=*/false,
-                       /*hasBias=*/true},
-          GradientCase{"DenseSingleBranch",
-                       {1, 7, 4, 13},
-                       {Branch::same(7, 7)},
-                       /*density=*/1.0,
-                       /*perBranchOutputs=*/false,
-                       /*hasBias=*/true},
-          // A 2x1 image under a 5x3 window: most taps never see it.
-          GradientCase{"SparseTinyImage2x1",
-                       {2, 7, 2, 1},
-                       {Branch::same(5, 3)},
-                       /*density=*/0.5,
-                       /*perBranchOutputs=*/false,
-                       /*hasBias=*/true}};
+// name, input [N, C, H, W], branches, mask density, per-branch outputs, bias.
+std::vector<LayerCase> allCases() {
+  return {
+      // SLaK-style M x N, N x M and 5x5, two images, odd channel count.
+      {"Slak7x3Masked",
+       {2, 3, 9, 8},
+       {Branch::same(7, 3), Branch::same(3, 7), Branch::same(5, 5)},
+       0.6,
+       false,
+       true},
+      {"PerBranchNonSquare", {1, 5, 6, 11}, slakBranches(9, 3), 0.5, true, false},
+      // Kernels larger than the image in one or both axes.
+      {"Kernel13x5On7x7", {2, 3, 7, 7}, slakBranches(13, 5), 0.7, false, true},
+      {"Kernel51x5On7x9PerBranch", {1, 3, 7, 9}, slakBranches(51, 5), 0.4, true, false},
+      // Padding other than kernel / 2: both branches give a 3x4 output.
+      {"NonSamePadding", {2, 2, 5, 6}, {Branch{5, 3, 1, 0}, Branch{3, 5, 0, 1}}, 0.8, false, true},
+      {"DenseSingleBranch", {1, 7, 4, 13}, {Branch::same(7, 7)}, 1.0, false, true},
+      // A 2x1 image under a 5x3 window: most taps never see it.
+      {"SparseTinyImage2x1", {2, 7, 2, 1}, {Branch::same(5, 3)}, 0.5, false, true}};
 }
 
-std::vector<GradientCase> casesWithBias() {
-  std::vector<GradientCase> cases;
-  for (const GradientCase &c : allCases())
+std::vector<LayerCase> casesWithBias() {
+  std::vector<LayerCase> cases;
+  for (const LayerCase &c : allCases())
     if (c.hasBias)
       cases.push_back(c);
   return cases;
 }
-
-std::string caseName(const ::testing::TestParamInfo<GradientCase> &info) { return info.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ReferenceGradient, ::testing::ValuesIn(allCases()), caseName);
 

@@ -2,6 +2,7 @@
 // padding (padH, padW), groups = C) in double; forward, dx, dW (masked and
 // dense) and dbias come from torch autograd.
 #include "codegen/reference/Reference.h"
+#include "tests/reference/LayerCases.h"
 
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -20,40 +21,6 @@ namespace {
 using codegen::Branch;
 using codegen::BranchMask;
 using codegen::KernelSpec;
-
-struct TorchCase {
-  std::string name;
-  Shape in;
-  std::vector<Branch> branches;
-  double density = 1.0; // < 1: every branch but the last gets a random mask
-  bool perBranchOutputs = false;
-  bool hasBias = false;
-};
-
-std::ostream &operator<<(std::ostream &os, const TorchCase &c) { return os << c.name; }
-
-uint32_t seedOf(const std::string &name) {
-  uint32_t h = 2166136261u; // FNV-1a: the same seed on every standard library
-  for (char ch : name)
-    h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
-  return h;
-}
-
-std::vector<float> uniform(std::mt19937 &rng, int64_t count) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(count);
-  for (float &e : v)
-    e = dist(rng);
-  return v;
-}
-
-BranchMask randomMask(std::mt19937 &rng, int64_t count, double density) {
-  std::bernoulli_distribution isLive(density);
-  BranchMask m(count);
-  for (uint8_t &e : m)
-    e = isLive(rng) ? 1 : 0;
-  return m;
-}
 
 torch::Tensor toTorch(const std::vector<float> &v, std::vector<int64_t> shape) {
   return torch::from_blob(const_cast<float *>(v.data()), shape, torch::kFloat)
@@ -82,13 +49,13 @@ void expectClose(const std::vector<float> &ours, const torch::Tensor &theirs,
         << what << " at flat index " << k;
 }
 
-class ReferenceVsTorch : public ::testing::TestWithParam<TorchCase> {
+class ReferenceVsTorch : public ::testing::TestWithParam<LayerCase> {
 protected:
   static void SetUpTestSuite() { at::set_num_threads(2); }
 };
 
 TEST_P(ReferenceVsTorch, ForwardAndBothBackwards) {
-  const TorchCase &c = GetParam();
+  const LayerCase &c = GetParam();
   std::mt19937 rng(seedOf(c.name));
   KernelSpec spec;
   spec.channels = c.in.c;
@@ -166,51 +133,29 @@ TEST_P(ReferenceVsTorch, ForwardAndBothBackwards) {
     expectClose(backwardBias(spec, in, dy), tbias.grad(), "dbias");
 }
 
+// name, input [N, C, H, W], branches, mask density (every branch but the
+// last), per-branch outputs, bias.
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ReferenceVsTorch,
-    ::testing::Values(TorchCase{"Kernel13x5On7x7",
-                                {2, 3, 7, 7},
-                                {Branch::same(13, 5), Branch::same(5, 13), Branch::same(5, 5)},
-                                /*density=*/0.6,
-                                /*perBranchOutputs=*/false,
-                                /*hasBias=*/true},
-                      TorchCase{"Kernel51x5On7x9PerBranch",
-                                {1, 5, 7, 9},
-                                {Branch::same(51, 5), Branch::same(5, 51), Branch::same(5, 5)},
-                                /*density=*/0.5,
-                                /*perBranchOutputs=*/true,
-                                /*hasBias=*/false},
-                      TorchCase{"Channels125Stage4",
-                                {2, 125, 9, 10},
-                                {Branch::same(13, 5), Branch::same(5, 13), Branch::same(5, 5)},
-                                /*density=*/0.6,
-                                /*perBranchOutputs=*/false,
-                                /*hasBias=*/true},
-                      TorchCase{"Channels124Kernel51x5PerBranch",
-                                {1, 124, 7, 9},
-                                {Branch::same(51, 5), Branch::same(5, 51), Branch::same(5, 5)},
-                                /*density=*/0.4,
-                                /*perBranchOutputs=*/true,
-                                /*hasBias=*/false},
-                      TorchCase{"DenseSingleChannel",
-                                {1, 1, 16, 12},
-                                {Branch::same(7, 7)},
-                                /*density=*/1.0,
-                                /*perBranchOutputs=*/false,
-                                /*hasBias=*/true},
-                      TorchCase{"NonSamePaddingNonSquare",
-                                {2, 7, 5, 11},
-                                {Branch{5, 3, 1, 0}, Branch{3, 5, 0, 1}, Branch{3, 3, 0, 0}},
-                                /*density=*/0.7,
-                                /*perBranchOutputs=*/false,
-                                /*hasBias=*/true},
-                      TorchCase{"ConvNeXt7x7Batch2",
-                                {2, 3, 12, 5},
-                                {Branch::same(7, 7)},
-                                /*density=*/1.0,
-                                /*perBranchOutputs=*/false,
-                                /*hasBias=*/false}),
-    [](const ::testing::TestParamInfo<TorchCase> &info) { return info.param.name; });
+    ::testing::Values(
+        LayerCase{"Kernel13x5On7x7", {2, 3, 7, 7}, slakBranches(13, 5), 0.6, false, true},
+        LayerCase{"Kernel51x5On7x9PerBranch", {1, 5, 7, 9}, slakBranches(51, 5), 0.5, true, false},
+        LayerCase{"Channels125Stage4", {2, 125, 9, 10}, slakBranches(13, 5), 0.6, false, true},
+        LayerCase{"Channels124Kernel51x5PerBranch",
+                  {1, 124, 7, 9},
+                  slakBranches(51, 5),
+                  0.4,
+                  true,
+                  false},
+        LayerCase{"DenseSingleChannel", {1, 1, 16, 12}, {Branch::same(7, 7)}, 1.0, false, true},
+        LayerCase{"NonSamePaddingNonSquare",
+                  {2, 7, 5, 11},
+                  {Branch{5, 3, 1, 0}, Branch{3, 5, 0, 1}, Branch{3, 3, 0, 0}},
+                  0.7,
+                  false,
+                  true},
+        LayerCase{"ConvNeXt7x7Batch2", {2, 3, 12, 5}, {Branch::same(7, 7)}, 1.0, false, false}),
+    caseName);
 
 } // namespace
 } // namespace slak::reference

@@ -169,7 +169,7 @@ TEST(LkConvErrorTest, MessagesNameTheArgumentTheValueAndTheExpectation) {
   has(errorOf([&] { lk_conv(x, {w}, {}, at::zeros({5}), LkConvOptions().per_branch(true)); }),
       "a bias with per_branch outputs is ambiguous");
   has(errorOf([&] { lk_conv(x, {w}, {}, std::nullopt, LkConvOptions().with_backend("gpu")); }),
-      "backend is 'gpu', expected one of 'auto', 'cpu', 'reference', 'opencl', 'cuda'");
+      "backend is 'gpu', expected one of 'auto', 'cpu', 'reference', 'opencl' or 'cuda'");
   has(errorOf([&] { lk_conv(x, {w}, {}, std::nullopt, LkConvOptions().with_backend("cuda")); }),
       "backend 'cuda' needs CUDA tensors, but x is on cpu");
   has(errorOf([&] {
