@@ -249,14 +249,11 @@ LayerDescription parseLayer(const std::string &text) {
     s.hasBias = parseBool("bias", kv["bias"]);
   if (kv.count("dtype")) {
     const std::string &t = kv["dtype"];
-    if (t == "f32")
-      s.elementType = codegen::ElementType::F32;
-    else if (t == "f16")
-      s.elementType = codegen::ElementType::F16;
-    else if (t == "bf16")
-      s.elementType = codegen::ElementType::BF16;
-    else
-      throw std::invalid_argument("--layer: dtype=" + t + " is not f32, f16 or bf16");
+    const std::optional<codegen::ElementType> type = codegen::parseElementType(t);
+    if (!type)
+      throw std::invalid_argument("--layer: dtype=" + t + " is not " +
+                                  codegen::elementTypeChoices());
+    s.elementType = *type;
   }
   const bool dynamic = kv.count("dynamic") && parseBool("dynamic", kv["dynamic"]);
   s.height = dynamic ? -1 : h;

@@ -1,20 +1,23 @@
 #include "codegen/KernelSpec.h"
 
+#include "codegen/EnumNames.h"
+
 #include <limits>
 #include <sstream>
 
 namespace slak::codegen {
 
-const char *elementTypeName(ElementType type) {
-  switch (type) {
-  case ElementType::F32:
-    return "f32";
-  case ElementType::F16:
-    return "f16";
-  case ElementType::BF16:
-    return "bf16";
-  }
-  return "?";
+namespace {
+constexpr Named<ElementType> kElementTypes[] = {
+    {"f32", ElementType::F32}, {"f16", ElementType::F16}, {"bf16", ElementType::BF16}};
+} // namespace
+
+std::string elementTypeChoices() { return nameList(kElementTypes); }
+
+const char *elementTypeName(ElementType type) { return nameOf(kElementTypes, type); }
+
+std::optional<ElementType> parseElementType(std::string_view name) {
+  return valueOf(kElementTypes, name);
 }
 
 const char *dataLayoutName(DataLayout layout) {

@@ -14,7 +14,9 @@
 #include "codegen/Schedule.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace slak::codegen {
@@ -30,6 +32,9 @@ enum class DataLayout { NCHW, NHWC };
 const char *dataLayoutName(DataLayout layout); // "nchw", "nhwc"
 
 const char *elementTypeName(ElementType type); // "f32", "f16", "bf16"
+/// The type named "f32", "f16" or "bf16"; nothing for another name.
+std::optional<ElementType> parseElementType(std::string_view name);
+std::string elementTypeChoices(); // "f32, f16 or bf16"
 int elementTypeBytes(ElementType type);
 
 /// One parallel branch of the layer: a KH x KW depthwise window.

@@ -446,11 +446,10 @@ private:
   const std::string &data_;
 };
 
-ElementType parseElementType(const EntryReader &r, const std::string &name) {
-  for (ElementType type : {ElementType::F32, ElementType::F16, ElementType::BF16})
-    if (name == elementTypeName(type))
-      return type;
-  r.fail("\"spec.element_type\" is \"" + name + "\", expected f32, f16 or bf16");
+ElementType readElementType(const EntryReader &r, const std::string &name) {
+  if (std::optional<ElementType> type = parseElementType(name))
+    return *type;
+  r.fail("\"spec.element_type\" is \"" + name + "\", expected " + elementTypeChoices());
 }
 
 /// The schedule of an entry, one key per row of the field table. A field
@@ -484,8 +483,7 @@ KernelSpec readSpec(const EntryReader &r, const json &entry, bool *completeSched
   spec.channels = r.get<int64_t>(s, "channels", "spec.channels");
   spec.height = r.get<int64_t>(s, "height", "spec.height");
   spec.width = r.get<int64_t>(s, "width", "spec.width");
-  spec.elementType =
-      parseElementType(r, r.get<std::string>(s, "element_type", "spec.element_type"));
+  spec.elementType = readElementType(r, r.get<std::string>(s, "element_type", "spec.element_type"));
   spec.perBranchOutputs = r.get<bool>(s, "per_branch_outputs", "spec.per_branch_outputs");
   spec.hasBias = r.get<bool>(s, "has_bias", "spec.has_bias");
   spec.denseWeightGrad = r.get<bool>(s, "dense_weight_grad", "spec.dense_weight_grad");
