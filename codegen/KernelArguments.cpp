@@ -1,5 +1,7 @@
 #include "codegen/KernelArguments.h"
 
+#include "codegen/EnumNames.h"
+
 #include <algorithm>
 #include <limits>
 #include <stdexcept>
@@ -95,31 +97,20 @@ int32_t sizeArgument(const char *what, int64_t value) {
 
 } // namespace
 
-const char *kernelBufferName(KernelBuffer buffer) {
-  switch (buffer) {
-  case KernelBuffer::X:
-    return "x";
-  case KernelBuffer::Weights:
-    return "weights";
-  case KernelBuffer::TapOffsets:
-    return "tap offsets";
-  case KernelBuffer::Taps:
-    return "taps";
-  case KernelBuffer::Bias:
-    return "bias";
-  case KernelBuffer::Y:
-    return "y";
-  case KernelBuffer::Dy:
-    return "dy";
-  case KernelBuffer::Dx:
-    return "dx";
-  case KernelBuffer::Workspace:
-    return "workspace";
-  case KernelBuffer::Dw:
-    return "dw";
-  }
-  return "?";
-}
+namespace {
+constexpr Named<KernelBuffer> kBufferNames[] = {{"x", KernelBuffer::X},
+                                                {"weights", KernelBuffer::Weights},
+                                                {"tap offsets", KernelBuffer::TapOffsets},
+                                                {"taps", KernelBuffer::Taps},
+                                                {"bias", KernelBuffer::Bias},
+                                                {"y", KernelBuffer::Y},
+                                                {"dy", KernelBuffer::Dy},
+                                                {"dx", KernelBuffer::Dx},
+                                                {"workspace", KernelBuffer::Workspace},
+                                                {"dw", KernelBuffer::Dw}};
+} // namespace
+
+const char *kernelBufferName(KernelBuffer buffer) { return nameOf(kBufferNames, buffer); }
 
 const std::vector<KernelParameter> &kernelParameters(KernelKind kind) {
   static const std::array<std::vector<KernelParameter>, kNumKernelKinds> all = {

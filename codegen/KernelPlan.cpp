@@ -1,5 +1,7 @@
 #include "codegen/KernelPlan.h"
 
+#include "codegen/EnumNames.h"
+
 #include <algorithm>
 #include <limits>
 #include <sstream>
@@ -209,12 +211,13 @@ int registersFor(const KernelSpec &spec, const WeightGradPlan &weight, KernelKin
     // the sums; unstaged ones load straight into FMAs.
     return s.stageInput ? 36 + 3 * outputs : 44 + 2 * outputs;
   }
-  // NHWC keeps each slot's tile row and column apart for its global reads.
-  const int perSlot = spec.channelsLast() ? 2 : 0;
+  // NHWC keeps each slot's tile row and column apart for its global reads
+  // (and, in the tap-table form, their addresses and per-branch dy bases).
+  const bool nhwc = spec.channelsLast();
   if (weight.blocked)
-    return 56 +
-           weight.slots * (3 * weight.tapsPerThread + (spec.perBranchOutputs ? 5 : 4) + perSlot);
-  return 60 + weight.slots * (6 + perSlot);
+    return 56 + weight.slots *
+                    (3 * weight.tapsPerThread + (spec.perBranchOutputs ? 5 : 4) + (nhwc ? 2 : 0));
+  return 60 + weight.slots * (nhwc ? (spec.perBranchOutputs ? 14 : 12) : 6);
 }
 
 /// Powers of two from min(32, channels rounded up) down to 1: the channel
@@ -293,19 +296,15 @@ int weightLanes(const KernelSpec &spec) {
   return 1;
 }
 
-const char *kernelKindName(KernelKind kind) {
-  switch (kind) {
-  case KernelKind::Forward:
-    return "forward";
-  case KernelKind::BackwardData:
-    return "backward-data";
-  case KernelKind::BackwardWeight:
-    return "backward-weight";
-  case KernelKind::BackwardWeightReduce:
-    return "backward-weight-reduce";
-  }
-  return "?";
-}
+namespace {
+constexpr Named<KernelKind> kKindNames[] = {
+    {"forward", KernelKind::Forward},
+    {"backward-data", KernelKind::BackwardData},
+    {"backward-weight", KernelKind::BackwardWeight},
+    {"backward-weight-reduce", KernelKind::BackwardWeightReduce}};
+} // namespace
+
+const char *kernelKindName(KernelKind kind) { return nameOf(kKindNames, kind); }
 
 int ConvPassPlan::groupOf(int branch) const {
   for (size_t g = 0; g < groups.size(); ++g)

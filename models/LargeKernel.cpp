@@ -1,11 +1,13 @@
 #include "models/LargeKernel.h"
 
+#include "codegen/EnumNames.h"
+
 #include <torch/torch.h>
 
 #ifdef SLAK_MODELS_WITH_RUNTIME
 #include "runtime/LKConv2d.h"
-#include "runtime/LkConvOp.h"
 #include "runtime/LkConvBackend.h"
+#include "runtime/LkConvOp.h"
 #endif
 
 #include <cmath>
@@ -13,28 +15,19 @@
 
 namespace slak::models {
 
+namespace {
+constexpr codegen::Named<LkBackend> kLkBackends[] = {
+    {"auto", LkBackend::Auto}, {"runtime", LkBackend::Runtime}, {"torch", LkBackend::Torch}};
+} // namespace
+
 LkBackend parseLkBackend(const std::string &name) {
-  if (name == "auto")
-    return LkBackend::Auto;
-  if (name == "runtime")
-    return LkBackend::Runtime;
-  if (name == "torch")
-    return LkBackend::Torch;
-  throw std::invalid_argument("unknown large-kernel backend '" + name +
-                              "': expected auto, runtime or torch");
+  if (std::optional<LkBackend> backend = codegen::valueOf(kLkBackends, name))
+    return *backend;
+  throw std::invalid_argument("unknown large-kernel backend '" + name + "': expected " +
+                              codegen::nameList(kLkBackends));
 }
 
-const char *lkBackendName(LkBackend backend) {
-  switch (backend) {
-  case LkBackend::Auto:
-    return "auto";
-  case LkBackend::Runtime:
-    return "runtime";
-  case LkBackend::Torch:
-    return "torch";
-  }
-  return "?";
-}
+const char *lkBackendName(LkBackend backend) { return codegen::nameOf(kLkBackends, backend); }
 
 bool runtimeLargeKernelAvailable() {
 #ifdef SLAK_MODELS_WITH_RUNTIME

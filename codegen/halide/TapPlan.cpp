@@ -1,5 +1,7 @@
 #include "codegen/halide/TapPlan.h"
 
+#include "codegen/EnumNames.h"
+
 #include <algorithm>
 #include <limits>
 #include <stdexcept>
@@ -7,17 +9,13 @@
 
 namespace slak::codegen::cpu {
 
-const char *passName(Pass pass) {
-  switch (pass) {
-  case Pass::Forward:
-    return "forward";
-  case Pass::BackwardData:
-    return "backward-data";
-  case Pass::BackwardWeight:
-    return "backward-weight";
-  }
-  return "?";
-}
+namespace {
+constexpr Named<Pass> kPassNames[] = {{"forward", Pass::Forward},
+                                      {"backward-data", Pass::BackwardData},
+                                      {"backward-weight", Pass::BackwardWeight}};
+} // namespace
+
+const char *passName(Pass pass) { return nameOf(kPassNames, pass); }
 
 namespace {
 
