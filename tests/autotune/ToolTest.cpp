@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <fstream>
 #include <unistd.h>
+#include <vector>
 
 #include "autotune/Lookup.h"
 #include "autotune/TuningDatabase.h"
 #include "autotune/Workload.h"
+#include "tests/autotune/AutotuneTestLayers.h"
 
 #ifndef SLAK_AUTOTUNE_TOOL
 #define SLAK_AUTOTUNE_TOOL "slak-autotune"
@@ -37,13 +39,7 @@ ToolRun run(const std::string &args) {
   return r;
 }
 
-std::string tempPath(const std::string &name) {
-  const std::string path =
-      ::testing::TempDir() + "slak_tool_" + std::to_string(getpid()) + "_" + name;
-  for (const char *suffix : {"", "-wal", "-shm"})
-    std::remove((path + suffix).c_str());
-  return path;
-}
+std::string tempPath(const std::string &name) { return tempDatabasePath("slak_tool", name); }
 
 TEST(ToolTest, HelpDocumentsEveryFlag) {
   const ToolRun r = run("--help");
@@ -96,40 +92,33 @@ TEST(ToolTest, ModelOnlyRunPrintsRankingAndStoresThePick) {
 }
 
 TEST(ToolTest, ClearErrors) {
-  ToolRun r = run("--gpu gtx480 --layer channels=8 --no-db");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("unknown GPU 'gtx480'"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("h100"), std::string::npos) << r.output;
-
-  // The runtime's CUDA timer is registered; this machine has no GPU.
-  r = run("--gpu local --layer channels=8 --no-db");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("no CUDA device"), std::string::npos) << r.output;
-
-  r = run("--gpu a100 --layer channels=8 --no-db --report-model-vs-measured");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--report-model-vs-measured compares with measurements"),
-            std::string::npos)
-      << r.output;
-
-  r = run("--gpu a100 --layer channels=8 --no-db -o tuned.mlir");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("-o is for the model form"), std::string::npos) << r.output;
-
-  r = run("--gpu a100 --layer channels=8,colour=red --no-db");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("unknown key 'colour'"), std::string::npos) << r.output;
-
-  r = run("--layer channels=8");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--gpu"), std::string::npos) << r.output;
-
   const std::string bad = tempPath("bad.db");
   std::ofstream(bad) << "this is not a database, it is a shopping list\n";
-  r = run("--gpu a100 --layer channels=8,size=14,branches=5x5 --db " + bad);
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("not an SQLite file"), std::string::npos) << r.output;
+  struct Case {
+    std::string args;
+    int status;
+    std::vector<std::string> says;
+  };
+  const Case cases[] = {
+      {"--gpu gtx480 --layer channels=8 --no-db", 1, {"unknown GPU 'gtx480'", "h100"}},
+      // The runtime's CUDA timer is registered; this machine has no GPU.
+      {"--gpu local --layer channels=8 --no-db", 1, {"no CUDA device"}},
+      {"--gpu a100 --layer channels=8 --no-db --report-model-vs-measured",
+       2,
+       {"--report-model-vs-measured compares with measurements"}},
+      {"--gpu a100 --layer channels=8 --no-db -o tuned.mlir", 2, {"-o is for the model form"}},
+      {"--gpu a100 --layer channels=8,colour=red --no-db", 1, {"unknown key 'colour'"}},
+      {"--layer channels=8", 2, {"--gpu"}},
+      {"--gpu a100 --layer channels=8,size=14,branches=5x5 --db " + bad,
+       1,
+       {bad, "not an SQLite file"}},
+  };
+  for (const Case &c : cases) {
+    const ToolRun r = run(c.args);
+    EXPECT_EQ(r.status, c.status) << c.args << "\n" << r.output;
+    for (const std::string &part : c.says)
+      EXPECT_NE(r.output.find(part), std::string::npos) << c.args << "\n" << r.output;
+  }
 }
 
 TEST(ToolTest, ListsTheGpuTable) {

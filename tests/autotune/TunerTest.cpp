@@ -27,13 +27,7 @@
 namespace slak::autotune {
 namespace {
 
-std::string tempPath(const std::string &name) {
-  const std::string path =
-      ::testing::TempDir() + "slak_tuner_" + std::to_string(getpid()) + "_" + name;
-  for (const char *suffix : {"", "-wal", "-shm"})
-    std::remove((path + suffix).c_str());
-  return path;
-}
+std::string tempPath(const std::string &name) { return tempDatabasePath("slak_tuner", name); }
 
 TEST(StatisticsTest, MedianAndKendallTau) {
   EXPECT_DOUBLE_EQ(median({3, 1, 2}), 2);

@@ -13,17 +13,12 @@
 #include <unistd.h>
 
 #include "autotune/TuningDatabase.h"
+#include "tests/autotune/AutotuneTestLayers.h"
 
 namespace slak::autotune {
 namespace {
 
-std::string tempPath(const std::string &name) {
-  const std::string path =
-      ::testing::TempDir() + "slak_autotune_" + std::to_string(getpid()) + "_" + name;
-  for (const char *suffix : {"", "-wal", "-shm"})
-    std::remove((path + suffix).c_str());
-  return path;
-}
+std::string tempPath(const std::string &name) { return tempDatabasePath("slak_autotune", name); }
 
 std::string readFile(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
