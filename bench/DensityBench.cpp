@@ -17,6 +17,7 @@
 //   slak-density-bench [--channels 32] [--size 56] [--batch 2] [--m 51] [--n 5]
 //                      [--densities 0.1,0.2,...] [--repeats 9] [--passes fwd,bwd-data,bwd-weight]
 //                      [--markdown FILE] [--json FILE]
+#include "bench/BenchArgs.h"
 #include "codegen/DefaultSchedule.h"
 #include "codegen/KernelEmitter.h"
 #include "codegen/TapTable.h"
@@ -38,6 +39,9 @@
 #include <vector>
 
 namespace {
+
+using slak::bench::ArgWalker;
+using slak::bench::splitCommas;
 
 using slak::codegen::Branch;
 using slak::codegen::BranchMask;
@@ -75,15 +79,6 @@ const char *kUsage =
   std::exit(error.empty() ? 0 : 2);
 }
 
-std::vector<std::string> splitList(const std::string &text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    out.push_back(item);
-  return out;
-}
-
 int parsePositive(const std::string &flag, const std::string &text) {
   char *end = nullptr;
   const long v = std::strtol(text.c_str(), &end, 10);
@@ -94,29 +89,25 @@ int parsePositive(const std::string &flag, const std::string &text) {
 
 Options parseOptions(int argc, char **argv) {
   Options o;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string {
-      if (a + 1 >= argc)
-        usage(arg + " needs a value");
-      return argv[++a];
-    };
+  ArgWalker args(argc, argv, [](const std::string &e) { usage(e); });
+  while (!args.done()) {
+    const std::string arg = args.next();
     if (arg == "--channels") {
-      o.channels = parsePositive(arg, value());
+      o.channels = parsePositive(arg, args.value());
     } else if (arg == "--size") {
-      o.size = parsePositive(arg, value());
+      o.size = parsePositive(arg, args.value());
     } else if (arg == "--batch") {
-      o.batch = parsePositive(arg, value());
+      o.batch = parsePositive(arg, args.value());
     } else if (arg == "--m") {
-      o.m = parsePositive(arg, value());
+      o.m = parsePositive(arg, args.value());
     } else if (arg == "--n") {
-      o.n = parsePositive(arg, value());
+      o.n = parsePositive(arg, args.value());
     } else if (arg == "--repeats") {
-      o.repeats = parsePositive(arg, value());
+      o.repeats = parsePositive(arg, args.value());
     } else if (arg == "--densities") {
-      const std::string text = value();
+      const std::string text = args.value();
       o.densities.clear();
-      for (const std::string &item : splitList(text)) {
+      for (const std::string &item : splitCommas(text)) {
         char *end = nullptr;
         const double d = std::strtod(item.c_str(), &end);
         if (item.empty() || *end != '\0' || d <= 0.0 || d > 1.0)
@@ -125,15 +116,15 @@ Options parseOptions(int argc, char **argv) {
       }
       std::sort(o.densities.begin(), o.densities.end());
     } else if (arg == "--passes") {
-      const std::string text = value();
-      o.passes = splitList(text);
+      const std::string text = args.value();
+      o.passes = splitCommas(text);
       for (const std::string &p : o.passes)
         if (p != "fwd" && p != "bwd-data" && p != "bwd-weight")
           usage("--passes: unknown pass '" + p + "' (known: fwd, bwd-data, bwd-weight)");
     } else if (arg == "--markdown") {
-      o.markdown = value();
+      o.markdown = args.value();
     } else if (arg == "--json") {
-      o.json = value();
+      o.json = args.value();
     } else if (arg == "--help" || arg == "-h") {
       usage("");
     } else {

@@ -22,6 +22,7 @@
 //              [--threads 2] [--repeats R] [--slak-layout auto|nchw|channels_last]
 //              [--quick] [--quiet F] [--max-wait S] [--markdown FILE] [--json FILE]
 //   slak-bench --train ...: whole-model images/s (bench/TrainBench.cpp)
+#include "bench/BenchArgs.h"
 #include "codegen/KernelSpec.h"
 #include "codegen/halide/CpuSchedule.h"
 #include "runtime/LkConvOp.h"
@@ -48,6 +49,9 @@
 #include <vector>
 
 namespace {
+
+using slak::bench::ArgWalker;
+using slak::bench::splitCommas;
 
 using Clock = std::chrono::steady_clock;
 
@@ -103,18 +107,9 @@ struct Options {
   std::exit(error.empty() ? 0 : 2);
 }
 
-std::vector<std::string> splitList(const std::string &text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    out.push_back(item);
-  return out;
-}
-
 std::vector<int> parseList(const std::string &text, const char *flag) {
   std::vector<int> out;
-  for (const std::string &item : splitList(text)) {
+  for (const std::string &item : splitCommas(text)) {
     char *end = nullptr;
     const long v = std::strtol(item.c_str(), &end, 10);
     if (item.empty() || *end != '\0' || v <= 0)
@@ -140,39 +135,35 @@ Options parseOptions(int argc, char **argv) {
   Options o;
   bool stagesGiven = false;
   std::vector<Stage> custom;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string {
-      if (a + 1 >= argc)
-        usage(arg + " needs a value");
-      return argv[++a];
-    };
+  ArgWalker args(argc, argv, [](const std::string &e) { usage(e); });
+  while (!args.done()) {
+    const std::string arg = args.next();
     if (arg == "--stages") {
       stagesGiven = true;
-      for (int s : parseList(value(), "--stages")) {
+      for (int s : parseList(args.value(), "--stages")) {
         if (s > 4)
           usage("--stages: SLaK-T has stages 1..4, got " + std::to_string(s));
         o.stages.push_back(kStages[s - 1]);
       }
     } else if (arg == "--layer") {
-      const std::vector<int> v = parseList(value(), "--layer");
+      const std::vector<int> v = parseList(args.value(), "--layer");
       if (v.size() != 3 || v[2] % 2 == 0)
         usage("--layer expects C,S,M (channels, image size, odd large kernel), e.g. 124,56,51");
       custom.push_back({"custom", v[0], v[1], v[2]});
     } else if (arg == "--batch") {
-      o.batches = parseList(value(), "--batch");
+      o.batches = parseList(args.value(), "--batch");
     } else if (arg == "--densities") {
       o.densities.clear();
-      for (const std::string &item : splitList(value()))
+      for (const std::string &item : splitCommas(args.value()))
         o.densities.push_back(parseNumber(item, "--densities", 0.0, 1.0));
       if (o.densities.empty())
         usage("--densities expects at least one value");
     } else if (arg == "--threads") {
-      o.threads = parseList(value(), "--threads").front();
+      o.threads = parseList(args.value(), "--threads").front();
     } else if (arg == "--repeats") {
-      o.repeats = parseList(value(), "--repeats").front();
+      o.repeats = parseList(args.value(), "--repeats").front();
     } else if (arg == "--slak-layout") {
-      const std::string v = value();
+      const std::string v = args.value();
       if (v == "auto")
         o.slakLayout = Layout::Auto;
       else if (v == "nchw")
@@ -182,15 +173,15 @@ Options parseOptions(int argc, char **argv) {
       else
         usage("--slak-layout expects auto, nchw or channels_last, got '" + v + "'");
     } else if (arg == "--quiet") {
-      o.quiet = parseNumber(value(), arg, 0.0, 1.0);
+      o.quiet = parseNumber(args.value(), arg, 0.0, 1.0);
     } else if (arg == "--max-wait") {
-      o.maxWait = parseNumber(value(), arg, 0.0, 3600.0);
+      o.maxWait = parseNumber(args.value(), arg, 0.0, 3600.0);
     } else if (arg == "--quick") {
       o.quick = true;
     } else if (arg == "--markdown") {
-      o.markdown = value();
+      o.markdown = args.value();
     } else if (arg == "--json") {
-      o.json = value();
+      o.json = args.value();
     } else if (arg == "--help" || arg == "-h") {
       usage("");
     } else {

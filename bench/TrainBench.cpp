@@ -17,6 +17,7 @@
 // training rounds first, inference rounds after (weights fixed), and the
 // table reports medians.
 #include "bench/TrainBench.h"
+#include "bench/BenchArgs.h"
 
 #include "models/Models.h"
 #include "models/data/Datasets.h"
@@ -41,6 +42,9 @@
 namespace slak::bench {
 
 namespace {
+
+using slak::bench::ArgWalker;
+using slak::bench::splitCommas;
 
 using Clock = std::chrono::steady_clock;
 
@@ -103,12 +107,7 @@ int64_t parsePositive(const std::string &flag, const std::string &text) {
 }
 
 std::vector<std::string> splitList(const std::string &flag, const std::string &text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty())
-      out.push_back(item);
+  std::vector<std::string> out = splitCommas(text);
   if (out.empty())
     trainUsage(flag + " expects a comma-separated list, got '" + text + "'");
   return out;
@@ -126,45 +125,41 @@ Configuration parseConfiguration(const std::string &text) {
 
 TrainBenchOptions parseTrainOptions(int argc, char **argv) {
   TrainBenchOptions o;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string {
-      if (a + 1 >= argc)
-        trainUsage(arg + " needs a value");
-      return argv[++a];
-    };
+  ArgWalker args(argc, argv, [](const std::string &e) { trainUsage(e); });
+  while (!args.done()) {
+    const std::string arg = args.next();
     if (arg == "--train") {
       continue;
     } else if (arg == "--model") {
-      o.models = splitList(arg, value());
+      o.models = splitList(arg, args.value());
     } else if (arg == "--image-size") {
-      o.imageSize = parsePositive(arg, value());
+      o.imageSize = parsePositive(arg, args.value());
     } else if (arg == "--dataset") {
-      o.dataset = value();
+      o.dataset = args.value();
       if (o.dataset != "fashion-mnist" && o.dataset != "synthetic")
         trainUsage("--dataset expects synthetic or fashion-mnist, got '" + o.dataset + "'");
     } else if (arg == "--data-dir") {
-      o.dataDir = value();
+      o.dataDir = args.value();
     } else if (arg == "--batch") {
-      o.batch = parsePositive(arg, value());
+      o.batch = parsePositive(arg, args.value());
     } else if (arg == "--steps") {
-      o.steps = parsePositive(arg, value());
+      o.steps = parsePositive(arg, args.value());
     } else if (arg == "--repeats") {
-      o.repeats = static_cast<int>(parsePositive(arg, value()));
+      o.repeats = static_cast<int>(parsePositive(arg, args.value()));
     } else if (arg == "--threads") {
-      o.threads = static_cast<int>(parsePositive(arg, value()));
+      o.threads = static_cast<int>(parsePositive(arg, args.value()));
     } else if (arg == "--configs") {
       o.configurations.clear();
-      for (const std::string &c : splitList(arg, value()))
+      for (const std::string &c : splitList(arg, args.value()))
         o.configurations.push_back(parseConfiguration(c));
     } else if (arg == "--sparsity") {
-      const std::string text = value();
+      const std::string text = args.value();
       char *end = nullptr;
       o.sparsity = std::strtod(text.c_str(), &end);
       if (text.empty() || *end != '\0' || !(o.sparsity >= 0 && o.sparsity < 1))
         trainUsage("--sparsity expects a number in [0, 1), got '" + text + "'");
     } else if (arg == "--markdown") {
-      o.markdown = value();
+      o.markdown = args.value();
     } else if (arg == "--help" || arg == "-h") {
       trainUsage("");
     } else {
