@@ -162,7 +162,12 @@ public:
     c("const int ty = pt / ", CT, ";");
     c("const int tx = pt - ty * ", CT, ";");
     c("const int c = c0 + lane;");
-    c("const int cw = c < ", C, " ? c : ", C - 1, "; /* a real channel's weights and taps */");
+    // A real channel's weights, taps, bias and (unstaged) input.
+    bool readsChannel = !s_.stageTaps || !s_.stageInput || (!bwd && spec_.hasBias);
+    for (const PassBranch &pb : pass_.branches)
+      readsChannel = readsChannel || pb.table || pb.masked;
+    if (readsChannel)
+      c("const int cw = c < ", C, " ? c : ", C - 1, ";");
     if (s_.stageInput)
       c("SLAK_SHARED float xs[", pass_.stagedInput, "];");
     if (s_.stageTaps && pass_.stagedWeights > 0)
