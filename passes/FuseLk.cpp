@@ -95,7 +95,9 @@ FailureOr<::slak::codegen::ArrayFoldBranch> foldInput(const Branch &branch, int 
   }
   ::slak::codegen::ArrayFoldBranch in;
   in.weight = std::move(*weight);
-  in.window = {conv.getKernelH(), conv.getKernelW(), conv.getPadH(), conv.getPadW()};
+  // Kernel sizes and paddings fit int: the dialect's verifiers cap them at 65535.
+  in.window = {static_cast<int>(conv.getKernelH()), static_cast<int>(conv.getKernelW()),
+               static_cast<int>(conv.getPadH()), static_cast<int>(conv.getPadW())};
   if (conv.getMask()) {
     auto mask = readBools(constantElements(conv.getMask()));
     if (!mask) {

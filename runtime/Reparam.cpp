@@ -55,7 +55,8 @@ ReparamLayer reparameterize(const std::vector<ReparamBranch> &branches, double e
     TORCH_CHECK(w.dim() == 4 && w.size(0) == c && w.size(1) == 1, "slak::reparameterize: weights[",
                 b, "] has shape ", w.sizes(), ", expected [", c, ", 1, KH, KW]");
     codegen::FoldBranch<TensorFoldOps> f;
-    f.window = {w.size(2), w.size(3), w.size(2) / 2, w.size(3) / 2};
+    f.window =
+        codegen::KernelWindow::same(static_cast<int>(w.size(2)), static_cast<int>(w.size(3)));
     f.weight = w.to(at::kDouble);
     if (in.mask.defined()) {
       TORCH_CHECK(in.mask.sizes() == w.sizes(), "slak::reparameterize: masks[", b, "] has shape ",
