@@ -40,6 +40,12 @@ def run(tool, *args, env=None, timeout=300):
                           errors="backslashreplace", env=full_env, timeout=timeout)
 
 
+def infer_one_image(env):
+    """slak-infer on one synthetic image with the runtime backend."""
+    return run("slak-infer", "--dataset", "synthetic", "--images", "1", "--lk-backend", "runtime",
+               env=env)
+
+
 def one_error(result, tool):
     """The single error line of a failed run ([slak] log lines aside)."""
     assert result.returncode == 1, result.stdout + result.stderr
@@ -302,8 +308,7 @@ def test_in_channels_that_do_not_fit_the_data():
 # ------------------------------------------------------------ environment
 
 def test_unknown_log_level_is_warned_about():
-    r = run("slak-infer", "--dataset", "synthetic", "--images", "1", "--lk-backend", "runtime",
-            env={"SLAK_LOG": "verbose"})
+    r = infer_one_image(env={"SLAK_LOG": "verbose"})
     assert r.returncode == 0, r.stderr
     assert "[slak] warning: SLAK_LOG=verbose is not a level" in r.stderr
     assert r.stderr.count("SLAK_LOG=verbose") == 1
@@ -312,8 +317,7 @@ def test_unknown_log_level_is_warned_about():
 def test_broken_halide_plugin_is_named(work):
     plugin = work / "plugin.so"
     plugin.write_bytes(PNG_BYTES)
-    r = run("slak-infer", "--dataset", "synthetic", "--images", "1", "--lk-backend", "runtime",
-            env={"SLAK_HALIDE_PLUGIN": str(plugin)})
+    r = infer_one_image(env={"SLAK_HALIDE_PLUGIN": str(plugin)})
     assert r.returncode == 0, r.stderr
     assert ("CPU backend: the reference oracle (slow), because it cannot load the Halide plugin "
             f"{plugin}") in r.stderr
@@ -324,8 +328,7 @@ def test_broken_halide_plugin_is_named(work):
 def test_wrong_kind_of_file_as_tuning_database(work):
     db = work / "tuning.mlir"
     db.write_text(MLIR_TEXT)
-    r = run("slak-infer", "--dataset", "synthetic", "--images", "1", "--lk-backend", "runtime",
-            env={"SLAK_TUNING_DB": str(db)})
+    r = infer_one_image(env={"SLAK_TUNING_DB": str(db)})
     assert r.returncode == 0, r.stderr
     if "CPU backend: Halide" not in r.stderr:
         pytest.skip("the reference CPU backend reads no tuning database")

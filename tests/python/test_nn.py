@@ -125,11 +125,18 @@ def test_train_and_eval_match_official(decom, bn, sparse):
         torch.testing.assert_close(ours(x), official(x), atol=1e-4, rtol=1e-4)
 
 
-def test_eval_under_inference_mode():
+def eval_pair(sparse):
+    """pair() in eval mode; ours sparsified (masks from zeros) when asked."""
     official, ours = pair()
-    ours.sparsify_()
+    if sparse:
+        ours.sparsify_()
     official.eval()
     ours.eval()
+    return official, ours
+
+
+def test_eval_under_inference_mode():
+    official, ours = eval_pair(sparse=True)
     x = torch.randn(2, 6, 9, 8)
     with torch.inference_mode():
         got = ours(x)
@@ -153,11 +160,7 @@ def test_eval_merges_small_kernel_into_strip():
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_merge_kernel_for_the_decomposed_kernel(sparse):
-    official, ours = pair()
-    if sparse:
-        ours.sparsify_()
-    official.eval()
-    ours.eval()
+    official, ours = eval_pair(sparse)
     x = torch.randn(2, 6, 12, 9)
     with torch.no_grad():
         before = official(x)
