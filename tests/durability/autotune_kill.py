@@ -13,7 +13,6 @@ tuners writing one database at once. Rules:
 
 Usage: autotune_kill.py --autotune build/bin/slak-autotune --work DIR [--kills 20]
 """
-import argparse
 import os
 import re
 import sqlite3
@@ -21,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from durability import check, fresh_dir, main, rng_from_env, run, run_and_kill
+from durability import arguments, check, main, rng_from_env, run, run_and_kill
 
 STORED = re.compile(r"^stored in .* \((\d+) records\)$", re.M)
 
@@ -101,13 +100,8 @@ def reported_rows(out):
 
 
 def body():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--autotune", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--kills", type=int, default=20)
-    a = ap.parse_args()
+    a = arguments("autotune", kills=20)
     rng = rng_from_env(29)
-    fresh_dir(a.work)
 
     # One uninterrupted tuning per GPU: rows per layer.
     per_layer, full, ref_rows = {}, 0.0, {}

@@ -4,6 +4,7 @@ random moment (or when a file appears), and report what was killed.
 Each test script prints one summary line per writer ("<writer>: N kills, ...")
 that docs/durability.md quotes, and exits non-zero on the first violated rule.
 """
+import argparse
 import os
 import random
 import shutil
@@ -38,6 +39,19 @@ class Run:
     def describe(self):
         return "rc %s%s\n--- stdout\n%s--- stderr\n%s" % (
             self.rc, " (killed)" if self.killed else "", self.out, self.err)
+
+
+def arguments(tool, kills=None):
+    """The script's command line: --<tool> (the binary under test), --work
+    (emptied here) and, where `kills` is given, --kills with that default."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--" + tool, required=True)
+    ap.add_argument("--work", required=True)
+    if kills is not None:
+        ap.add_argument("--kills", type=int, default=kills)
+    a = ap.parse_args()
+    fresh_dir(a.work)
+    return a
 
 
 def run(cmd, env=None, timeout=600):

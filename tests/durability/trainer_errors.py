@@ -5,12 +5,11 @@ record), a text file, and a torch.save'd tensor (a zip, but no checkpoint).
 
 Usage: trainer_errors.py --train build/bin/slak-train --work DIR
 """
-import argparse
 import os
 
 import torch
 
-from durability import check, fresh_dir, main, run
+from durability import arguments, check, main, run
 
 ARGS = ["--model", "slak_nano", "--width-factor", "0.25", "--dataset", "synthetic",
         "--synthetic-train", "32", "--synthetic-test", "16", "--batch-size", "16",
@@ -20,11 +19,7 @@ TRACE_MARKS = ("frame #", "Exception raised from", "c10::Error")
 
 
 def body():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    fresh_dir(a.work)
+    a = arguments("train")
     good_dir = os.path.join(a.work, "good")
     r = run([a.train] + ARGS + ["--out-dir", good_dir])
     check(r.rc == 0, "the run that writes the checkpoint failed: " + r.describe())

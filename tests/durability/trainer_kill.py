@@ -12,14 +12,13 @@ its writes).
 
 Usage: trainer_kill.py --train build/bin/slak-train --work DIR [--kills 20]
 """
-import argparse
 import json
 import os
 import re
 
 import torch
 
-from durability import Failure, check, fresh_dir, main, rng_from_env, run, run_and_kill
+from durability import arguments, Failure, check, fresh_dir, main, rng_from_env, run, run_and_kill
 
 ARGS = ["--model", "slak_nano", "--width-factor", "0.25", "--dataset", "synthetic",
         "--synthetic-train", "64", "--synthetic-test", "16", "--epochs", "2",
@@ -70,13 +69,8 @@ def tmp_signature(path):
 
 
 def body():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--kills", type=int, default=20)
-    a = ap.parse_args()
+    a = arguments("train", kills=20)
     rng = rng_from_env(17)
-    fresh_dir(a.work)
 
     ref_dir = os.path.join(a.work, "uninterrupted")
     ref = run([a.train] + ARGS + ["--out-dir", ref_dir])

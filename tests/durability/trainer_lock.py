@@ -5,7 +5,6 @@ killed trainer does not block the next one, which resumes its checkpoint.
 
 Usage: trainer_lock.py --train build/bin/slak-train --work DIR
 """
-import argparse
 import os
 import re
 import signal
@@ -14,7 +13,7 @@ import time
 
 import torch
 
-from durability import check, fresh_dir, main, run
+from durability import arguments, check, main, run
 
 ARGS = ["--model", "slak_nano", "--width-factor", "0.25", "--dataset", "synthetic",
         "--synthetic-train", "64", "--synthetic-test", "16", "--batch-size", "8",
@@ -43,11 +42,7 @@ def one_error_line(r):
 
 
 def body():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--train", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    fresh_dir(a.work)
+    a = arguments("train")
     busy = os.path.join(a.work, "busy")
     lock = os.path.join(busy, "slak-train.lock")
 
