@@ -254,20 +254,14 @@ TEST(ErfMap, InputsAreUpsampledTestImagesOrNoise) {
 
 TEST(ErfCheckpoint, RebuildsTheModelAndLoadsWeightsEmaAndMasks) {
   auto dir = freshDir("ckpt");
-  train::TrainOptions o;
-  o.model = "slak_nano";
-  o.overrides.widthFactor = 0.25;
+  train::TrainOptions o = slak::tests::tinySyntheticRun(dir.string());
   o.overrides.kernelSizes = std::vector<int>{7, 5, 3};
-  o.overrides.backend = models::LkBackend::Torch;
-  o.dataset = "synthetic";
   o.synthetic.size = 32;
-  o.synthetic.height = o.synthetic.width = 16;
   o.syntheticTestSize = 16;
   o.epochs = 1;
   o.batchSize = 16;
   o.emaDecay = 0.5;
   o.sparse.init = sparse::Init::Uniform;
-  o.outDir = dir.string();
   o.progress = false;
   o.threads = 1;
   train::Trainer trainer(o);

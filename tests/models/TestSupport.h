@@ -3,6 +3,8 @@
 // one intra-op thread.
 #pragma once
 
+#include "models/train/Trainer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -31,6 +33,20 @@ inline void expectSameTensors(torch::nn::Module &a, torch::nn::Module &b, const 
   auto ba = a.named_buffers(), bb = b.named_buffers();
   for (const auto &p : ba)
     EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << what << " buffer " << p.key();
+}
+
+/// A small run: slak_nano at width 0.25 (dims 8, 16, 32), LibTorch large
+/// kernels, synthetic 16x16 images, written to `dir`; callers set the sizes,
+/// epochs and what they test.
+inline train::TrainOptions tinySyntheticRun(const std::string &dir) {
+  train::TrainOptions o;
+  o.model = "slak_nano";
+  o.overrides.widthFactor = 0.25;
+  o.overrides.backend = models::LkBackend::Torch;
+  o.dataset = "synthetic";
+  o.synthetic.height = o.synthetic.width = 16;
+  o.outDir = dir;
+  return o;
 }
 
 /// One intra-op thread for every test of the binary that includes this:

@@ -21,14 +21,9 @@ fs::path freshDir(const std::string &name) { return tests::freshDir("slak-models
 /// A small, fast sparse run on synthetic data: 4 optimizer steps per epoch
 /// (batch 8, 2 accumulated micro-batches, 64 images), EMA and mask updates on.
 train::TrainOptions smallRun(const fs::path &dir) {
-  train::TrainOptions o;
-  o.model = "slak_nano";
-  o.overrides.widthFactor = 0.25; // dims 8, 16, 32
-  o.overrides.dropPath = 0.1;     // exercises the RNG state
-  o.overrides.backend = models::LkBackend::Torch;
-  o.dataset = "synthetic";
+  train::TrainOptions o = slak::tests::tinySyntheticRun(dir.string());
+  o.overrides.dropPath = 0.1; // exercises the RNG state
   o.synthetic.size = 64;
-  o.synthetic.height = o.synthetic.width = 16;
   o.syntheticTestSize = 32;
   o.epochs = 3;
   o.batchSize = 8;
@@ -39,7 +34,6 @@ train::TrainOptions smallRun(const fs::path &dir) {
   o.sparse.init = sparse::Init::Snip;
   o.sparse.updateFrequency = 3;
   o.sparse.pruneRate = 0.3;
-  o.outDir = dir.string();
   o.progress = false;
   o.threads = 1;
   o.seed = 11;
