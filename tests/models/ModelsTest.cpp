@@ -68,6 +68,14 @@ int64_t countParams(torch::nn::Module &m) {
 
 } // namespace
 
+/// A registry model's config with LibTorch large-kernel layers (parameter
+/// counts do not depend on the backend; LibTorch builds everywhere).
+static ModelConfig torchConfig(const std::string &name) {
+  ModelConfig c = models::modelConfig(name);
+  c.backend = models::LkBackend::Torch;
+  return c;
+}
+
 TEST(ModelRegistry, NamesAndUnknownName) {
   auto names = models::modelNames();
   for (const char *n :
@@ -157,11 +165,9 @@ TEST(ModelRegistry, StemAndLayerScaleOverrides) {
 }
 
 TEST(ModelParams, SlakTinyMatchesClosedForm) {
-  auto c = models::modelConfig("slak_tiny");
-  c.backend = models::LkBackend::Torch;
+  const ModelConfig c = torchConfig("slak_tiny");
   auto net = models::createModel(c);
-  int64_t n = countParams(*net);
-  EXPECT_EQ(n, closedFormSlakParams(c));
+  EXPECT_EQ(countParams(*net), closedFormSlakParams(c));
   // 18 large-kernel layers; stage 1 has 51x5, 5x51, 5x5 over 124 channels.
   auto lks = models::largeKernelLayers(*net);
   ASSERT_EQ(lks.size(), 18u);
@@ -188,10 +194,8 @@ TEST(ModelParams, ConvNeXtTinyIs28Point6M) {
 }
 
 TEST(ModelParams, RepLkNet31BMatchesClosedForm) {
-  auto c = models::modelConfig("replknet_31b");
-  c.backend = models::LkBackend::Torch;
-  auto net = models::createModel(c);
-  int64_t n = countParams(*net);
+  const ModelConfig c = torchConfig("replknet_31b");
+  const int64_t n = countParams(*models::createModel(c));
   EXPECT_EQ(n, closedFormRepLkParams(c));
   EXPECT_NEAR(static_cast<double>(n) / 1e6, 79.0, 1.0); // headline 79M
 }
