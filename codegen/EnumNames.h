@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace slak::codegen {
 
@@ -41,24 +42,15 @@ std::optional<E> valueOf(const Named<E> (&names)[N], std::string_view name) {
 /// "a, b or c" (each value once, by its first name); `quote` around each.
 template <typename E, size_t N>
 std::string nameList(const Named<E> (&names)[N], const char *quote = "") {
+  std::vector<const char *> listed; // each value's first name
+  for (size_t i = 0; i < N; ++i)
+    if (std::string_view(nameOf(names, names[i].value)) == names[i].name)
+      listed.push_back(names[i].name);
   std::string out;
-  size_t listed = 0, total = 0;
-  for (size_t i = 0; i < N; ++i) {
-    bool first = true;
-    for (size_t j = 0; j < i; ++j)
-      first &= !(names[j].value == names[i].value);
-    total += first;
-  }
-  for (size_t i = 0; i < N; ++i) {
-    bool first = true;
-    for (size_t j = 0; j < i; ++j)
-      first &= !(names[j].value == names[i].value);
-    if (!first)
-      continue;
-    if (listed > 0)
-      out += listed + 1 == total ? " or " : ", ";
-    out += std::string(quote) + names[i].name + quote;
-    ++listed;
+  for (size_t i = 0; i < listed.size(); ++i) {
+    if (i > 0)
+      out += i + 1 == listed.size() ? " or " : ", ";
+    out += std::string(quote) + listed[i] + quote;
   }
   return out;
 }
