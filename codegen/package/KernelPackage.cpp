@@ -290,6 +290,14 @@ void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &o
   std::vector<EmittedKernels> layers;
   for (const PackagedOp &op : ops) {
     const EmittedKernels &k = op.kernels;
+    try {
+      (void)json(op.name).dump();
+    } catch (const json::type_error &) {
+      throw std::invalid_argument(
+          "the op name " + json(op.name).dump(-1, ' ', false, json::error_handler_t::replace) +
+          " is not UTF-8 text; a kernel package stores op names as JSON: give the layer a "
+          "UTF-8 name");
+    }
     json entry{{"name", op.name},
                {"signature", k.spec.signature()},
                {"spec", specJson(k.spec)},

@@ -39,7 +39,8 @@ struct PackagedOp {
 
 /// Writes the package into `dir` (created if missing; an existing package
 /// there is replaced whole). Throws std::runtime_error naming the file and
-/// the reason on I/O errors, and refuses a `dir` holding other files.
+/// the reason on I/O errors, and refuses a `dir` holding other files; throws
+/// std::invalid_argument for an op name that is not UTF-8 text.
 void writeKernelPackage(const std::string &dir, const std::vector<PackagedOp> &ops,
                         const std::string &generator);
 

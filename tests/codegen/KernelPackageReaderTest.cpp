@@ -77,6 +77,25 @@ TEST_F(KernelPackageReaderTest, ReadsWhatTheWriterWrote) {
   EXPECT_EQ(errorWith([](nlohmann::json &) {}), "");
 }
 
+// Op names come from MLIR locations, which may hold any bytes (found by
+// slak-fuzz-ir); the writer refuses a name JSON cannot hold and keeps the
+// package that was there.
+TEST_F(KernelPackageReaderTest, WriterRefusesOpNamesThatAreNotUtf8) {
+  PackagedOp op;
+  op.name = "stage\xC8";
+  op.scheduleOrigin = "default";
+  op.kernels = readKernelPackage(dir_).ops.at(0).kernels;
+  try {
+    writeKernelPackage(dir_, {op}, "KernelPackageReaderTest");
+    ADD_FAILURE() << "a non-UTF-8 op name was written";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_HAS(std::string(e.what()), "is not UTF-8 text");
+  }
+  KernelPackage kept = readKernelPackage(dir_);
+  ASSERT_EQ(kept.ops.size(), 1u);
+  EXPECT_EQ(kept.ops[0].name, "layer");
+}
+
 TEST_F(KernelPackageReaderTest, IntegersMustBeIntegersInRange) {
   EXPECT_HAS(
       errorWith([](nlohmann::json &j) { j["ops"][0]["schedule"]["weight_threads"] = 1e300; }),

@@ -5,6 +5,8 @@
 #include "dialect/SlakOps.h"
 #include "passes/LkConvToSpec.h"
 
+#include "llvm/Support/JSON.h"
+
 #include <stdexcept>
 
 namespace codegen = ::slak::codegen;
@@ -29,6 +31,16 @@ mlir::FailureOr<std::vector<codegen::PackagedOp>> mlir::slak::packageLkConvs(Mod
     }
     codegen::PackagedOp packaged;
     packaged.name = lkConvName(op, index++);
+    if (size_t offset = 0; !llvm::json::isUTF8(packaged.name, &offset)) {
+      emitError(op.getLoc()) << "the layer name \"" << llvm::json::fixUTF8(packaged.name)
+                             << "\" (from the op's location or its function) is not UTF-8 text "
+                                "(bad byte at offset "
+                             << offset
+                             << "); a kernel package stores layer names as JSON text: "
+                                "name the location in UTF-8";
+      failedAny = true;
+      return;
+    }
     try {
       if (kernel->defaultSchedule) {
         kernel->spec.schedule = codegen::defaultSchedule(kernel->spec);
