@@ -8,46 +8,26 @@ namespace {
 class ConvPassEmitter : KernelText {
 public:
   ConvPassEmitter(const KernelPlan &plan, KernelKind kind)
-      : KernelText(plan), pass_(plan.pass(kind)) {}
+      : KernelText(plan), pass_(plan.pass(kind)), bwd_(kind == KernelKind::BackwardData),
+        in_(bwd_ ? "dy" : "x"), out_(bwd_ ? "dx" : "y"), IH_(bwd_ ? "HO" : "H"),
+        IW_(bwd_ ? "WO" : "W"), OH_(bwd_ ? "H" : "HO"), OW_(bwd_ ? "W" : "WO"),
+        perBranchStore_(!bwd_ && spec_.perBranchOutputs) {}
 
   void run(Code &c) {
     if (spec_.channelsLast()) {
       runChannelsLast(c);
       return;
     }
-    const KernelKind kind = pass_.kind;
-    const bool bwd = kind == KernelKind::BackwardData;
     const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
     const int BH = s_.blockH, BW = s_.blockW, TH = s_.tileH, TW = s_.tileW;
     const int C = static_cast<int>(spec_.channels);
     const std::vector<PassBranch> &pbs = pass_.branches;
     const std::vector<InputGroup> &groups = pass_.groups;
 
-    const std::string in = bwd ? "dy" : "x";
-    const std::string outName = bwd ? "dx" : "y";
-    const std::string IH = bwd ? "HO" : "H", IW = bwd ? "WO" : "W";
-    const std::string OH = bwd ? "H" : "HO", OW = bwd ? "W" : "WO";
-    const bool perBranchStore = !bwd && spec_.perBranchOutputs;
-    const bool usesN = spec_.perBranchOutputs;
-
-    c("");
-    c("/* ", kernelKindName(kind), ": ", TH, "x", TW, " outputs per block, ", R, "x", CC,
-      " per thread */");
-    signature(c, kind);
-    c.open("");
-    sizes(c);
-    if (usesN)
-      c("const int N = batch;");
-    c("const int tilesW = (", OW, " + ", TW - 1, ") / ", TW, ";");
-    c("const int tilesPerPlane = ((", OH, " + ", TH - 1, ") / ", TH, ") * tilesW;");
-    c("const slak_i64 blockId = SLAK_BLOCK_ID;");
-    c("const int plane = (int)(blockId / tilesPerPlane);");
-    c("const int tile = (int)(blockId - (slak_i64)plane * tilesPerPlane);");
+    open(c, cat(": ", TH, "x", TW, " outputs per block, ", R, "x", CC, " per thread"));
+    blockPlane(c, TH, TW);
     c("const int c = plane % ", C, ";");
-    c("const int tileRow = tile / tilesW;");
-    c("const int oy0 = tileRow * ", TH, ";");
-    c("const int ox0 = (tile - tileRow * tilesW) * ", TW, ";");
-    c("const int tid = SLAK_THREAD_ID;");
+    tileOrigin(c, TH, TW);
     c("const int ty = tid / ", BW, ";");
     c("const int tx = tid - ty * ", BW, ";");
     if (s_.stageInput)
@@ -69,22 +49,12 @@ public:
       const std::string planeExpr = groups[g].dyBranch >= 0 ? cat("((slak_i64)", groups[g].dyBranch,
                                                                   " * N * ", C, " + plane)")
                                                             : std::string("(slak_i64)plane");
-      c("const slak_i64 ib", g, " = ", planeExpr, " * ", IH, " * ", IW, ";");
+      c("const slak_i64 ib", g, " = ", planeExpr, " * ", IH_, " * ", IW_, ";");
     }
     if (s_.stageTaps)
       stageTaps(c);
 
-    // Accumulators.
-    const std::string bv = !bwd && spec_.hasBias && !spec_.perBranchOutputs ? " + bv" : "";
-    if (!bv.empty())
-      c("const float bv = ", ld("bias", "c"), ";");
-    for (int r = 0; r < R; ++r) {
-      std::string line = "float ";
-      for (int k = 0; k < CC; ++k)
-        line += cat(k ? ", " : "", "a", r, "_", k, " = 0.0f");
-      c(line, ";");
-    }
-
+    const std::string bv = accumulators(c, "c");
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       const InputGroup &g = groups[gi];
       if (s_.stageInput) {
@@ -93,77 +63,43 @@ public:
         c.open("for (int r = ty; r < ", g.rows, "; r += ", BH, ")");
         c("const int iy = oy0 + (", g.halo.minRow, ") + r;");
         c.open("for (int q = tx; q < ", g.cols, "; q += ", BW, ")");
-        c("xs[r * ", g.stride,
-          " + q] = ", ld2(in, cat("ib", gi), "iy", cat("ox0 + (", g.halo.minCol, ") + q"), IH, IW),
-          ";");
+        c("xs[r * ", g.stride, " + q] = ",
+          ld2(in_, cat("ib", gi), "iy", cat("ox0 + (", g.halo.minCol, ") + q"), IH_, IW_), ";");
         c.close();
         c.close();
         c("SLAK_BARRIER();");
       } else if (gi == 0 && s_.stageTaps) {
         c("SLAK_BARRIER();");
       }
-      for (int i : g.branches) {
-        const PassBranch &pb = pbs[i];
-        if (s_.stageInput && !pb.table)
-          denseRotating(c, pb, g);
-        else if (s_.stageInput)
-          sparseStaged(c, pb, g);
-        else
-          unstaged(c, pb, in, cat("ib", gi), IH, IW);
-        if (perBranchStore) {
-          store(c, outName, cat("((slak_i64)", pb.index, " * N * ", C, " + plane)"), OH, OW, "");
-          for (int r = 0; r < R; ++r)
-            for (int k = 0; k < CC; ++k)
-              c("a", r, "_", k, " = 0.0f;");
-        }
-      }
+      for (int i : g.branches)
+        accumulate(c, pbs[i], g, gi, cat("((slak_i64)", pbs[i].index, " * N * ", C, " + plane)"));
     }
-    if (!perBranchStore)
-      store(c, outName, "(slak_i64)plane", OH, OW, bv);
+    if (!perBranchStore_)
+      store(c, out_, "(slak_i64)plane", OH_, OW_, bv);
     c.close();
   }
 
   /// The NHWC pass: channel lanes fastest, one staged branch at a time (see
   /// ConvPassPlan).
   void runChannelsLast(Code &c) {
-    const KernelKind kind = pass_.kind;
-    const bool bwd = kind == KernelKind::BackwardData;
     const int R = s_.rowsPerThread(), CC = s_.colsPerThread();
     const int TH = s_.tileH, L = pass_.lanes, PC = pass_.pixelCols, CT = pass_.colThreads;
     const int C = static_cast<int>(spec_.channels), T = pass_.threads;
     const int channelGroups = (C + L - 1) / L;
-    const std::string in = bwd ? "dy" : "x";
-    const std::string outName = bwd ? "dx" : "y";
-    const std::string IH = bwd ? "HO" : "H", IW = bwd ? "WO" : "W";
-    const std::string OH = bwd ? "H" : "HO", OW = bwd ? "W" : "WO";
-    const bool perBranchStore = !bwd && spec_.perBranchOutputs;
 
-    c("");
-    c("/* ", kernelKindName(kind), " (nhwc): ", TH, "x", PC, " pixels x ", L,
-      " channels per block, ", R, "x", CC, " per thread */");
-    signature(c, kind);
-    c.open("");
-    sizes(c);
-    if (spec_.perBranchOutputs)
-      c("const int N = batch;");
-    c("const int tilesW = (", OW, " + ", PC - 1, ") / ", PC, ";");
-    c("const int tilesPerPlane = ((", OH, " + ", TH - 1, ") / ", TH, ") * tilesW;");
-    c("const slak_i64 blockId = SLAK_BLOCK_ID;");
-    c("const int plane = (int)(blockId / tilesPerPlane);");
-    c("const int tile = (int)(blockId - (slak_i64)plane * tilesPerPlane);");
+    open(c, cat(" (nhwc): ", TH, "x", PC, " pixels x ", L, " channels per block, ", R, "x", CC,
+                " per thread"));
+    blockPlane(c, TH, PC);
     c("const int n = plane / ", channelGroups, ";");
     c("const int c0 = (plane - n * ", channelGroups, ") * ", L, ";");
-    c("const int tileRow = tile / tilesW;");
-    c("const int oy0 = tileRow * ", TH, ";");
-    c("const int ox0 = (tile - tileRow * tilesW) * ", PC, ";");
-    c("const int tid = SLAK_THREAD_ID;");
+    tileOrigin(c, TH, PC);
     c("const int lane = tid % ", L, ";");
     c("const int pt = tid / ", L, ";");
     c("const int ty = pt / ", CT, ";");
     c("const int tx = pt - ty * ", CT, ";");
     c("const int c = c0 + lane;");
     // A real channel's weights, taps, bias and (unstaged) input.
-    bool readsChannel = !s_.stageTaps || !s_.stageInput || (!bwd && spec_.hasBias);
+    bool readsChannel = !s_.stageTaps || !s_.stageInput || (!bwd_ && spec_.hasBias);
     for (const PassBranch &pb : pass_.branches)
       readsChannel = readsChannel || pb.table || pb.masked;
     if (readsChannel)
@@ -182,21 +118,13 @@ public:
         c("const int nt", b, " = tapOffsets[", b * C, " + cw + 1] - tb", b, ";");
       }
     }
-    const std::string bv = !bwd && spec_.hasBias && !spec_.perBranchOutputs ? " + bv" : "";
-    if (!bv.empty())
-      c("const float bv = ", ld("bias", "cw"), ";");
-    for (int r = 0; r < R; ++r) {
-      std::string line = "float ";
-      for (int k = 0; k < CC; ++k)
-        line += cat(k ? ", " : "", "a", r, "_", k, " = 0.0f");
-      c(line, ";");
-    }
+    const std::string bv = accumulators(c, "cw");
     for (size_t gi = 0; gi < pass_.groups.size(); ++gi) {
       const InputGroup &g = pass_.groups[gi];
       const PassBranch &pb = pass_.branches[g.branches.front()];
       const std::string image =
           g.dyBranch >= 0 ? cat("((slak_i64)", g.dyBranch, " * N + n)") : "(slak_i64)n";
-      c("const slak_i64 ib", gi, " = ", image, " * ", IH, " * ", IW, " * ", C, ";");
+      c("const slak_i64 ib", gi, " = ", image, " * ", IH_, " * ", IW_, " * ", C, ";");
       const bool stagesWeights = s_.stageTaps && !pb.table;
       if (gi > 0 && (s_.stageInput || stagesWeights))
         c("SLAK_BARRIER(); /* the previous branch's tiles are no longer read */");
@@ -207,8 +135,8 @@ public:
         c("const int r = rq / ", g.cols, ";");
         c("const int q = rq - r * ", g.cols, ";");
         c("xs[e] = c0 + l < ", C, " ? ",
-          ldNhwc(in, cat("ib", gi), cat("oy0 + (", g.halo.minRow, ") + r"),
-                 cat("ox0 + (", g.halo.minCol, ") + q"), "c0 + l", IH, IW),
+          ldNhwc(in_, cat("ib", gi), cat("oy0 + (", g.halo.minRow, ") + r"),
+                 cat("ox0 + (", g.halo.minCol, ") + q"), "c0 + l", IH_, IW_),
           " : 0.0f;");
         c.close();
       }
@@ -216,25 +144,78 @@ public:
         stageLaneWeights(c, pb);
       if (s_.stageInput || stagesWeights)
         c("SLAK_BARRIER();");
-      if (s_.stageInput && !pb.table)
-        denseRotating(c, pb, g);
-      else if (s_.stageInput)
-        sparseStaged(c, pb, g);
-      else
-        unstaged(c, pb, in, cat("ib", gi), IH, IW);
-      if (perBranchStore) {
-        store(c, outName, cat("((slak_i64)", pb.index, " * N + n)"), OH, OW, "");
-        for (int r = 0; r < R; ++r)
-          for (int k = 0; k < CC; ++k)
-            c("a", r, "_", k, " = 0.0f;");
-      }
+      accumulate(c, pb, g, gi, cat("((slak_i64)", pb.index, " * N + n)"));
     }
-    if (!perBranchStore)
-      store(c, outName, "(slak_i64)n", OH, OW, bv);
+    if (!perBranchStore_)
+      store(c, out_, "(slak_i64)n", OH_, OW_, bv);
     c.close();
   }
 
 private:
+  /// The comment naming the kernel and its tiling, the signature, and the
+  /// sizes the body starts with.
+  void open(Code &c, const std::string &tiling) {
+    c("");
+    c("/* ", kernelKindName(pass_.kind), tiling, " */");
+    signature(c, pass_.kind);
+    c.open("");
+    sizes(c);
+    if (spec_.perBranchOutputs)
+      c("const int N = batch;");
+  }
+
+  /// The block's plane (blocks run plane by plane) and its tile in the
+  /// plane's grid of tileH x tileW output tiles.
+  void blockPlane(Code &c, int tileH, int tileW) {
+    c("const int tilesW = (", OW_, " + ", tileW - 1, ") / ", tileW, ";");
+    c("const int tilesPerPlane = ((", OH_, " + ", tileH - 1, ") / ", tileH, ") * tilesW;");
+    c("const slak_i64 blockId = SLAK_BLOCK_ID;");
+    c("const int plane = (int)(blockId / tilesPerPlane);");
+    c("const int tile = (int)(blockId - (slak_i64)plane * tilesPerPlane);");
+  }
+
+  /// The tile's first output row and column, and the thread's index.
+  void tileOrigin(Code &c, int tileH, int tileW) {
+    c("const int tileRow = tile / tilesW;");
+    c("const int oy0 = tileRow * ", tileH, ";");
+    c("const int ox0 = (tile - tileRow * tilesW) * ", tileW, ";");
+    c("const int tid = SLAK_THREAD_ID;");
+  }
+
+  /// The bias of channel `channel` where the store adds one, and the zeroed
+  /// accumulators a<r>_<k>; returns what the store adds (" + bv" or "").
+  std::string accumulators(Code &c, const std::string &channel) {
+    const std::string bv = !bwd_ && spec_.hasBias && !spec_.perBranchOutputs ? " + bv" : "";
+    if (!bv.empty())
+      c("const float bv = ", ld("bias", channel), ";");
+    for (int r = 0; r < s_.rowsPerThread(); ++r) {
+      std::string line = "float ";
+      for (int k = 0; k < s_.colsPerThread(); ++k)
+        line += cat(k ? ", " : "", "a", r, "_", k, " = 0.0f");
+      c(line, ";");
+    }
+    return bv;
+  }
+
+  /// Adds branch pb over input group gi to the accumulators; with per-branch
+  /// outputs, stores them to the branch's output image `branchImage` and
+  /// zeroes them for the next branch.
+  void accumulate(Code &c, const PassBranch &pb, const InputGroup &g, size_t gi,
+                  const std::string &branchImage) {
+    if (s_.stageInput && !pb.table)
+      denseRotating(c, pb, g);
+    else if (s_.stageInput)
+      sparseStaged(c, pb, g);
+    else
+      unstaged(c, pb, in_, cat("ib", gi), IH_, IW_);
+    if (!perBranchStore_)
+      return;
+    store(c, out_, branchImage, OH_, OW_, "");
+    for (int r = 0; r < s_.rowsPerThread(); ++r)
+      for (int k = 0; k < s_.colsPerThread(); ++k)
+        c("a", r, "_", k, " = 0.0f;");
+  }
+
   /// NHWC: stages branch pb's weights of the block's channels as
   /// ws[position * lanes + lane] (flipped for backward-data); a masked
   /// branch gets zeros at each channel's dead taps.
@@ -497,6 +478,10 @@ private:
   }
 
   const ConvPassPlan &pass_;
+  const bool bwd_; // backward-data: reads dy, writes dx
+  // The input and output tensors and their sizes' names.
+  const std::string in_, out_, IH_, IW_, OH_, OW_;
+  const bool perBranchStore_;
 };
 
 } // namespace
