@@ -20,17 +20,26 @@ std::vector<int64_t> ModelConfig::dims() const {
 
 namespace {
 
-ModelConfig slakConfig(const std::string &name, std::vector<int64_t> depths,
-                       std::vector<int64_t> dims, double dropPath) {
+/// One registry entry: the fields every family sets.
+ModelConfig familyConfig(const std::string &name, Family family, std::vector<int64_t> depths,
+                         std::vector<int64_t> dims, std::vector<int> kernelSizes, int smallKernel,
+                         double dropPath) {
   ModelConfig c;
   c.name = name;
-  c.family = Family::Slak;
+  c.family = family;
   c.depths = std::move(depths);
   c.baseDims = std::move(dims);
-  c.widthFactor = 1.3;
-  c.kernelSizes = {51, 49, 47, 13};
-  c.smallKernel = 5;
+  c.kernelSizes = std::move(kernelSizes);
+  c.smallKernel = smallKernel;
   c.dropPath = dropPath;
+  return c;
+}
+
+ModelConfig slakConfig(const std::string &name, std::vector<int64_t> depths,
+                       std::vector<int64_t> dims, double dropPath) {
+  ModelConfig c = familyConfig(name, Family::Slak, std::move(depths), std::move(dims),
+                               {51, 49, 47, 13}, 5, dropPath);
+  c.widthFactor = 1.3;
   c.sparsity = 0.4;
   return c;
 }
@@ -54,28 +63,14 @@ ModelConfig registryEntry(const std::string &name) {
     return c;
   }
   if (name == "convnext_tiny") {
-    ModelConfig c;
-    c.name = name;
-    c.family = Family::ConvNeXt;
-    c.depths = {3, 3, 9, 3};
-    c.baseDims = {96, 192, 384, 768};
-    c.kernelSizes = {7, 7, 7, 7};
-    c.smallKernel = 0;
+    ModelConfig c = familyConfig(name, Family::ConvNeXt, {3, 3, 9, 3}, {96, 192, 384, 768},
+                                 {7, 7, 7, 7}, 0, 0.1);
     c.branchBatchNorm = false;
-    c.dropPath = 0.1;
     return c;
   }
-  if (name == "replknet_31b") {
-    ModelConfig c;
-    c.name = name;
-    c.family = Family::RepLKNet;
-    c.depths = {2, 2, 18, 2};
-    c.baseDims = {128, 256, 512, 1024};
-    c.kernelSizes = {31, 29, 27, 13};
-    c.smallKernel = 5;
-    c.dropPath = 0.3;
-    return c;
-  }
+  if (name == "replknet_31b")
+    return familyConfig(name, Family::RepLKNet, {2, 2, 18, 2}, {128, 256, 512, 1024},
+                        {31, 29, 27, 13}, 5, 0.3);
   std::ostringstream os;
   os << "unknown model '" << name << "': expected one of";
   for (const auto &n : modelNames())
