@@ -208,36 +208,31 @@ void onDevice(torch::Tensor &t, const torch::Device &device, int rank, const cha
     collectiveFailed(rank, op, e);
   }
 }
+
+/// Replaces `t` with `op` over every rank's `t`.
+void allreduce(c10d::Backend &backend, torch::Tensor &t, const torch::Device &device, int rank,
+               c10d::ReduceOp op) {
+  onDevice(t, device, rank, "allreduce", [&](std::vector<at::Tensor> &ts) {
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    backend.allreduce(ts, o)->wait();
+  });
+}
 } // namespace
 
 void ProcessGroup::allreduceSum(torch::Tensor &t) {
-  if (!impl_)
-    return;
-  onDevice(t, commDevice_, rank(), "allreduce", [&](std::vector<at::Tensor> &ts) {
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::SUM;
-    impl_->backend->allreduce(ts, o)->wait();
-  });
+  if (impl_)
+    allreduce(*impl_->backend, t, commDevice_, rank(), c10d::ReduceOp::SUM);
 }
 
 void ProcessGroup::allreduceMin(torch::Tensor &t) {
-  if (!impl_)
-    return;
-  onDevice(t, commDevice_, rank(), "allreduce", [&](std::vector<at::Tensor> &ts) {
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::MIN;
-    impl_->backend->allreduce(ts, o)->wait();
-  });
+  if (impl_)
+    allreduce(*impl_->backend, t, commDevice_, rank(), c10d::ReduceOp::MIN);
 }
 
 void ProcessGroup::allreduceMax(torch::Tensor &t) {
-  if (!impl_)
-    return;
-  onDevice(t, commDevice_, rank(), "allreduce", [&](std::vector<at::Tensor> &ts) {
-    c10d::AllreduceOptions o;
-    o.reduceOp = c10d::ReduceOp::MAX;
-    impl_->backend->allreduce(ts, o)->wait();
-  });
+  if (impl_)
+    allreduce(*impl_->backend, t, commDevice_, rank(), c10d::ReduceOp::MAX);
 }
 
 void ProcessGroup::broadcast(torch::Tensor &t, int root) {
