@@ -115,21 +115,26 @@ private:
     return "";
   }
 
+  /// A constant of `elementType` whose elements live in a resource blob
+  /// under `key`.
+  template <typename T>
+  Value blobConstant(Location loc, ArrayRef<int64_t> shape, Type elementType,
+                     const std::vector<T> &values, const std::string &key) {
+    auto type = RankedTensorType::get(shape, elementType);
+    auto attr = DenseResourceElementsAttr::get(
+        type, key, HeapAsmResourceBlob::allocateAndCopyInferAlign(ArrayRef<T>(values)));
+    return arith::ConstantOp::create(builder_, loc, attr);
+  }
+
   Value floatConstant(Location loc, ArrayRef<int64_t> shape, const std::vector<float> &values,
                       const std::string &key) {
-    auto type = RankedTensorType::get(shape, builder_.getF32Type());
-    auto attr = DenseResourceElementsAttr::get(
-        type, key, HeapAsmResourceBlob::allocateAndCopyInferAlign(ArrayRef<float>(values)));
-    return arith::ConstantOp::create(builder_, loc, attr);
+    return blobConstant(loc, shape, builder_.getF32Type(), values, key);
   }
 
   Value maskConstant(Location loc, ArrayRef<int64_t> shape, const std::vector<uint8_t> &values,
                      const std::string &key) {
     // i1 blobs hold one byte per element (dialect/ConstantData.h reads them so).
-    auto type = RankedTensorType::get(shape, builder_.getI1Type());
-    auto attr = DenseResourceElementsAttr::get(
-        type, key, HeapAsmResourceBlob::allocateAndCopyInferAlign(ArrayRef<uint8_t>(values)));
-    return arith::ConstantOp::create(builder_, loc, attr);
+    return blobConstant(loc, shape, builder_.getI1Type(), values, key);
   }
 
   void buildLayer(const ExportedLayer &l) {
