@@ -1,7 +1,6 @@
 #include "runtime/cuda/CudaDriver.h"
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "runtime/cuda/DynamicLibrary.h"
 
@@ -37,22 +36,11 @@ struct CudaDriver::Api {
   CUresult (*streamSynchronize)(CUstream) = nullptr;
 };
 
-namespace {
-
-std::vector<std::string> driverCandidates() {
-  std::vector<std::string> names;
-  if (const char *path = std::getenv("SLAK_CUDA_DRIVER_LIBRARY"); path && *path)
-    names.push_back(path);
-  names.push_back("libcuda.so.1");
-  names.push_back("libcuda.so");
-  return names;
-}
-
-} // namespace
-
 CudaDriver::CudaDriver() : api_(std::make_unique<Api>()) {
   try {
-    library_ = DynamicLibrary::open(driverCandidates(), "the CUDA driver (libcuda.so.1)");
+    library_ = DynamicLibrary::open(
+        libraryCandidates("SLAK_CUDA_DRIVER_LIBRARY", {"libcuda.so.1", "libcuda.so"}),
+        "the CUDA driver (libcuda.so.1)");
   } catch (const std::exception &e) {
     throw CudaError(std::string("no CUDA driver: ") + e.what() +
                     ". A CUDA tensor or the CUDA backend needs an NVIDIA GPU with its driver; "

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 
@@ -48,6 +49,19 @@ DynamicLibrary::~DynamicLibrary() {
 }
 
 void *DynamicLibrary::symbol(const char *name) const { return ::dlsym(handle_, name); }
+
+std::vector<std::string> libraryCandidates(const char *envVar,
+                                           const std::vector<std::string> &sonames,
+                                           const std::vector<std::string> &directories) {
+  std::vector<std::string> names;
+  if (const char *path = std::getenv(envVar); path && *path)
+    names.push_back(path);
+  names.insert(names.end(), sonames.begin(), sonames.end());
+  for (const std::string &dir : directories)
+    for (const std::string &soname : sonames)
+      names.push_back(dir + "/" + soname);
+  return names;
+}
 
 std::vector<std::string> cudaLibraryDirectories() {
   std::vector<std::string> dirs;

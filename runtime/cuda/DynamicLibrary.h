@@ -65,6 +65,13 @@ template <typename T, typename Error, typename Make> T &loadOnce(Make make) {
   return *instance;
 }
 
+/// Where to look for a library, in order: the path in environment variable
+/// `envVar` when it is set, `sonames` for the loader's search, then each of
+/// `sonames` in each of `directories`.
+std::vector<std::string> libraryCandidates(const char *envVar,
+                                           const std::vector<std::string> &sonames,
+                                           const std::vector<std::string> &directories = {});
+
 /// Folders of CUDA libraries besides the loader's search path: the CUDA
 /// toolkit found at configure time, /usr/local/cuda, and folders added with
 /// addCudaLibraryDirectory (the runtime adds the one that ships with the

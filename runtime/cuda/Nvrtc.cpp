@@ -1,7 +1,6 @@
 #include "runtime/cuda/Nvrtc.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <mutex>
 
 #include "runtime/cuda/DynamicLibrary.h"
@@ -31,26 +30,13 @@ struct Nvrtc::Api {
   nvrtcResult (*getProgramLog)(nvrtcProgram, char *) = nullptr;
 };
 
-namespace {
-
-std::vector<std::string> nvrtcCandidates() {
-  std::vector<std::string> names;
-  if (const char *path = std::getenv("SLAK_NVRTC_LIBRARY"); path && *path)
-    names.push_back(path);
-  const std::vector<std::string> sonames = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2",
-                                            "libnvrtc.so"};
-  names.insert(names.end(), sonames.begin(), sonames.end());
-  for (const std::string &dir : cudaLibraryDirectories())
-    for (const std::string &soname : sonames)
-      names.push_back(dir + "/" + soname);
-  return names;
-}
-
-} // namespace
-
 Nvrtc::Nvrtc() : api_(std::make_unique<Api>()) {
   try {
-    library_ = DynamicLibrary::open(nvrtcCandidates(), "NVRTC (libnvrtc)");
+    library_ = DynamicLibrary::open(
+        libraryCandidates("SLAK_NVRTC_LIBRARY",
+                          {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"},
+                          cudaLibraryDirectories()),
+        "NVRTC (libnvrtc)");
   } catch (const std::exception &e) {
     throw CudaError(std::string(e.what()) +
                     ". Install the CUDA toolkit's NVRTC (or the nvidia-cuda-nvrtc wheel) or set "
