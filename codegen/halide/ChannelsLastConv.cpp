@@ -42,7 +42,11 @@ void scheduleChannelsLastConv(ChannelsLastConvStages &st, const CpuSchedule &sch
   const Var &c = st.c, &j = st.j, &i = st.i, &n = st.n, &p = st.p, &lane = st.lane;
   const Var &cb = st.cb, &t = st.t, &r = st.r, &jo = st.jo, &io = st.io;
   auto scheduleAcc = [&](Func &acc, const RDom &k) {
+    // One tile of one channel block: a constant-size accumulator, which
+    // LLVM keeps in vector registers (a dynamic extent puts it in memory and
+    // every FMA waits on a store-to-load round trip).
     acc.bound(lane, 0, V).bound(t, 0, T).bound(r, 0, R).bound_extent(jo, 1).bound_extent(io, 1);
+    acc.bound_extent(cb, 1).bound_extent(n, 1);
     acc.vectorize(lane).unroll(t).unroll(r);
     acc.update(0)
         .reorder(lane, t, r, k.x, k.y, jo, io, cb, n)
