@@ -181,59 +181,64 @@ private:
   OpBuilder builder_;
 };
 
+/// Builds the module of `layers` and hands it to `use`; returns the build's
+/// error, else what `use` returns.
+std::string withModule(const std::vector<models::ExportedLayer> &layers,
+                       llvm::function_ref<std::string(ModuleOp)> use) {
+  MLIRContext context;
+  registerDialects(context);
+  std::string error;
+  OwningOpRef<ModuleOp> module = ModuleBuilder(context).build(layers, error);
+  if (!module)
+    return error;
+  return use(*module);
+}
+
 } // namespace
 
 std::string exportModuleText(const std::vector<models::ExportedLayer> &layers, std::string &text,
                              int64_t elideResourcesLargerThan) {
-  MLIRContext context;
-  registerDialects(context);
-  std::string error;
-  OwningOpRef<ModuleOp> module = ModuleBuilder(context).build(layers, error);
-  if (!module)
-    return error;
-  // Locations carry the layer paths (the package's op names).
-  OpPrintingFlags flags;
-  flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
-  if (elideResourcesLargerThan > 0)
-    flags.elideLargeResourceString(elideResourcesLargerThan);
-  text.clear();
-  llvm::raw_string_ostream os(text);
-  module->print(os, flags);
-  return "";
+  return withModule(layers, [&](ModuleOp module) {
+    // Locations carry the layer paths (the package's op names).
+    OpPrintingFlags flags;
+    flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
+    if (elideResourcesLargerThan > 0)
+      flags.elideLargeResourceString(elideResourcesLargerThan);
+    text.clear();
+    llvm::raw_string_ostream os(text);
+    module.print(os, flags);
+    return std::string();
+  });
 }
 
 std::string writeExportModule(const std::vector<models::ExportedLayer> &layers,
                               const std::string &path, bool bytecode) {
-  MLIRContext context;
-  registerDialects(context);
-  std::string error;
-  OwningOpRef<ModuleOp> module = ModuleBuilder(context).build(layers, error);
-  if (!module)
-    return error;
-  const std::string tmp = path + ".tmp";
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(tmp, ec, bytecode ? llvm::sys::fs::OF_None : llvm::sys::fs::OF_Text);
-    if (ec)
-      return "cannot write " + tmp + ": " + ec.message();
-    if (bytecode) {
-      if (failed(writeBytecodeToFile(*module, os)))
-        return "cannot write MLIR bytecode to " + tmp;
-    } else {
-      // Locations carry the layer paths (the package's op names).
-      module->print(os, OpPrintingFlags().enableDebugInfo(/*enable=*/true, /*prettyForm=*/false));
+  return withModule(layers, [&](ModuleOp module) -> std::string {
+    const std::string tmp = path + ".tmp";
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream os(tmp, ec, bytecode ? llvm::sys::fs::OF_None : llvm::sys::fs::OF_Text);
+      if (ec)
+        return "cannot write " + tmp + ": " + ec.message();
+      if (bytecode) {
+        if (failed(writeBytecodeToFile(module, os)))
+          return "cannot write MLIR bytecode to " + tmp;
+      } else {
+        // Locations carry the layer paths (the package's op names).
+        module.print(os, OpPrintingFlags().enableDebugInfo(/*enable=*/true, /*prettyForm=*/false));
+      }
+      os.close();
+      if (os.has_error()) {
+        llvm::sys::fs::remove(tmp);
+        return "cannot write " + tmp + ": " + os.error().message();
+      }
     }
-    os.close();
-    if (os.has_error()) {
+    if (std::error_code ec = llvm::sys::fs::rename(tmp, path)) {
       llvm::sys::fs::remove(tmp);
-      return "cannot write " + tmp + ": " + os.error().message();
+      return "cannot rename " + tmp + " to " + path + ": " + ec.message();
     }
-  }
-  if (std::error_code ec = llvm::sys::fs::rename(tmp, path)) {
-    llvm::sys::fs::remove(tmp);
-    return "cannot rename " + tmp + " to " + path + ": " + ec.message();
-  }
-  return "";
+    return "";
+  });
 }
 
 std::string runExportedLayer(const std::string &path, const std::string &layer,
