@@ -100,6 +100,12 @@ public:
   Statement(sqlite3 *db, const char *sql) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
+  /// A query of one problem's rows: ?1, ?2, ?3 are the key's signature,
+  /// device and compiler.
+  Statement(sqlite3 *db, const char *sql, const TuningKey &key) : Statement(db, sql) {
+    if (ok())
+      bindAll(key.signature, key.device, key.compiler);
+  }
   ~Statement() { sqlite3_finalize(stmt_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   int rc() const { return rc_; }
@@ -111,6 +117,11 @@ public:
       sqlite3_bind_double(stmt_, i, *v);
     else
       sqlite3_bind_null(stmt_, i);
+  }
+  /// Binds ?1, ?2, ... to `values` in order.
+  template <typename... T> void bindAll(const T &...values) {
+    int i = 0;
+    (bind(++i, values), ...);
   }
   int step() { return sqlite3_step(stmt_); }
   void reset() {
@@ -127,8 +138,15 @@ public:
     return sqlite3_column_double(stmt_, col);
   }
   int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  /// Reads columns 0, 1, ... into `fields` in order.
+  template <typename... T> void read(T &...fields) const {
+    int col = 0;
+    ((fields = column(col++, fields)), ...);
+  }
 
 private:
+  std::string column(int col, const std::string &) const { return text(col); }
+  std::optional<double> column(int col, const std::optional<double> &) const { return real(col); }
   sqlite3_stmt *stmt_ = nullptr;
   int rc_ = SQLITE_OK;
 };
@@ -347,14 +365,13 @@ void TuningDatabase::initialiseOrCheck(Access access) {
 }
 
 std::optional<StoredChoice> TuningDatabase::findChoice(const TuningKey &key) {
-  Statement st(db_, "SELECT backend, schedule, origin, kinds, workload, predicted_ms, "
-                    "measured_ms, default_predicted_ms, default_measured_ms, updated_at "
-                    "FROM choices WHERE signature = ?1 AND device = ?2 AND compiler = ?3");
+  Statement st(db_,
+               "SELECT backend, schedule, origin, kinds, workload, predicted_ms, "
+               "measured_ms, default_predicted_ms, default_measured_ms, updated_at "
+               "FROM choices WHERE signature = ?1 AND device = ?2 AND compiler = ?3",
+               key);
   if (!st.ok())
     fail(std::string("reading choices failed: ") + sqlite3_errmsg(db_));
-  st.bind(1, key.signature);
-  st.bind(2, key.device);
-  st.bind(3, key.compiler);
   const int rc = st.step();
   if (rc == SQLITE_DONE)
     return std::nullopt;
@@ -362,16 +379,10 @@ std::optional<StoredChoice> TuningDatabase::findChoice(const TuningKey &key) {
     fail(std::string("reading choices failed: ") + sqlite3_errmsg(db_));
   StoredChoice c;
   c.key = key;
-  c.backend = st.text(0);
-  c.schedule = st.text(1);
-  c.origin = parseOrigin(st.text(2));
-  c.kinds = st.text(3);
-  c.workload = st.text(4);
-  c.predictedMs = st.real(5);
-  c.measuredMs = st.real(6);
-  c.defaultPredictedMs = st.real(7);
-  c.defaultMeasuredMs = st.real(8);
-  c.updatedAt = st.text(9);
+  std::string origin;
+  st.read(c.backend, c.schedule, origin, c.kinds, c.workload, c.predictedMs, c.measuredMs,
+          c.defaultPredictedMs, c.defaultMeasuredMs, c.updatedAt);
+  c.origin = parseOrigin(origin);
   return c;
 }
 
@@ -389,28 +400,23 @@ std::vector<StoredChoice> TuningDatabase::choices() {
 }
 
 std::vector<MeasurementRecord> TuningDatabase::measurements(const TuningKey &key) {
-  Statement st(db_, "SELECT backend, kind, schedule, workload, predicted_ms, measured_ms, "
-                    "samples, host FROM measurements "
-                    "WHERE signature = ?1 AND device = ?2 AND compiler = ?3 ORDER BY id");
+  Statement st(db_,
+               "SELECT backend, kind, schedule, workload, predicted_ms, measured_ms, "
+               "samples, host FROM measurements "
+               "WHERE signature = ?1 AND device = ?2 AND compiler = ?3 ORDER BY id",
+               key);
   if (!st.ok())
     fail(std::string("reading measurements failed: ") + sqlite3_errmsg(db_));
-  st.bind(1, key.signature);
-  st.bind(2, key.device);
-  st.bind(3, key.compiler);
   std::vector<MeasurementRecord> out;
   for (int rc = st.step(); rc != SQLITE_DONE; rc = st.step()) {
     if (rc != SQLITE_ROW)
       fail(std::string("reading measurements failed: ") + sqlite3_errmsg(db_));
     MeasurementRecord m;
     m.key = key;
-    m.backend = st.text(0);
-    m.kind = st.text(1);
-    m.schedule = st.text(2);
-    m.workload = st.text(3);
-    m.predictedMs = st.real(4);
-    m.measuredMs = st.real(5);
-    m.samplesMs = splitSamples(st.text(6));
-    m.host = st.text(7);
+    std::string samples;
+    st.read(m.backend, m.kind, m.schedule, m.workload, m.predictedMs, m.measuredMs, samples,
+            m.host);
+    m.samplesMs = splitSamples(samples);
     out.push_back(std::move(m));
   }
   return out;
@@ -455,17 +461,9 @@ bool TuningDatabase::record(const std::vector<MeasurementRecord> &measurements,
     check(ins.rc(), "preparing a measurement insert");
     for (const MeasurementRecord &m : measurements) {
       ins.reset();
-      ins.bind(1, m.key.signature);
-      ins.bind(2, m.key.device);
-      ins.bind(3, m.key.compiler);
-      ins.bind(4, m.backend);
-      ins.bind(5, m.kind);
-      ins.bind(6, m.schedule);
-      ins.bind(7, m.workload);
-      ins.bind(8, m.predictedMs);
-      ins.bind(9, m.measuredMs);
-      ins.bind(10, joinSamples(m.samplesMs));
-      ins.bind(11, m.host.empty() ? host : m.host);
+      ins.bindAll(m.key.signature, m.key.device, m.key.compiler, m.backend, m.kind, m.schedule,
+                  m.workload, m.predictedMs, m.measuredMs, joinSamples(m.samplesMs),
+                  m.host.empty() ? host : m.host);
       check(ins.step(), "adding a measurement");
     }
   }
@@ -473,11 +471,10 @@ bool TuningDatabase::record(const std::vector<MeasurementRecord> &measurements,
   if (choice) {
     bool keep = false;
     if (!replaceMeasured && choice->origin != ScheduleOrigin::Measured) {
-      Statement st(db_, "SELECT origin FROM choices WHERE signature = ?1 AND device = ?2 AND "
-                        "compiler = ?3");
-      st.bind(1, choice->key.signature);
-      st.bind(2, choice->key.device);
-      st.bind(3, choice->key.compiler);
+      Statement st(db_,
+                   "SELECT origin FROM choices WHERE signature = ?1 AND device = ?2 AND "
+                   "compiler = ?3",
+                   choice->key);
       const int rc = st.step();
       check(rc, "reading the current choice");
       keep = rc == SQLITE_ROW && st.text(0) == "measured";
@@ -487,18 +484,10 @@ bool TuningDatabase::record(const std::vector<MeasurementRecord> &measurements,
                         "schedule, origin, kinds, workload, predicted_ms, measured_ms, "
                         "default_predicted_ms, default_measured_ms) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
-      up.bind(1, choice->key.signature);
-      up.bind(2, choice->key.device);
-      up.bind(3, choice->key.compiler);
-      up.bind(4, choice->backend);
-      up.bind(5, choice->schedule);
-      up.bind(6, std::string(originName(choice->origin)));
-      up.bind(7, choice->kinds);
-      up.bind(8, choice->workload);
-      up.bind(9, choice->predictedMs);
-      up.bind(10, choice->measuredMs);
-      up.bind(11, choice->defaultPredictedMs);
-      up.bind(12, choice->defaultMeasuredMs);
+      up.bindAll(choice->key.signature, choice->key.device, choice->key.compiler, choice->backend,
+                 choice->schedule, std::string(originName(choice->origin)), choice->kinds,
+                 choice->workload, choice->predictedMs, choice->measuredMs,
+                 choice->defaultPredictedMs, choice->defaultMeasuredMs);
       check(up.step(), "storing the choice");
       stored = true;
     }
