@@ -100,9 +100,12 @@ public:
   Statement(sqlite3 *db, const char *sql) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  /// A query of one problem's rows: ?1, ?2, ?3 are the key's signature,
-  /// device and compiler.
-  Statement(sqlite3 *db, const char *sql, const TuningKey &key) : Statement(db, sql) {
+  /// `select` over the rows of one problem, then `order`.
+  Statement(sqlite3 *db, const std::string &select, const TuningKey &key,
+            const std::string &order = "")
+      : Statement(
+            db,
+            (select + " WHERE signature = ?1 AND device = ?2 AND compiler = ?3" + order).c_str()) {
     if (ok())
       bindAll(key.signature, key.device, key.compiler);
   }
@@ -367,8 +370,7 @@ void TuningDatabase::initialiseOrCheck(Access access) {
 std::optional<StoredChoice> TuningDatabase::findChoice(const TuningKey &key) {
   Statement st(db_,
                "SELECT backend, schedule, origin, kinds, workload, predicted_ms, "
-               "measured_ms, default_predicted_ms, default_measured_ms, updated_at "
-               "FROM choices WHERE signature = ?1 AND device = ?2 AND compiler = ?3",
+               "measured_ms, default_predicted_ms, default_measured_ms, updated_at FROM choices",
                key);
   if (!st.ok())
     fail(std::string("reading choices failed: ") + sqlite3_errmsg(db_));
@@ -402,9 +404,8 @@ std::vector<StoredChoice> TuningDatabase::choices() {
 std::vector<MeasurementRecord> TuningDatabase::measurements(const TuningKey &key) {
   Statement st(db_,
                "SELECT backend, kind, schedule, workload, predicted_ms, measured_ms, "
-               "samples, host FROM measurements "
-               "WHERE signature = ?1 AND device = ?2 AND compiler = ?3 ORDER BY id",
-               key);
+               "samples, host FROM measurements",
+               key, " ORDER BY id");
   if (!st.ok())
     fail(std::string("reading measurements failed: ") + sqlite3_errmsg(db_));
   std::vector<MeasurementRecord> out;
@@ -471,10 +472,7 @@ bool TuningDatabase::record(const std::vector<MeasurementRecord> &measurements,
   if (choice) {
     bool keep = false;
     if (!replaceMeasured && choice->origin != ScheduleOrigin::Measured) {
-      Statement st(db_,
-                   "SELECT origin FROM choices WHERE signature = ?1 AND device = ?2 AND "
-                   "compiler = ?3",
-                   choice->key);
+      Statement st(db_, "SELECT origin FROM choices", choice->key);
       const int rc = st.step();
       check(rc, "reading the current choice");
       keep = rc == SQLITE_ROW && st.text(0) == "measured";
