@@ -29,14 +29,26 @@ fail() {
   exit 1
 }
 
-# Rows of the table: lines starting with "| " minus the header.
-table_rows() { grep '^| ' "$out" | tail -n +2; }
+# Runs slak-bench with the arguments after EXPECTED_EXIT_CODE; fails unless it
+# exits with that code.
+run_bench() {
+  local expected="$1"
+  shift
+  "$bench" "$@" >"$out" 2>"$err"
+  local rc=$?
+  [[ $rc -eq $expected ]] || fail "exit code $rc, expected $expected"
+}
+
+# Checks the table's header line and sets rows to its rows (without the
+# separator line).
+read_table() {
+  grep -qxF "$1" "$out" || fail "header"
+  rows="$(grep '^| ' "$out" | tail -n +2 | grep -v '^|---')"
+}
 
 case "$case_name" in
 model-too-small)
-  "$bench" --train --model slak_tiny --image-size 28 --configs torch/nchw >"$out" 2>"$err"
-  rc=$?
-  [[ $rc -eq 2 ]] || fail "exit code $rc, expected 2"
+  run_bench 2 --train --model slak_tiny --image-size 28 --configs torch/nchw
   [[ $(wc -l <"$err") -eq 1 ]] || fail "expected one line on stderr"
   grep -q 'model slak_tiny needs images of at least 32 px, got --image-size 28' "$err" ||
     fail "message does not name the model, the minimum and the size"
@@ -44,20 +56,13 @@ model-too-small)
   [[ -s "$out" ]] && fail "no table expected"
   ;;
 unknown-model)
-  "$bench" --train --model slak_huge --configs torch/nchw >"$out" 2>"$err"
-  rc=$?
-  [[ $rc -eq 2 ]] || fail "exit code $rc, expected 2"
+  run_bench 2 --train --model slak_huge --configs torch/nchw
   [[ $(wc -l <"$err") -eq 1 ]] || fail "expected one line on stderr"
   grep -q "unknown model 'slak_huge'.*slak_tiny" "$err" || fail "message does not list the models"
   ;;
 layer-table)
-  "$bench" --layer 8,8,7 --batch 2,1 --densities 1,0.6 --repeats 1 --quick --quiet 0 \
-    --threads 1 >"$out" 2>"$err"
-  rc=$?
-  [[ $rc -eq 0 ]] || fail "exit code $rc"
-  grep -q '^| stage | C | HxW | M | batch | density | pass | PyTorch NCHW ms | PyTorch channels_last ms | slak op ms (layout) | vs best PyTorch | GFLOP/s | % peak | max rel err |$' "$out" ||
-    fail "header"
-  rows="$(table_rows | grep -v '^|---')"
+  run_bench 0 --layer 8,8,7 --batch 2,1 --densities 1,0.6 --repeats 1 --quick --quiet 0 --threads 1
+  read_table '| stage | C | HxW | M | batch | density | pass | PyTorch NCHW ms | PyTorch channels_last ms | slak op ms (layout) | vs best PyTorch | GFLOP/s | % peak | max rel err |'
   [[ $(echo "$rows" | wc -l) -eq 8 ]] || fail "expected 8 rows (2 batches x 2 densities x 2 passes)"
   for batch in 2 1; do
     for density in 1.00 0.60; do
@@ -76,13 +81,9 @@ layer-table)
     fail "row contents"
   ;;
 model-table)
-  "$bench" --train --model slak_nano --image-size 16 --batch 2 --steps 1 --repeats 1 --threads 1 \
-    --configs torch/nchw,torch/channels_last >"$out" 2>"$err"
-  rc=$?
-  [[ $rc -eq 0 ]] || fail "exit code $rc"
-  grep -q '^| model | px | large-kernel backend | layout | train images/s | infer images/s | train vs best LibTorch | infer vs best LibTorch | first train step s | first inference s |$' "$out" ||
-    fail "header"
-  rows="$(table_rows | grep -v '^|---')"
+  run_bench 0 --train --model slak_nano --image-size 16 --batch 2 --steps 1 --repeats 1 \
+    --threads 1 --configs torch/nchw,torch/channels_last
+  read_table '| model | px | large-kernel backend | layout | train images/s | infer images/s | train vs best LibTorch | infer vs best LibTorch | first train step s | first inference s |'
   [[ $(echo "$rows" | wc -l) -eq 2 ]] || fail "expected 2 rows"
   echo "$rows" | grep -qF '| slak_nano | 16 | torch (conv2d branches) | NCHW |' || fail "torch row"
   echo "$rows" | grep -qF '| slak_nano | 16 | torch (conv2d branches) | channels_last |' ||
