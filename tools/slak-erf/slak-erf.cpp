@@ -9,6 +9,7 @@
 #include "models/analysis/Png.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
+#include "tools/common/ThreadsFlag.h"
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
@@ -46,7 +47,8 @@ int main(int argc, char **argv) {
   std::vector<std::string> checkpoints, labels;
   bool ema = false;
   int64_t size = 1024, images = 50, batchSize = 1;
-  int panelSize = 384, threads = 0;
+  int panelSize = 384;
+  tools::ThreadsFlag threads;
   uint64_t seed = 0;
   tools::ModelFlags flags;
   flags.model.clear(); // default: the checkpoint's
@@ -75,9 +77,7 @@ int main(int argc, char **argv) {
   input->add_option("--batch-size", batchSize, "Images per forward/backward")
       ->check(tools::positive(""))
       ->capture_default_str();
-  input->add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
-      ->check(tools::nonNegative("0 = LibTorch's default"))
-      ->capture_default_str();
+  threads.add(*input)->capture_default_str();
 
   auto *out = app.add_option_group("Output");
   out->add_option("-o,--output", output, "PNG heatmap (panels side by side)")->required();
@@ -91,8 +91,7 @@ int main(int argc, char **argv) {
 
   const std::string &model = flags.model;
   try {
-    if (threads > 0)
-      torch::set_num_threads(threads);
+    threads.apply();
     if (model.empty() && checkpoints.empty())
       throw std::invalid_argument("nothing to analyse: pass --model NAME (random weights) or "
                                   "--checkpoint CKPT");

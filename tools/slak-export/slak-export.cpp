@@ -8,6 +8,7 @@
 #include "models/deploy/LayerExport.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
+#include "tools/common/ThreadsFlag.h"
 #include "tools/slak-export/ExportModule.h"
 
 #include <torch/torch.h>
@@ -72,7 +73,7 @@ int main(int argc, char **argv) {
   bool ema = false, bytecode = false, check = false;
   uint64_t seed = 0;
   int64_t imageSize = 0;
-  int threads = 0;
+  tools::ThreadsFlag threads;
   app.add_option("--checkpoint", checkpoint,
                  "slak-train checkpoint (model/, ema/, masks/); without it the model has "
                  "random weights from --seed and, when sparse, uniform random masks");
@@ -88,13 +89,11 @@ int main(int argc, char **argv) {
   app.add_flag("--check", check,
                "Run each exported layer through the reference oracle and compare it with the "
                "model's layer (eval mode); fail above 1e-4 relative");
-  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
-      ->check(tools::nonNegative("0 = LibTorch's default"));
+  threads.add(app);
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (threads > 0)
-      torch::set_num_threads(threads);
+    threads.apply();
     models::ModelConfig config = models::modelConfig(flags.model, flags.overrides());
     models::SourcedModel sourced = models::loadModel(config, checkpoint, ema, seed);
     auto &model = sourced.model;

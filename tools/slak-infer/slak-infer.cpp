@@ -13,6 +13,7 @@
 #include "models/deploy/Deploy.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
+#include "tools/common/ThreadsFlag.h"
 
 #include <torch/torch.h>
 
@@ -112,7 +113,7 @@ int main(int argc, char **argv) {
   bool ema = false;
   int64_t images = 16, batchSize = 256, syntheticSize = 28;
   uint64_t seed = 0;
-  int threads = 0;
+  tools::ThreadsFlag threads;
   app.add_option("--checkpoint", checkpoint,
                  "slak-train checkpoint or official SLaK checkpoint (torch.save of the official "
                  "code; pass the model flags it was trained with) (without it: random weights "
@@ -145,13 +146,11 @@ int main(int argc, char **argv) {
       ->check(tools::positive(""))
       ->capture_default_str();
   app.add_option("--seed", seed, "Seed (random weights; synthetic data)")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0 = LibTorch's default)")
-      ->check(tools::nonNegative("0 = LibTorch's default"));
+  threads.add(app);
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (threads > 0)
-      torch::set_num_threads(threads);
+    threads.apply();
     data::Dataset test;
     models::ModelOverrides overrides = flags.overrides();
     if (!input.empty()) {
