@@ -24,12 +24,15 @@
 #include "models/sparse/Masking.h"
 #include "tools/common/ErrorMessage.h"
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -231,6 +234,56 @@ double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+/// Wall time spent inside the large-kernel ops slak::lk_conv and
+/// slak::lk_conv_backward, from LibTorch's RecordFunction callbacks on the
+/// dispatcher's calls (the outermost call of a nest counts once). Installed
+/// for the whole bench, so every configuration pays the same callback cost.
+class LkOpClock {
+public:
+  LkOpClock() {
+    handle_ = at::addGlobalCallback(
+        at::RecordFunctionCallback(&start, &end).scopes({at::RecordScope::FUNCTION}));
+  }
+  ~LkOpClock() { at::removeCallback(handle_); }
+  LkOpClock(const LkOpClock &) = delete;
+  LkOpClock &operator=(const LkOpClock &) = delete;
+
+  static void reset() { nanos().store(0); }
+  static double seconds() { return static_cast<double>(nanos().load()) * 1e-9; }
+
+private:
+  struct Started : at::ObserverContext {
+    Clock::time_point t0;
+    bool outermost = false;
+  };
+  static std::atomic<int64_t> &nanos() {
+    static std::atomic<int64_t> total{0};
+    return total;
+  }
+  static int &depth() {
+    thread_local int d = 0;
+    return d;
+  }
+  static std::unique_ptr<at::ObserverContext> start(const at::RecordFunction &fn) {
+    if (std::strncmp(fn.name(), "slak::lk_conv", 13) != 0)
+      return nullptr;
+    auto s = std::make_unique<Started>();
+    s->outermost = depth()++ == 0;
+    s->t0 = Clock::now();
+    return s;
+  }
+  static void end(const at::RecordFunction &, at::ObserverContext *context) {
+    auto *s = dynamic_cast<Started *>(context);
+    if (s == nullptr)
+      return;
+    --depth();
+    if (s->outermost)
+      nanos().fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - s->t0).count());
+  }
+  at::CallbackHandle handle_;
+};
+
 /// One configuration's model, optimizer and masks, and its inputs in its layout.
 class ModelRun {
 public:
@@ -285,12 +338,16 @@ public:
     model_->train();
     return secondsSince(t0);
   }
-  /// Images/s of one pass over the batches.
-  double trainingRate() {
+  /// Images/s of one pass over the batches; `lkShare` gets the fraction of
+  /// its wall time spent in the large-kernel ops (LkOpClock).
+  double trainingRate(double *lkShare) {
+    LkOpClock::reset();
     const auto t0 = Clock::now();
     for (const data::Batch &b : batches_)
       trainingStep(b);
-    return imageCount() / secondsSince(t0);
+    const double seconds = secondsSince(t0);
+    *lkShare = LkOpClock::seconds() / seconds;
+    return imageCount() / seconds;
   }
   double inferenceRate() {
     model_->eval();
@@ -352,6 +409,7 @@ struct Result {
   Configuration configuration{models::LkBackend::Torch, false};
   double firstTrainSeconds = 0, firstInferenceSeconds = 0;
   std::vector<double> train, inference; // images/s per run
+  std::vector<double> lkShare;          // per training run: slak::lk_conv* time / step time
 };
 
 /// Builds every configuration of one model, times the first calls, then
@@ -379,7 +437,9 @@ std::vector<Result> benchModel(const TrainBenchOptions &o, const std::string &na
     for (size_t k = 0; k < n; ++k) {
       // Rotate the order so that no configuration always follows the same one.
       const size_t i = (k + rep) % n;
-      results[i].train.push_back(runs[i]->trainingRate());
+      double share = 0;
+      results[i].train.push_back(runs[i]->trainingRate(&share));
+      results[i].lkShare.push_back(share);
       std::cerr << "slak-bench --train: " << name << " " << results[i].configuration.name()
                 << " training run " << rep + 1 << "/" << o.repeats << ": "
                 << results[i].train.back() << " images/s\n";
@@ -399,12 +459,14 @@ std::vector<Result> benchModel(const TrainBenchOptions &o, const std::string &na
 std::string formatTable(const TrainBenchOptions &o, const std::vector<Result> &results,
                         double loadBefore, double loadAfter) {
   std::ostringstream table;
-  char line[512];
+  char line[1024];
   std::snprintf(line, sizeof line,
                 "Whole models, fp32, %s images %lld px, batch %lld, %d threads; %lld training "
                 "steps (forward, loss, backward, AdamW, masks) or inference batches (eval, "
                 "no_grad) per run, %d runs per configuration (alternating), medians [min-max]; "
                 "first calls (kernel compilation; the first step scores SNIP masks) apart. "
+                "Large-kernel ops = wall time inside slak::lk_conv and its backward (LibTorch "
+                "RecordFunction) over the training run's. "
                 "vs best LibTorch = images/s over the faster LibTorch layout's. %u cores, load "
                 "average %.1f before, %.1f after.\n\n",
                 o.dataset.c_str(), (long long)o.imageSize, (long long)o.batch, o.threads,
@@ -412,9 +474,9 @@ std::string formatTable(const TrainBenchOptions &o, const std::vector<Result> &r
                 loadAfter);
   table << line;
   table << "| model | px | large-kernel backend | layout | train images/s | infer images/s | "
-           "train vs best LibTorch | infer vs best LibTorch | first train step s | first "
-           "inference s |\n";
-  table << "|---|---|---|---|---|---|---|---|---|---|\n";
+           "train vs best LibTorch | infer vs best LibTorch | large-kernel ops in a train "
+           "step | first train step s | first inference s |\n";
+  table << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   auto range = [](const std::vector<double> &v) {
     char text[96];
     std::snprintf(text, sizeof text, "%.2f [%.2f-%.2f]", median(v),
@@ -432,13 +494,18 @@ std::string formatTable(const TrainBenchOptions &o, const std::vector<Result> &r
     auto ratio = [](double v, double best) {
       return best > 0 ? (std::to_string(v / best).substr(0, 4) + "x") : std::string("-");
     };
-    std::snprintf(line, sizeof line, "| %s | %lld | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n",
+    // The runtime's ops are timed; LibTorch's branches are plain conv2d calls.
+    char share[32] = "-";
+    if (r.configuration.backend == models::LkBackend::Runtime && !r.lkShare.empty())
+      std::snprintf(share, sizeof share, "%.0f%%", 100.0 * median(r.lkShare));
+    std::snprintf(line, sizeof line,
+                  "| %s | %lld | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n",
                   r.model.c_str(), (long long)o.imageSize,
                   r.configuration.backend == models::LkBackend::Runtime ? "runtime (slak::lk_conv)"
                                                                         : "torch (conv2d branches)",
                   r.configuration.channelsLast ? "channels_last" : "NCHW", range(r.train).c_str(),
                   range(r.inference).c_str(), ratio(median(r.train), bestTrain).c_str(),
-                  ratio(median(r.inference), bestInference).c_str(), r.firstTrainSeconds,
+                  ratio(median(r.inference), bestInference).c_str(), share, r.firstTrainSeconds,
                   r.firstInferenceSeconds);
     table << line;
   }
@@ -454,6 +521,7 @@ int runTrainBench(int argc, char **argv) {
     for (const Configuration &c : o.configurations)
       benchConfig(o, name, c);
   torch::set_num_threads(o.threads);
+  LkOpClock lkOps;
   const double loadBefore = loadAverage();
   std::vector<Result> results;
   try {
