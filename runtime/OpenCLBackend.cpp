@@ -31,45 +31,23 @@ public:
 
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
-    auto xb = upload(x), wb = upload(weights);
-    auto bb = spec_.hasBias ? upload(bias) : std::make_unique<Buffer>(context(), 4);
-    Buffer yb(context(), y.nbytes());
-    auto t = tapBuffers(taps);
-    KernelBuffers<cl_mem> buffers{};
-    buffers[index(KernelBuffer::X)] = xb->mem();
-    buffers[index(KernelBuffer::Weights)] = wb->mem();
-    buffers[index(KernelBuffer::Bias)] = bb->mem();
-    buffers[index(KernelBuffer::Y)] = yb.mem();
-    run(KernelKind::Forward, x, *t, buffers);
-    yb.read(y.data_ptr(), y.nbytes());
+    run(KernelKind::Forward, x, taps,
+        {{KernelBuffer::X, x},
+         {KernelBuffer::Weights, weights},
+         {KernelBuffer::Bias, spec_.hasBias ? bias : at::Tensor()}},
+        KernelBuffer::Y, y);
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
                     at::Tensor &dx) override {
-    auto dyb = upload(dy), wb = upload(weights);
-    Buffer dxb(context(), dx.nbytes());
-    auto t = tapBuffers(taps);
-    KernelBuffers<cl_mem> buffers{};
-    buffers[index(KernelBuffer::Dy)] = dyb->mem();
-    buffers[index(KernelBuffer::Weights)] = wb->mem();
-    buffers[index(KernelBuffer::Dx)] = dxb.mem();
-    run(KernelKind::BackwardData, dx, *t, buffers);
-    dxb.read(dx.data_ptr(), dx.nbytes());
+    run(KernelKind::BackwardData, dx, taps,
+        {{KernelBuffer::Dy, dy}, {KernelBuffer::Weights, weights}}, KernelBuffer::Dx, dx);
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
-    auto xb = upload(x), dyb = upload(dy);
-    Buffer workspace(context(), codegen::weightWorkspaceCount(spec_) * sizeof(float));
-    Buffer dwb(context(), dw.nbytes());
-    auto t = tapBuffers(taps);
-    KernelBuffers<cl_mem> buffers{};
-    buffers[index(KernelBuffer::X)] = xb->mem();
-    buffers[index(KernelBuffer::Dy)] = dyb->mem();
-    buffers[index(KernelBuffer::Workspace)] = workspace.mem();
-    buffers[index(KernelBuffer::Dw)] = dwb.mem();
-    run(KernelKind::BackwardWeight, x, *t, buffers);
-    dwb.read(dw.data_ptr(), dw.nbytes());
+    run(KernelKind::BackwardWeight, x, taps, {{KernelBuffer::X, x}, {KernelBuffer::Dy, dy}},
+        KernelBuffer::Dw, dw, codegen::weightWorkspaceCount(spec_) * sizeof(float));
   }
 
 private:
@@ -95,15 +73,33 @@ private:
   static int index(KernelBuffer buffer) { return static_cast<int>(buffer); }
 
   /// Runs pass `kind` for input `x` (sizes from its NCHW shape) with the
-  /// layer's tap table and waits.
-  void run(KernelKind kind, const at::Tensor &x, const UploadedTaps &taps,
-           KernelBuffers<cl_mem> buffers) {
-    buffers[index(KernelBuffer::TapOffsets)] = taps.offsets->mem();
-    buffers[index(KernelBuffer::Taps)] = taps.taps->mem();
+  /// layer's tap table and waits: copies `inputs` to the device (an undefined
+  /// one, an absent bias, gets a valid unread buffer), gives the kernels
+  /// `workspaceBytes` of workspace, and copies buffer `result` back to `out`.
+  void run(KernelKind kind, const at::Tensor &x, LayerTaps &taps,
+           std::initializer_list<std::pair<KernelBuffer, at::Tensor>> inputs, KernelBuffer result,
+           at::Tensor &out, size_t workspaceBytes = 0) {
+    KernelBuffers<cl_mem> buffers{};
+    std::vector<std::unique_ptr<Buffer>> held;
+    auto hold = [&](KernelBuffer which, std::unique_ptr<Buffer> buffer) {
+      buffers[index(which)] = buffer->mem();
+      held.push_back(std::move(buffer));
+    };
+    for (const auto &[which, t] : inputs)
+      hold(which, t.defined() ? upload(t) : std::make_unique<Buffer>(context(), 4));
+    if (workspaceBytes > 0)
+      hold(KernelBuffer::Workspace, std::make_unique<Buffer>(context(), workspaceBytes));
+    hold(result, std::make_unique<Buffer>(context(), out.nbytes()));
+    const std::shared_ptr<UploadedTaps> t = tapBuffers(taps);
+    buffers[index(KernelBuffer::TapOffsets)] = t->offsets->mem();
+    buffers[index(KernelBuffer::Taps)] = t->taps->mem();
     const auto launches = codegen::bindPass(kernels_, kind, x.size(0), x.size(2), x.size(3));
-    std::lock_guard<std::mutex> lock(program_->launchMutex());
-    for (const codegen::KernelLaunch &launch : launches)
-      opencl::runKernel(program_->kernel(launch.name), context()->queue(), launch, buffers);
+    {
+      std::lock_guard<std::mutex> lock(program_->launchMutex());
+      for (const codegen::KernelLaunch &launch : launches)
+        opencl::runKernel(program_->kernel(launch.name), context()->queue(), launch, buffers);
+    }
+    held.back()->read(out.data_ptr(), out.nbytes());
   }
 
   codegen::EmittedKernels kernels_;
