@@ -84,39 +84,28 @@ public:
 
   void forward(const at::Tensor &x, const at::Tensor &weights, const at::Tensor &bias,
                LayerTaps &taps, at::Tensor &y) override {
-    c10::DeviceGuard guard(x.device());
-    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
-    cuda::DeviceBuffers buffers = tapBuffers(*t);
-    set(buffers, KernelBuffer::X, x);
-    set(buffers, KernelBuffer::Weights, weights);
-    set(buffers, KernelBuffer::Bias, spec_.hasBias ? bias : weights); // unread without a bias
-    set(buffers, KernelBuffer::Y, y);
-    run(KernelKind::Forward, x, buffers);
+    run(KernelKind::Forward, x, taps,
+        {{KernelBuffer::X, x},
+         {KernelBuffer::Weights, weights},
+         {KernelBuffer::Bias, spec_.hasBias ? bias : weights}, // unread without a bias
+         {KernelBuffer::Y, y}});
   }
 
   void backwardData(const at::Tensor &dy, const at::Tensor &weights, LayerTaps &taps,
                     at::Tensor &dx) override {
-    c10::DeviceGuard guard(dx.device());
-    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
-    cuda::DeviceBuffers buffers = tapBuffers(*t);
-    set(buffers, KernelBuffer::Dy, dy);
-    set(buffers, KernelBuffer::Weights, weights);
-    set(buffers, KernelBuffer::Dx, dx);
-    run(KernelKind::BackwardData, dx, buffers);
+    run(KernelKind::BackwardData, dx, taps,
+        {{KernelBuffer::Dy, dy}, {KernelBuffer::Weights, weights}, {KernelBuffer::Dx, dx}});
   }
 
   void backwardWeight(const at::Tensor &x, const at::Tensor &dy, LayerTaps &taps,
                       at::Tensor &dw) override {
-    c10::DeviceGuard guard(x.device());
-    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
-    cuda::DeviceBuffers buffers = tapBuffers(*t);
-    at::Tensor workspace =
+    const at::Tensor workspace =
         at::empty({codegen::weightWorkspaceCount(spec_)}, x.options().dtype(at::kFloat));
-    set(buffers, KernelBuffer::X, x);
-    set(buffers, KernelBuffer::Dy, dy);
-    set(buffers, KernelBuffer::Workspace, workspace);
-    set(buffers, KernelBuffer::Dw, dw);
-    run(KernelKind::BackwardWeight, x, buffers);
+    run(KernelKind::BackwardWeight, x, taps,
+        {{KernelBuffer::X, x},
+         {KernelBuffer::Dy, dy},
+         {KernelBuffer::Workspace, workspace},
+         {KernelBuffer::Dw, dw}});
   }
 
 private:
@@ -150,8 +139,14 @@ private:
   }
 
   /// Launches pass `kind` for input `x` (sizes from its NCHW shape) on the
-  /// current stream of x's device.
-  void run(KernelKind kind, const at::Tensor &x, const cuda::DeviceBuffers &buffers) {
+  /// current stream of x's device, with `tensors` and the layer's tap table.
+  void run(KernelKind kind, const at::Tensor &x, LayerTaps &taps,
+           std::initializer_list<std::pair<KernelBuffer, at::Tensor>> tensors) {
+    c10::DeviceGuard guard(x.device());
+    const std::shared_ptr<UploadedTaps> t = tapTensors(taps); // alive until the launch
+    cuda::DeviceBuffers buffers = tapBuffers(*t);
+    for (const auto &[which, tensor] : tensors)
+      set(buffers, which, tensor);
     const c10::Stream stream =
         c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(x.device());
     const std::vector<codegen::KernelLaunch> launches =
