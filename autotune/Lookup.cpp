@@ -7,7 +7,6 @@
 #include "autotune/ScheduleSpace.h"
 #include "autotune/ScheduleText.h"
 #include "codegen/DefaultSchedule.h"
-#include "codegen/KernelEmitter.h"
 
 namespace slak::autotune {
 namespace {
@@ -62,7 +61,7 @@ ScheduleChoice lookupSchedule(TuningDatabase *db, const KernelSpec &spec, const 
     KernelSpec probe = spec;
     try {
       probe.schedule = parseSchedule(stored->schedule);
-      codegen::emitKernels(probe); // still legal for this code generator?
+      describeSchedule(probe); // still legal for this code generator?
     } catch (const std::exception &e) {
       note = "stored schedule for " + key + " is unusable (" + e.what() + ")";
       continue;
