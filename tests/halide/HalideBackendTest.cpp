@@ -10,6 +10,7 @@
 #include "codegen/halide/CpuLkConv.h"
 #include "codegen/halide/HalidePipelines.h"
 #include "codegen/reference/Reference.h"
+#include "tests/reference/LayerCases.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +23,11 @@
 
 namespace slak::codegen::cpu {
 namespace {
+
+using reference::expectNear;
+using reference::randomMask;
+using reference::randomWeights;
+using reference::uniform;
 
 struct Kernel {
   int kh, kw, ph, pw; // ph = pw = -1: "same"
@@ -62,35 +68,6 @@ KernelSpec makeSpec(const Layer &layer, int64_t channels, bool sparse) {
   return spec;
 }
 
-std::vector<float> randomVector(size_t size, std::mt19937 &rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(size);
-  for (float &e : v)
-    e = dist(rng);
-  return v;
-}
-
-/// Fails with the worst index unless |got - ref| <= 1e-4 * max |ref| everywhere.
-void expectClose(const std::vector<float> &got, const std::vector<float> &ref,
-                 const std::string &what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double scale = 0.0, worst = 0.0;
-  size_t worstAt = 0;
-  for (size_t k = 0; k < ref.size(); ++k) {
-    scale = std::max(scale, std::abs(static_cast<double>(ref[k])));
-    const double err = std::abs(static_cast<double>(got[k]) - ref[k]);
-    if (!(err <= worst)) { // also catches NaN
-      worst = err;
-      worstAt = k;
-    }
-  }
-  // All-zero references (density 0) must come out exactly zero.
-  const double tolerance = 1e-4 * scale;
-  EXPECT_LE(worst, tolerance) << what << ": worst at flat index " << worstAt << " got "
-                              << got[worstAt] << " expected " << ref[worstAt] << " (max |ref| "
-                              << scale << ")";
-}
-
 /// NCHW -> NHWC and back, for the calls in channels-last memory.
 std::vector<float> toNhwc(const std::vector<float> &v, int64_t n, int64_t c, int64_t hw) {
   std::vector<float> out(v.size());
@@ -122,12 +99,8 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   std::vector<BranchMask> masks(numBranches);
   const bool sparse = size.density < 1.0;
   if (sparse) {
-    std::bernoulli_distribution live(size.density);
-    for (size_t b = 0; b < numBranches; ++b) {
-      masks[b].resize(size.c * spec.branches[b].windowSize());
-      for (uint8_t &m : masks[b])
-        m = live(rng) ? 1 : 0;
-    }
+    for (size_t b = 0; b < numBranches; ++b)
+      masks[b] = randomMask(rng, size.c * spec.branches[b].windowSize(), size.density);
     conv.setTaps(buildTapTable(spec, masks));
   }
   const reference::Shape refShape{size.n, size.c, size.h, size.w};
@@ -140,14 +113,12 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
     return nhwc ? toNchw(v, size.n, size.c, hw) : v;
   };
   const size_t outSize = static_cast<size_t>(size.n * size.c * oh * ow);
-  std::vector<float> x = randomVector(refShape.numel(), rng);
-  reference::Weights weights;
+  std::vector<float> x = uniform(rng, refShape.numel());
+  const reference::Weights weights = randomWeights(rng, spec.branches, size.c);
   std::vector<const float *> weightPtrs;
-  for (const Branch &b : spec.branches)
-    weights.push_back(randomVector(size.c * b.windowSize(), rng));
   for (const auto &w : weights)
     weightPtrs.push_back(w.data());
-  std::vector<float> bias = spec.hasBias ? randomVector(size.c, rng) : std::vector<float>{};
+  std::vector<float> bias = spec.hasBias ? uniform(rng, size.c) : std::vector<float>{};
   const std::vector<BranchMask> refMasks = sparse ? masks : std::vector<BranchMask>{};
 
   // Forward.
@@ -159,13 +130,13 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   const std::vector<float> xIn = in(x, size.h * size.w);
   conv.forward(shape, xIn.data(), weightPtrs, spec.hasBias ? bias.data() : nullptr, yPtrs, threads);
   for (size_t k = 0; k < y.size(); ++k)
-    expectClose(out(y[k], oh * ow), yRef[k], "forward output " + std::to_string(k));
+    expectNear(out(y[k], oh * ow), yRef[k], "forward output " + std::to_string(k));
 
   // Backward passes with random dy (one per branch or shared).
   std::vector<std::vector<float>> dy, dyIn;
   std::vector<const float *> dyPtrs;
   for (size_t k = 0; k < (spec.perBranchOutputs ? numBranches : 1); ++k) {
-    dy.push_back(randomVector(outSize, rng));
+    dy.push_back(uniform(rng, outSize));
     dyIn.push_back(in(dy.back(), oh * ow));
   }
   for (const auto &d : dyIn)
@@ -174,7 +145,7 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   auto dxRef = reference::backwardData(spec, refShape, dy, weights, refMasks);
   std::vector<float> dx(refShape.numel(), -7.0f);
   conv.backwardData(shape, dyPtrs, weightPtrs, dx.data(), threads);
-  expectClose(out(dx, size.h * size.w), dxRef, "backward-data");
+  expectNear(out(dx, size.h * size.w), dxRef, "backward-data");
 
   auto dwRef = reference::backwardWeight(spec, refShape, x, dy, refMasks);
   std::vector<std::vector<float>> dw(numBranches);
@@ -185,12 +156,12 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   }
   conv.backwardWeight(shape, xIn.data(), dyPtrs, dwPtrs, threads);
   for (size_t b = 0; b < numBranches; ++b)
-    expectClose(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+    expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
 
   auto dbRef = reference::backwardBias(spec, refShape, dy);
   std::vector<float> db(size.c, -7.0f);
   conv.backwardBias(shape, dyPtrs, db.data(), threads);
-  expectClose(db, dbRef, "bias gradient");
+  expectNear(db, dbRef, "bias gradient");
 }
 
 /// One CpuLkConv per (channels, sparse) pair, all with the same schedule, so
@@ -328,14 +299,12 @@ TEST(HalideBackend, ThreadCountDoesNotChangeResults) {
   checkAgainstOracle(conv, layer, {2, 5, 14, 14, 0.6}, 1100, /*threads=*/1);
   std::mt19937 rng(1101);
   const Shape shape{2, 5, 14, 14};
-  std::vector<float> x = randomVector(shape.numel(), rng);
-  std::vector<std::vector<float>> w;
+  std::vector<float> x = uniform(rng, shape.numel());
+  const reference::Weights w = randomWeights(rng, spec.branches, 5);
   std::vector<const float *> wp;
-  for (const Branch &b : spec.branches)
-    w.push_back(randomVector(5 * b.windowSize(), rng));
   for (auto &v : w)
     wp.push_back(v.data());
-  std::vector<float> bias = randomVector(5, rng);
+  std::vector<float> bias = uniform(rng, 5);
   std::vector<float> one(shape.numel()), two(shape.numel());
   conv.forward(shape, x.data(), wp, bias.data(), {one.data()}, 1);
   conv.forward(shape, x.data(), wp, bias.data(), {two.data()}, 2);

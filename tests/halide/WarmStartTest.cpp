@@ -12,6 +12,7 @@
 #include "codegen/halide/HostJit.h"
 #include "codegen/reference/Reference.h"
 #include "runtime/PipelineStoreOnDisk.h"
+#include "tests/reference/LayerCases.h"
 
 #include <dirent.h>
 #include <unistd.h>
@@ -28,24 +29,10 @@
 namespace slak::codegen::cpu {
 namespace {
 
-std::vector<float> randomVector(size_t size, std::mt19937 &rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(size);
-  for (float &e : v)
-    e = dist(rng);
-  return v;
-}
-
-void expectClose(const std::vector<float> &got, const std::vector<float> &ref,
-                 const std::string &what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  double scale = 0.0, worst = 0.0;
-  for (size_t k = 0; k < ref.size(); ++k) {
-    scale = std::max(scale, std::abs(static_cast<double>(ref[k])));
-    worst = std::max(worst, std::abs(static_cast<double>(got[k]) - ref[k]));
-  }
-  EXPECT_LE(worst, 1e-4 * std::max(scale, 1.0)) << what;
-}
+using reference::expectNear;
+using reference::randomMask;
+using reference::randomWeights;
+using reference::uniform;
 
 /// A small sparse SLaK layer (13x5 + 5x13 + 5x5) with `schedule`: forward,
 /// backward-data and backward-weight against the oracle.
@@ -55,34 +42,28 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   spec.branches = {Branch::same(13, 5, false), Branch::same(5, 13, false),
                    Branch::same(5, 5, false)};
   std::mt19937 rng(7);
-  std::vector<BranchMask> masks(spec.branches.size());
-  std::bernoulli_distribution live(0.6);
-  for (size_t b = 0; b < masks.size(); ++b) {
-    masks[b].resize(spec.channels * spec.branches[b].windowSize());
-    for (uint8_t &m : masks[b])
-      m = live(rng) ? 1 : 0;
-  }
+  std::vector<BranchMask> masks;
+  for (const Branch &b : spec.branches)
+    masks.push_back(randomMask(rng, spec.channels * b.windowSize(), 0.6));
   CpuLkConv conv(spec, schedule);
   conv.setTaps(buildTapTable(spec, masks));
   const reference::Shape ref{2, spec.channels, 11, 9};
   const Shape shape{ref.n, ref.c, ref.h, ref.w, false};
-  const std::vector<float> x = randomVector(ref.numel(), rng);
-  reference::Weights weights;
+  const std::vector<float> x = uniform(rng, ref.numel());
+  const reference::Weights weights = randomWeights(rng, spec.branches, spec.channels);
   std::vector<const float *> weightPtrs;
-  for (const Branch &b : spec.branches)
-    weights.push_back(randomVector(spec.channels * b.windowSize(), rng));
   for (const auto &w : weights)
     weightPtrs.push_back(w.data());
 
   const auto yRef = reference::forward(spec, ref, x, weights, masks, {});
   std::vector<float> y(ref.numel(), -7.0f);
   conv.forward(shape, x.data(), weightPtrs, nullptr, {y.data()}, 2);
-  expectClose(y, yRef[0], "forward");
+  expectNear(y, yRef[0], "forward");
 
-  const std::vector<std::vector<float>> dy = {randomVector(ref.numel(), rng)};
+  const std::vector<std::vector<float>> dy = {uniform(rng, ref.numel())};
   std::vector<float> dx(ref.numel(), -7.0f);
   conv.backwardData(shape, {dy[0].data()}, weightPtrs, dx.data(), 2);
-  expectClose(dx, reference::backwardData(spec, ref, dy, weights, masks), "backward-data");
+  expectNear(dx, reference::backwardData(spec, ref, dy, weights, masks), "backward-data");
 
   const auto dwRef = reference::backwardWeight(spec, ref, x, dy, masks);
   std::vector<std::vector<float>> dw(spec.branches.size());
@@ -93,7 +74,7 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   }
   conv.backwardWeight(shape, x.data(), {dy[0].data()}, dwPtrs, 2);
   for (size_t b = 0; b < dw.size(); ++b)
-    expectClose(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+    expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
 }
 
 CpuSchedule scheduleA() {

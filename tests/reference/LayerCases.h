@@ -1,5 +1,6 @@
 // LayerCases: what the oracle tests share: a layer case (input shape,
-// branches, mask density, output form), its fixed seed, and random inputs.
+// branches, mask density, output form), its fixed seed, random inputs, and
+// the comparison of results with the oracle's.
 #pragma once
 
 #include "codegen/KernelSpec.h"
@@ -8,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <ostream>
 #include <random>
@@ -50,6 +53,36 @@ inline std::vector<float> uniform(std::mt19937 &rng, int64_t count) {
   for (float &e : v)
     e = dist(rng);
   return v;
+}
+
+/// Fails with the worst index unless |got - ref| <= 1e-4 * max |ref| everywhere.
+inline void expectNear(const std::vector<float> &got, const std::vector<float> &ref,
+                       const std::string &what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double scale = 0.0, worst = 0.0;
+  size_t worstAt = 0;
+  for (size_t k = 0; k < ref.size(); ++k) {
+    scale = std::max(scale, std::abs(static_cast<double>(ref[k])));
+    const double err = std::abs(static_cast<double>(got[k]) - ref[k]);
+    if (!(err <= worst)) { // also catches NaN
+      worst = err;
+      worstAt = k;
+    }
+  }
+  // All-zero references (density 0) must come out exactly zero.
+  const double tolerance = 1e-4 * scale;
+  EXPECT_LE(worst, tolerance) << what << ": worst at flat index " << worstAt << " got "
+                              << got[worstAt] << " expected " << ref[worstAt] << " (max |ref| "
+                              << scale << ")";
+}
+
+/// Random weights of each of `branches` for `channels` channels.
+inline Weights randomWeights(std::mt19937 &rng, const std::vector<codegen::Branch> &branches,
+                             int64_t channels) {
+  Weights weights;
+  for (const codegen::Branch &b : branches)
+    weights.push_back(uniform(rng, channels * b.windowSize()));
+  return weights;
 }
 
 /// Live entries are 1, or with `anyNonZero` any byte 1..255 (the oracle
