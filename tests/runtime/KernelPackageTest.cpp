@@ -36,6 +36,16 @@ std::vector<float> uniform(std::mt19937 &rng, size_t count) {
   return v;
 }
 
+/// Op `name` with the kernels of `spec`, without constants.
+PackagedOp emittedOp(const std::string &name, const std::string &scheduleOrigin,
+                     const KernelSpec &spec) {
+  PackagedOp op;
+  op.name = name;
+  op.scheduleOrigin = scheduleOrigin;
+  op.kernels = codegen::emitKernels(spec);
+  return op;
+}
+
 /// Three ops: a static sparse SLaK-like layer with constant weights, bias and
 /// tap table; a dynamic-size dense f32 layer without constants; a sparse
 /// layer whose tap table is built at run time.
@@ -58,10 +68,7 @@ std::vector<PackagedOp> packageOps() {
           m.push_back(live(rng) ? 1 : 0);
       masks.push_back(m);
     }
-    PackagedOp op;
-    op.name = "stage1.block0.large_kernel";
-    op.scheduleOrigin = "default";
-    op.kernels = codegen::emitKernels(spec);
+    PackagedOp op = emittedOp("stage1.block0.large_kernel", "default", spec);
     op.table = codegen::buildTapTable(spec, masks);
     for (const Branch &b : spec.branches)
       op.weights.push_back(uniform(rng, spec.channels * b.windowSize()));
@@ -73,11 +80,7 @@ std::vector<PackagedOp> packageOps() {
     spec.channels = 3;
     spec.branches = {Branch::same(5, 5)};
     spec.schedule = codegen::defaultSchedule(spec);
-    PackagedOp op;
-    op.name = "dense_dynamic";
-    op.scheduleOrigin = "model";
-    op.kernels = codegen::emitKernels(spec);
-    ops.push_back(op);
+    ops.push_back(emittedOp("dense_dynamic", "model", spec));
   }
   {
     KernelSpec spec;
@@ -85,11 +88,7 @@ std::vector<PackagedOp> packageOps() {
     spec.height = spec.width = 8;
     spec.branches = {Branch::same(7, 3, false)};
     spec.schedule = codegen::defaultSchedule(spec, 0.2);
-    PackagedOp op;
-    op.name = "runtime_masks";
-    op.scheduleOrigin = "default";
-    op.kernels = codegen::emitKernels(spec);
-    ops.push_back(op);
+    ops.push_back(emittedOp("runtime_masks", "default", spec));
   }
   return ops;
 }
