@@ -24,11 +24,6 @@
 namespace slak::codegen::cpu {
 namespace {
 
-using reference::expectNear;
-using reference::randomMask;
-using reference::randomWeights;
-using reference::uniform;
-
 struct Kernel {
   int kh, kw, ph, pw; // ph = pw = -1: "same"
 };
@@ -100,7 +95,7 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   const bool sparse = size.density < 1.0;
   if (sparse) {
     for (size_t b = 0; b < numBranches; ++b)
-      masks[b] = randomMask(rng, size.c * spec.branches[b].windowSize(), size.density);
+      masks[b] = reference::randomMask(rng, size.c * spec.branches[b].windowSize(), size.density);
     conv.setTaps(buildTapTable(spec, masks));
   }
   const reference::Shape refShape{size.n, size.c, size.h, size.w};
@@ -113,12 +108,12 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
     return nhwc ? toNchw(v, size.n, size.c, hw) : v;
   };
   const size_t outSize = static_cast<size_t>(size.n * size.c * oh * ow);
-  std::vector<float> x = uniform(rng, refShape.numel());
-  const reference::Weights weights = randomWeights(rng, spec.branches, size.c);
+  std::vector<float> x = reference::uniform(rng, refShape.numel());
+  const reference::Weights weights = reference::randomWeights(rng, spec.branches, size.c);
   std::vector<const float *> weightPtrs;
   for (const auto &w : weights)
     weightPtrs.push_back(w.data());
-  std::vector<float> bias = spec.hasBias ? uniform(rng, size.c) : std::vector<float>{};
+  std::vector<float> bias = spec.hasBias ? reference::uniform(rng, size.c) : std::vector<float>{};
   const std::vector<BranchMask> refMasks = sparse ? masks : std::vector<BranchMask>{};
 
   // Forward.
@@ -130,13 +125,13 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   const std::vector<float> xIn = in(x, size.h * size.w);
   conv.forward(shape, xIn.data(), weightPtrs, spec.hasBias ? bias.data() : nullptr, yPtrs, threads);
   for (size_t k = 0; k < y.size(); ++k)
-    expectNear(out(y[k], oh * ow), yRef[k], "forward output " + std::to_string(k));
+    reference::expectNear(out(y[k], oh * ow), yRef[k], "forward output " + std::to_string(k));
 
   // Backward passes with random dy (one per branch or shared).
   std::vector<std::vector<float>> dy, dyIn;
   std::vector<const float *> dyPtrs;
   for (size_t k = 0; k < (spec.perBranchOutputs ? numBranches : 1); ++k) {
-    dy.push_back(uniform(rng, outSize));
+    dy.push_back(reference::uniform(rng, outSize));
     dyIn.push_back(in(dy.back(), oh * ow));
   }
   for (const auto &d : dyIn)
@@ -145,7 +140,7 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   auto dxRef = reference::backwardData(spec, refShape, dy, weights, refMasks);
   std::vector<float> dx(refShape.numel(), -7.0f);
   conv.backwardData(shape, dyPtrs, weightPtrs, dx.data(), threads);
-  expectNear(out(dx, size.h * size.w), dxRef, "backward-data");
+  reference::expectNear(out(dx, size.h * size.w), dxRef, "backward-data");
 
   auto dwRef = reference::backwardWeight(spec, refShape, x, dy, refMasks);
   std::vector<std::vector<float>> dw(numBranches);
@@ -156,12 +151,12 @@ void checkAgainstOracle(CpuLkConv &conv, const Layer &layer, const Size &size, u
   }
   conv.backwardWeight(shape, xIn.data(), dyPtrs, dwPtrs, threads);
   for (size_t b = 0; b < numBranches; ++b)
-    expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+    reference::expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
 
   auto dbRef = reference::backwardBias(spec, refShape, dy);
   std::vector<float> db(size.c, -7.0f);
   conv.backwardBias(shape, dyPtrs, db.data(), threads);
-  expectNear(db, dbRef, "bias gradient");
+  reference::expectNear(db, dbRef, "bias gradient");
 }
 
 /// One CpuLkConv per (channels, sparse) pair, all with the same schedule, so
@@ -299,12 +294,12 @@ TEST(HalideBackend, ThreadCountDoesNotChangeResults) {
   checkAgainstOracle(conv, layer, {2, 5, 14, 14, 0.6}, 1100, /*threads=*/1);
   std::mt19937 rng(1101);
   const Shape shape{2, 5, 14, 14};
-  std::vector<float> x = uniform(rng, shape.numel());
-  const reference::Weights w = randomWeights(rng, spec.branches, 5);
+  std::vector<float> x = reference::uniform(rng, shape.numel());
+  const reference::Weights w = reference::randomWeights(rng, spec.branches, 5);
   std::vector<const float *> wp;
   for (auto &v : w)
     wp.push_back(v.data());
-  std::vector<float> bias = uniform(rng, 5);
+  std::vector<float> bias = reference::uniform(rng, 5);
   std::vector<float> one(shape.numel()), two(shape.numel());
   conv.forward(shape, x.data(), wp, bias.data(), {one.data()}, 1);
   conv.forward(shape, x.data(), wp, bias.data(), {two.data()}, 2);

@@ -29,11 +29,6 @@
 namespace slak::codegen::cpu {
 namespace {
 
-using reference::expectNear;
-using reference::randomMask;
-using reference::randomWeights;
-using reference::uniform;
-
 /// A small sparse SLaK layer (13x5 + 5x13 + 5x5) with `schedule`: forward,
 /// backward-data and backward-weight against the oracle.
 void runLayerAgainstOracle(const CpuSchedule &schedule) {
@@ -44,13 +39,13 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   std::mt19937 rng(7);
   std::vector<BranchMask> masks;
   for (const Branch &b : spec.branches)
-    masks.push_back(randomMask(rng, spec.channels * b.windowSize(), 0.6));
+    masks.push_back(reference::randomMask(rng, spec.channels * b.windowSize(), 0.6));
   CpuLkConv conv(spec, schedule);
   conv.setTaps(buildTapTable(spec, masks));
   const reference::Shape ref{2, spec.channels, 11, 9};
   const Shape shape{ref.n, ref.c, ref.h, ref.w, false};
-  const std::vector<float> x = uniform(rng, ref.numel());
-  const reference::Weights weights = randomWeights(rng, spec.branches, spec.channels);
+  const std::vector<float> x = reference::uniform(rng, ref.numel());
+  const reference::Weights weights = reference::randomWeights(rng, spec.branches, spec.channels);
   std::vector<const float *> weightPtrs;
   for (const auto &w : weights)
     weightPtrs.push_back(w.data());
@@ -58,12 +53,13 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   const auto yRef = reference::forward(spec, ref, x, weights, masks, {});
   std::vector<float> y(ref.numel(), -7.0f);
   conv.forward(shape, x.data(), weightPtrs, nullptr, {y.data()}, 2);
-  expectNear(y, yRef[0], "forward");
+  reference::expectNear(y, yRef[0], "forward");
 
-  const std::vector<std::vector<float>> dy = {uniform(rng, ref.numel())};
+  const std::vector<std::vector<float>> dy = {reference::uniform(rng, ref.numel())};
   std::vector<float> dx(ref.numel(), -7.0f);
   conv.backwardData(shape, {dy[0].data()}, weightPtrs, dx.data(), 2);
-  expectNear(dx, reference::backwardData(spec, ref, dy, weights, masks), "backward-data");
+  reference::expectNear(dx, reference::backwardData(spec, ref, dy, weights, masks),
+                        "backward-data");
 
   const auto dwRef = reference::backwardWeight(spec, ref, x, dy, masks);
   std::vector<std::vector<float>> dw(spec.branches.size());
@@ -74,7 +70,7 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   }
   conv.backwardWeight(shape, x.data(), {dy[0].data()}, dwPtrs, 2);
   for (size_t b = 0; b < dw.size(); ++b)
-    expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+    reference::expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
 }
 
 CpuSchedule scheduleA() {
