@@ -111,6 +111,28 @@ struct CpuLkConv::Prepared {
     std::vector<int32_t> outputIndex; // per planned tap, lane 0
   };
   std::vector<BlockWeightRun> blockWeight;
+
+  /// The weights the conv calls' tap weights were gathered from. Gathering
+  /// scatters every live tap of every channel (slower than the whole conv at
+  /// batch 1 on small images); an unchanged set (inference, the repeated
+  /// calls of one layer) keeps what was gathered.
+  std::vector<std::vector<float>> gatheredFrom;
+  /// True when `weights` equal gatheredFrom; otherwise records them.
+  bool sameWeights(const KernelSpec &spec, const std::vector<const float *> &weights) {
+    bool same = gatheredFrom.size() == weights.size();
+    gatheredFrom.resize(weights.size());
+    for (size_t b = 0; b < weights.size(); ++b) {
+      const Branch &br = spec.branches[b];
+      const size_t n = static_cast<size_t>(spec.channels * br.kernelH * br.kernelW);
+      std::vector<float> &saved = gatheredFrom[b];
+      if (same && saved.size() == n &&
+          std::memcmp(saved.data(), weights[b], n * sizeof(float)) == 0)
+        continue;
+      same = false;
+      saved.assign(weights[b], weights[b] + n);
+    }
+    return same;
+  }
 };
 
 CpuLkConv::CpuLkConv(const KernelSpec &spec) : CpuLkConv(spec, defaultCpuSchedule(spec, 56, 56)) {
@@ -585,9 +607,10 @@ void CpuLkConv::forward(const Shape &in, const float *x, const std::vector<const
   setHalideThreads(threads);
   const int64_t oh = prep.sizes.writeH, ow = prep.sizes.writeW;
   const int lanes = prep.plan.channelBlock;
+  const bool gathered = prep.sameWeights(spec_, weights);
   for (Prepared::BlockConvRun &run : prep.blockConv) {
     run.call.inputs[0] = wrapImage(x, in.w, in.h, in.c, in.n, in.channelsLast);
-    for (size_t m = 0; m < run.groups.size(); ++m)
+    for (size_t m = 0; m < run.groups.size() && !gathered; ++m)
       gatherWeights(prep.plan.groups[run.groups[m]], lanes, weights, run.call.groups[m].weights);
     if (spec_.hasBias && !spec_.perBranchOutputs)
       run.call.bias = paddedBias(bias, in.c, prep.plan.numBlocks(in.c), lanes);
@@ -598,7 +621,7 @@ void CpuLkConv::forward(const Shape &in, const float *x, const std::vector<const
   for (size_t r = 0; r < prep.conv.size(); ++r) {
     Prepared::ConvRun &run = prep.conv[r];
     run.call.inputs[0] = wrap(x, in.w, in.h, in.c, in.n);
-    for (size_t m = 0; m < run.groups.size(); ++m)
+    for (size_t m = 0; m < run.groups.size() && !gathered; ++m)
       gatherWeights(prep.plan.groups[run.groups[m]], 1, weights, run.call.groups[m].weights);
     if (spec_.hasBias && !spec_.perBranchOutputs)
       run.call.bias = Buffer<float>(const_cast<float *>(bias), toInt(in.c, "channels"));
@@ -624,11 +647,12 @@ void CpuLkConv::backwardData(const Shape &in, const std::vector<const float *> &
   checkLayout(fn, in, prep);
   setHalideThreads(threads);
   const int64_t oh = prep.sizes.readH, ow = prep.sizes.readW;
+  const bool gathered = prep.sameWeights(spec_, weights);
   if (!prep.blockConv.empty()) {
     Prepared::BlockConvRun &run = prep.blockConv.front();
     for (size_t s = 0; s < run.call.inputs.size(); ++s)
       run.call.inputs[s] = wrapImage(dy[s], ow, oh, in.c, in.n, in.channelsLast);
-    for (size_t m = 0; m < run.groups.size(); ++m)
+    for (size_t m = 0; m < run.groups.size() && !gathered; ++m)
       gatherWeights(prep.plan.groups[run.groups[m]], prep.plan.channelBlock, weights,
                     run.call.groups[m].weights);
     run.call.output = wrapImage(dx, in.w, in.h, in.c, in.n, in.channelsLast);
@@ -638,7 +662,7 @@ void CpuLkConv::backwardData(const Shape &in, const std::vector<const float *> &
   Prepared::ConvRun &run = prep.conv.front();
   for (size_t s = 0; s < run.call.inputs.size(); ++s)
     run.call.inputs[s] = wrap(dy[s], ow, oh, in.c, in.n);
-  for (size_t m = 0; m < run.groups.size(); ++m)
+  for (size_t m = 0; m < run.groups.size() && !gathered; ++m)
     gatherWeights(prep.plan.groups[run.groups[m]], 1, weights, run.call.groups[m].weights);
   run.call.output = wrap(dx, in.w, in.h, in.c, in.n);
   run.pipeline->run(run.call);

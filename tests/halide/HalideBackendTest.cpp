@@ -306,6 +306,44 @@ TEST(HalideBackend, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(one, two) << "each plane is summed in the same order whatever the thread count";
 }
 
+// A conv keeps the tap weights it gathered while the weights stay the same;
+// weights changed in place (an optimizer step: same pointers) are gathered
+// again, forward and backward-data, in both pipeline families.
+TEST(HalideBackend, WeightsChangedInPlaceAreGatheredAgain) {
+  const Layer layer{kSlak13, false, true};
+  for (bool channelsLastSchedule : {false, true}) {
+    SCOPED_TRACE(channelsLastSchedule ? "channels-last" : "NCHW");
+    const int64_t C = channelsLastSchedule ? 40 : 5;
+    KernelSpec spec = makeSpec(layer, C, false);
+    CpuSchedule sched = schedule(8, 2, 2);
+    sched.channelsLast = channelsLastSchedule;
+    CpuLkConv conv(spec, sched);
+    std::mt19937 rng(1150);
+    const Shape shape{2, C, 9, 9};
+    const reference::Shape refShape{2, C, 9, 9};
+    std::vector<float> x = reference::uniform(rng, shape.numel());
+    std::vector<float> dy = reference::uniform(rng, shape.numel());
+    std::vector<float> bias = reference::uniform(rng, C);
+    reference::Weights w = reference::randomWeights(rng, spec.branches, C);
+    std::vector<const float *> wp;
+    for (auto &v : w)
+      wp.push_back(v.data());
+    std::vector<float> y(shape.numel()), dx(shape.numel());
+    for (int step = 0; step < 3; ++step) {
+      if (step == 2) // an update after a repeated call with the same weights
+        for (auto &v : w)
+          for (float &value : v)
+            value = 0.5f * value - 0.25f;
+      conv.forward(shape, x.data(), wp, bias.data(), {y.data()}, 2);
+      conv.backwardData(shape, {dy.data()}, wp, dx.data(), 2);
+      reference::expectNear(y, reference::forward(spec, refShape, x, w, {}, bias)[0],
+                            "forward, call " + std::to_string(step));
+      reference::expectNear(dx, reference::backwardData(spec, refShape, {dy}, w, {}),
+                            "backward-data, call " + std::to_string(step));
+    }
+  }
+}
+
 TEST(HalideBackend, PipelinesAreReusedAcrossShapes) {
   const Layer layer{kConvNeXt7, false, false};
   const CpuSchedule s = schedule(8, 3, 3);
