@@ -83,14 +83,15 @@ layer-table)
 model-table)
   run_bench 0 --train --model slak_nano --image-size 16 --batch 2 --steps 1 --repeats 1 \
     --threads 1 --configs torch/nchw,torch/channels_last
-  read_table '| model | px | large-kernel backend | layout | train images/s | infer images/s | train vs best LibTorch | infer vs best LibTorch | first train step s | first inference s |'
+  read_table '| model | px | large-kernel backend | layout | train images/s | infer images/s | train vs best LibTorch | infer vs best LibTorch | large-kernel ops in a train step | first train step s | first inference s |'
   [[ $(echo "$rows" | wc -l) -eq 2 ]] || fail "expected 2 rows"
   echo "$rows" | grep -qF '| slak_nano | 16 | torch (conv2d branches) | NCHW |' || fail "torch row"
   echo "$rows" | grep -qF '| slak_nano | 16 | torch (conv2d branches) | channels_last |' ||
     fail "torch channels_last row"
   echo "$rows" | awk -F'|' '
     { if ($6 + 0 <= 0 || $7 + 0 <= 0) { print "rates: " $6 " " $7; exit 1 }
-      if ($8 !~ /^ [0-9.]+x $/ || $9 !~ /^ [0-9.]+x $/) { print "ratios: " $8 $9; exit 1 } }' \
+      if ($8 !~ /^ [0-9.]+x $/ || $9 !~ /^ [0-9.]+x $/) { print "ratios: " $8 $9; exit 1 }
+      if ($10 != " - ") { print "LibTorch rows time no slak op: " $10; exit 1 } }' \
     >>"$err" || fail "row contents"
   ;;
 *)
