@@ -61,16 +61,16 @@ void scheduleChannelsLastConv(ChannelsLastConvStages &st, const CpuSchedule &sch
     y.split(c, yb, yl, V, TailStrategy::GuardWithIf)
         .split(j, jo, t, T, TailStrategy::GuardWithIf)
         .split(i, io, r, R, TailStrategy::GuardWithIf)
-        .reorder(yl, t, r, jo, io, yb, n)
-        .fuse(yb, n, cbn)
+        .reorder(yl, t, r, jo, io, n, yb)
+        .fuse(n, yb, cbn)
         .parallel(cbn)
         .vectorize(yl);
     st.lastAcc.compute_at(y, jo);
     scheduleAcc(st.lastAcc, st.tapDomains[st.lastN]);
   } else {
     y.split(c, yb, yl, V, TailStrategy::GuardWithIf)
-        .reorder(yl, j, i, yb, n)
-        .fuse(yb, n, cbn)
+        .reorder(yl, j, i, n, yb)
+        .fuse(n, yb, cbn)
         .parallel(cbn)
         .vectorize(yl);
   }
