@@ -26,7 +26,7 @@ struct ChannelsLastConvStages {
   Var t{"t"}, r{"r"}, jo{"jo"}, io{"io"};
   Func y;
   std::vector<Func> padded;      // per input plane: padded(lane, pixel, cb, n)
-  std::vector<RDom> copyDomains; // (lane, column, row) of the image copied in
+  std::vector<RDom> copyDomains; // (lane, column, row) of the whole channel blocks copied in
   std::vector<ImageParam> copySources;
   std::vector<Func> accs;
   std::vector<RDom> tapDomains;
@@ -39,7 +39,7 @@ struct ChannelsLastConvStages {
 void scheduleChannelsLastConv(ChannelsLastConvStages &st, const CpuSchedule &schedule) {
   const int V = schedule.vectorWidth, R = schedule.tileRows, T = schedule.tileVectors;
   Var cbn("cbn"), ao("ao"), bo("bo");
-  const Var &c = st.c, &j = st.j, &i = st.i, &n = st.n, &p = st.p, &lane = st.lane;
+  const Var &c = st.c, &j = st.j, &i = st.i, &n = st.n, &lane = st.lane;
   const Var &cb = st.cb, &t = st.t, &r = st.r, &jo = st.jo, &io = st.io;
   auto scheduleAcc = [&](Func &acc, const RDom &k) {
     // One tile of one channel block: a constant-size accumulator, which
@@ -169,15 +169,23 @@ void ChannelsLastConvPipeline::Impl::defineAlgorithm(ChannelsLastConvStages &st,
     Expr height = plane.transposed ? in.dim(1).extent() : in.dim(2).extent();
     Func padded("padded" + tag);
     padded(lane, p, cb, n) = 0.0f;
-    RDom rc(0, V, 0, width, 0, height, "copy" + tag);
-    rc.where(cb * V + rc.x < channels); // the last block may be partial
-    // The predicate keeps the lanes past the last channel out; the promise
-    // tells bounds inference so (the load stays one dense vector).
-    Expr ch = unsafe_promise_clamped(cb * V + rc.x, 0, channels - 1);
-    Expr value = plane.transposed ? in(ch, rc.z, rc.y, n) : in(ch, rc.y, rc.z, n);
-    padded(rc.x, (rc.z + pp.padTop) * pp.stride + rc.y + pp.padLeft, cb, n) = value;
+    // Whole channel blocks are copied a pixel vector at a time (the
+    // predicate names only cb, so the lane loop keeps its constant extent
+    // and vectorises); the last block, when partial, lane by lane. The
+    // promise tells bounds inference that no lane past the last channel is
+    // read (the load stays one dense vector).
+    auto copyIn = [&](RDom rc, const Expr &blockPredicate) {
+      rc.where(blockPredicate);
+      Expr ch = unsafe_promise_clamped(cb * V + rc.x, 0, channels - 1);
+      Expr value = plane.transposed ? in(ch, rc.z, rc.y, n) : in(ch, rc.y, rc.z, n);
+      padded(rc.x, (rc.z + pp.padTop) * pp.stride + rc.y + pp.padLeft, cb, n) = value;
+      return rc;
+    };
+    RDom whole(0, V, 0, width, 0, height, "copy" + tag);
+    RDom part(0, V, 0, width, 0, height, "copyPart" + tag);
+    st.copyDomains.push_back(copyIn(whole, cb * V + V <= channels));
+    copyIn(part, cb * V + V > channels && cb * V + part.x < channels);
     st.padded.push_back(padded);
-    st.copyDomains.push_back(rc);
     st.copySources.push_back(in);
   }
 
