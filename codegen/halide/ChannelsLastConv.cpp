@@ -1,5 +1,6 @@
 #include "codegen/halide/ChannelsLastConv.h"
 
+#include "codegen/halide/ChannelBlockCopy.h"
 #include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
@@ -164,27 +165,12 @@ void ChannelsLastConvPipeline::Impl::defineAlgorithm(ChannelsLastConvStages &st,
     PlaneParams pp{Param<int>("padTop" + tag), Param<int>("padLeft" + tag),
                    Param<int>("stride" + tag), Param<int>("rows" + tag)};
     planes.push_back(pp);
-    const Expr channels = in.dim(0).extent();
-    Expr width = plane.transposed ? in.dim(2).extent() : in.dim(1).extent();
-    Expr height = plane.transposed ? in.dim(1).extent() : in.dim(2).extent();
     Func padded("padded" + tag);
     padded(lane, p, cb, n) = 0.0f;
-    // Whole channel blocks are copied a pixel vector at a time (the
-    // predicate names only cb, so the lane loop keeps its constant extent
-    // and vectorises); the last block, when partial, lane by lane. The
-    // promise tells bounds inference that no lane past the last channel is
-    // read (the load stays one dense vector).
-    auto copyIn = [&](RDom rc, const Expr &blockPredicate) {
-      rc.where(blockPredicate);
-      Expr ch = unsafe_promise_clamped(cb * V + rc.x, 0, channels - 1);
-      Expr value = plane.transposed ? in(ch, rc.z, rc.y, n) : in(ch, rc.y, rc.z, n);
-      padded(rc.x, (rc.z + pp.padTop) * pp.stride + rc.y + pp.padLeft, cb, n) = value;
-      return rc;
-    };
-    RDom whole(0, V, 0, width, 0, height, "copy" + tag);
-    RDom part(0, V, 0, width, 0, height, "copyPart" + tag);
-    st.copyDomains.push_back(copyIn(whole, cb * V + V <= channels));
-    copyIn(part, cb * V + V > channels && cb * V + part.x < channels);
+    st.copyDomains.push_back(copyChannelBlocks(
+        padded, in, plane.transposed, V, cb, n,
+        [&](Expr col, Expr row) { return (row + pp.padTop) * pp.stride + col + pp.padLeft; },
+        "copy" + tag));
     st.padded.push_back(padded);
     st.copySources.push_back(in);
   }

@@ -1,5 +1,6 @@
 #include "codegen/halide/ChannelsLastWeightGrad.h"
 
+#include "codegen/halide/ChannelBlockCopy.h"
 #include "codegen/halide/HalideThreads.h"
 #include "codegen/halide/HostJit.h"
 #include "codegen/halide/PipelineCache.h"
@@ -80,27 +81,17 @@ void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGra
     constrainDense(*b);
   st.x = x;
   st.dy = dy;
-  const Expr channels = x.dim(0).extent();
-  // Planes in the group's orientation: (column, row) of the plane.
-  auto at = [&](const ImageParam &in, Expr ch, Expr col, Expr row) {
-    return transposed ? in(ch, row, col, n) : in(ch, col, row, n);
-  };
-  Expr xw = transposed ? x.dim(2).extent() : x.dim(1).extent();
-  Expr xh = transposed ? x.dim(1).extent() : x.dim(2).extent();
-  Expr dw = transposed ? dy.dim(2).extent() : dy.dim(1).extent();
   Expr dh = transposed ? dy.dim(1).extent() : dy.dim(2).extent();
   st.xp = Func("xp");
   st.xp(lane, p, cb, n) = 0.0f;
-  st.rx = RDom(0, V, 0, xw, 0, xh, "copyX");
-  st.rx.where(cb * V + st.rx.x < channels);
-  st.xp(st.rx.x, (st.rx.z + padTop) * stride + st.rx.y + padLeft, cb, n) =
-      at(x, unsafe_promise_clamped(cb * V + st.rx.x, 0, channels - 1), st.rx.y, st.rx.z);
+  st.rx = copyChannelBlocks(
+      st.xp, x, transposed, V, cb, n,
+      [&](Expr col, Expr row) { return (row + padTop) * stride + col + padLeft; }, "copyX");
   st.dyp = Func("dyp");
   st.dyp(lane, p, cb, n) = 0.0f;
-  st.rd = RDom(0, V, 0, dw, 0, dh, "copyDy");
-  st.rd.where(cb * V + st.rd.x < channels);
-  st.dyp(st.rd.x, st.rd.z * dyStride + st.rd.y, cb, n) =
-      at(dy, unsafe_promise_clamped(cb * V + st.rd.x, 0, channels - 1), st.rd.y, st.rd.z);
+  st.rd = copyChannelBlocks(
+      st.dyp, dy, transposed, V, cb, n, [&](Expr col, Expr row) { return row * dyStride + col; },
+      "copyDy");
 
   // r.x: pixel within a strip, r.y: dy row, r.z: strip.
   st.partial = Func("partial");
