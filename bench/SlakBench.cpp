@@ -481,18 +481,29 @@ private:
   Inputs slak_, torchNchw_, torchCl_;
 };
 
-/// Median milliseconds of each body over `repeats` rounds. Each round runs
-/// every body once, in turn, each after a short pause (LibTorch's OpenMP
-/// threads and Halide's workers both spin for a while after a parallel loop)
-/// and once the cores look free: on a machine shared with other jobs, all
-/// bodies then see the same conditions, so their ratios stay meaningful even
-/// when the absolute times drift.
+/// Median milliseconds per call of each body over `repeats` rounds. Each
+/// round runs every body in turn, each after a short pause (LibTorch's
+/// OpenMP threads and Halide's workers both spin for a while after a
+/// parallel loop) and once the cores look free: on a machine shared with
+/// other jobs, all bodies then see the same conditions, so their ratios stay
+/// meaningful even when the absolute times drift. A timed run is a block of
+/// back-to-back calls lasting about kBlockMs (at most kMaxCalls; the count
+/// is fixed per body from its warm-up), so that a millisecond-scale layer is
+/// not timed as one cold call after an idle pause: each body is measured the
+/// way a model calls it, one layer after the other with warm threads.
 std::vector<double> timeRoundsMs(Machine &machine, const std::vector<std::function<void()>> &bodies,
                                  int repeats, int warmup) {
+  constexpr double kBlockMs = 20.0;
+  constexpr int kMaxCalls = 20;
   const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
+  std::vector<int> calls(bodies.size(), 1);
   for (int i = 0; i < warmup; ++i)
-    for (const auto &body : bodies) {
-      body();
+    for (size_t k = 0; k < bodies.size(); ++k) {
+      const auto start = Clock::now();
+      bodies[k]();
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      if (i + 1 == warmup)
+        calls[k] = std::clamp(static_cast<int>(kBlockMs / std::max(ms, 1e-3)), 1, kMaxCalls);
       settle();
     }
   std::vector<std::vector<double>> ms(bodies.size());
@@ -501,8 +512,10 @@ std::vector<double> timeRoundsMs(Machine &machine, const std::vector<std::functi
       settle();
       machine.waitUntilQuiet();
       const auto start = Clock::now();
-      bodies[k]();
-      ms[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      for (int c = 0; c < calls[k]; ++c)
+        bodies[k]();
+      ms[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count() /
+                      calls[k]);
     }
   std::vector<double> medians;
   for (const auto &v : ms)
@@ -547,7 +560,8 @@ std::string formatTable(const std::vector<Row> &rows, const Machine &machine, co
   const double peak = machine.peak();
   os << "Large-kernel layers (branches Mx5 + 5xM + 5x5), fp32, " << opt.threads
      << " threads, median of " << opt.repeats
-     << " alternating runs. slak = the op slak::lk_conv as users call it (checks, taps, "
+     << " alternating runs, ms per call (a run = back-to-back calls for about 20 ms, at most "
+        "20). slak = the op slak::lk_conv as users call it (checks, taps, "
         "autograd; fwd under no_grad, fwd+bwd = backward to x and weights), input in the "
         "layout named; PyTorch = conv2d(groups=C) per branch, summed, masked weights as dense "
         "kernels. vs best = PyTorch's faster layout / slak. GFLOP/s and % of the measured fp32 "

@@ -83,15 +83,17 @@ CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t w
     width = spec.width;
   CpuSchedule s;
   const int64_t inSpan = std::max<int64_t>(1, std::max(height, width));
-  if (spec.channels >= 32 && inSpan < 32) {
-    // Rows shorter than four 8-float vectors: vectorise across channels.
-    // Measured on SLaK-T's stages 2-4 (1 thread, AVX-512): a tile of 7
-    // pixels; where it spans the whole row, one row and single taps, all
-    // branches in one merged walk (no transposed plane: 1.4 ms vs 1.6 ms at
-    // 7x7 with M=13); else 2 rows with tap blocks of 2 and wide branches
-    // transposed (5.5 ms vs 5.7 ms at 14x14, 11.2 ms vs 18.2 ms for the
-    // width-vectorised schedule at 28x28). Larger tiles or blocks run out of
-    // the 32 vector registers.
+  if (spec.channels >= 32 && inSpan < 64) {
+    // Images up to 63 px with many channels: vectorise across channels.
+    // Measured on SLaK-T's four stages (1 thread, AVX-512, forward): a tile
+    // of 7 pixels; where it spans the whole row, one row and single taps,
+    // all branches in one merged walk (no transposed plane: 1.4 ms vs 1.6 ms
+    // at 7x7 with M=13); else 2 rows with tap blocks of 2 and wide branches
+    // transposed. Against the width-vectorised NCHW pipelines: 5.5 vs 8.3 ms
+    // at 14x14, 11.2 vs 18.2 ms at 28x28, 28.8 vs 32.4 ms at 56x56 (and
+    // 1.12x over the three training passes there; RepLKNet's 31x31 and
+    // ConvNeXt's 7x7 at 56x56: 1.13x, 1.15x). Larger tiles or blocks run
+    // out of the 32 vector registers.
     const int64_t outW = std::max<int64_t>(1, spec.branches.empty() ? width : spec.outWidth(width));
     s.channelsLast = true;
     s.vectorWidth = 16;

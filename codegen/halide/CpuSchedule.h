@@ -75,7 +75,7 @@ const ScheduleTable<CpuSchedule> &cpuScheduleFields();
 
 /// A good schedule for `spec` on images of about height x width (the spec's
 /// own sizes when they are static, else these). Small images with many
-/// channels (rows shorter than 32 pixels, at least 32 channels) vectorise
+/// channels (rows shorter than 64 pixels, at least 32 channels) vectorise
 /// across channels with 16 lanes; otherwise the tile spans the image width
 /// when that fits the register file. Wide branches are transposed unless a
 /// channels-last tile spans the whole row.

@@ -404,7 +404,9 @@ TEST(HalideChannelsLast, DefaultPicksChannelsForSmallImagesWithManyChannels) {
   const Layer stage3{kSlak47, false, true}, stage1{kSlak51, false, true};
   EXPECT_TRUE(defaultCpuSchedule(makeSpec(stage3, 499, false), 14, 14).channelsLast);
   EXPECT_TRUE(defaultCpuSchedule(makeSpec({kSlak13, false, true}, 998, false), 7, 7).channelsLast);
-  EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage1, 124, false), 56, 56).channelsLast);
+  EXPECT_TRUE(defaultCpuSchedule(makeSpec(stage1, 124, false), 56, 56).channelsLast);
+  EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage1, 124, false), 112, 112).channelsLast)
+      << "rows of 64 pixels and more fill width vectors";
   EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage3, 4, false), 14, 14).channelsLast)
       << "four channels fill a quarter of a 16-lane vector";
   // A schedule-less CpuLkConv takes it per call size, NHWC memory included.
