@@ -96,6 +96,8 @@ void scheduleChannelsLastConv(ChannelsLastConvStages &st, const CpuSchedule &sch
     // NHWC memory: one dense load per pixel (the specialisation); other
     // strides gather.
     st.padded[q].update(0).specialize(st.copySources[q].dim(0).stride() == 1);
+    // A partial last channel block, lane by lane (copyChannelBlocks).
+    st.padded[q].update(1).unscheduled();
   }
   // NHWC output: one dense store per pixel vector.
   y.specialize(y.output_buffer().dim(0).stride() == 1);

@@ -50,6 +50,9 @@ void scheduleChannelsLastWeightGrad(ChannelsLastWeightGradStages &st, const CpuS
   st.dyp.update(0).reorder(st.rd.x, st.rd.y, st.rd.z).vectorize(st.rd.x);
   st.xp.update(0).specialize(st.x.dim(0).stride() == 1);
   st.dyp.update(0).specialize(st.dy.dim(0).stride() == 1);
+  // A partial last channel block, lane by lane (copyChannelBlocks).
+  st.xp.update(1).unscheduled();
+  st.dyp.update(1).unscheduled();
 }
 
 } // namespace
