@@ -38,6 +38,16 @@ CpuScheduleChoice lookupCpuSchedule(TuningDatabase *db, const KernelSpec &spec,
     const auto stored = db->findChoice({signature, device, compiler});
     if (!stored)
       continue;
+    // The CPU cost model ranks candidates for the measured search; on its
+    // own it is far off for small images (it misses the fixed cost of each
+    // parallel task), so only measured picks replace the default.
+    if (stored->origin == ScheduleOrigin::Model) {
+      c.note = "the stored CPU schedule for " + device +
+               " was picked by the cost model alone (slak-autotune --cpu --model-only); the "
+               "runtime uses measured CPU picks only: run slak-autotune --cpu without "
+               "--model-only";
+      continue;
+    }
     try {
       c.schedule = parseCpuSchedule(stored->schedule);
     } catch (const std::exception &e) {

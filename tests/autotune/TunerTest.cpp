@@ -342,6 +342,16 @@ TEST(CpuTunerTest, MeasuresTheCpuBackendForReal) {
   EXPECT_EQ(c.schedule.str(), r.schedule);
   EXPECT_EQ(lookupCpuSchedule(&db, layer.spec, "cpu:other:2t", 12, 12).origin,
             ScheduleOrigin::Default);
+  // A pick of the cost model alone stays in the database but does not
+  // replace the default on the CPU.
+  TuningResult modelOnly = r;
+  modelOnly.origin = ScheduleOrigin::Model;
+  modelOnly.key.device = "cpu:model-only:1t";
+  ASSERT_TRUE(recordResult(db, modelOnly));
+  const CpuScheduleChoice m = lookupCpuSchedule(&db, layer.spec, modelOnly.key.device, 12, 12);
+  EXPECT_EQ(m.origin, ScheduleOrigin::Default);
+  EXPECT_EQ(m.schedule.str(), codegen::cpu::defaultCpuSchedule(layer.spec, 12, 12).str());
+  EXPECT_NE(m.note.find("cost model alone"), std::string::npos) << m.note;
 }
 
 TEST(CpuTunerTest, TimerKeepsOneDataSetPerWorkload) {

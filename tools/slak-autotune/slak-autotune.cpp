@@ -150,7 +150,9 @@ int main(int argc, char **argv) {
                  "Also measure N candidates spread evenly over the model's ranking and print "
                  "the model's Kendall tau per kernel (0 = off)")
       ->check(CLI::NonNegativeNumber);
-  app.add_flag("--model-only", modelOnly, "With --cpu: rank with the cost model, measure nothing");
+  app.add_flag("--model-only", modelOnly,
+               "With --cpu: rank with the cost model, measure nothing (the pick is stored for "
+               "reference; the runtime uses measured CPU picks only)");
   app.add_option("--repeats", repeats, "Timed runs per measurement; the median counts (default 5)")
       ->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "Untimed runs before each measurement (default 1)")
@@ -364,6 +366,10 @@ int main(int argc, char **argv) {
         // the process is killed right after.
         report << (stored ? "stored in " : "kept the measured schedule already in ") << db->path()
                << " (" << result.measurements.size() << " records)" << std::endl;
+        if (stored && cpu && result.origin == ScheduleOrigin::Model)
+          report << "note: the runtime uses measured CPU picks only; this model-only pick is "
+                    "kept for reference (run without --model-only to measure)"
+                 << std::endl;
       }
     }
     if (layerBar)
