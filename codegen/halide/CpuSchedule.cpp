@@ -76,7 +76,21 @@ std::string CpuSchedule::validate() const { return validateSchedule(cpuScheduleF
 
 std::string CpuSchedule::str() const { return scheduleText(cpuScheduleFields(), *this); }
 
+int hostVectorFloats() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const int floats = __builtin_cpu_supports("avx512f") ? 16 : 8;
+  return floats;
+#else
+  return 4;
+#endif
+}
+
 CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width) {
+  return defaultCpuSchedule(spec, height, width, hostVectorFloats());
+}
+
+CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width,
+                               int hostFloats) {
   if (spec.height > 0)
     height = spec.height;
   if (spec.width > 0)
@@ -95,12 +109,15 @@ CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t w
     // ConvNeXt's 7x7 at 56x56: 1.13x, 1.15x). Larger tiles or blocks run
     // out of the 32 vector registers.
     const int64_t outW = std::max<int64_t>(1, spec.branches.empty() ? width : spec.outWidth(width));
+    // Without AVX-512 (16 vector registers of 8 floats): 8 lanes and one
+    // row of 7 accumulators, so the tile and its loads stay in registers.
+    const bool wide = hostFloats >= 16;
     s.channelsLast = true;
-    s.vectorWidth = 16;
+    s.vectorWidth = wide ? 16 : 8;
     s.tileVectors = static_cast<int>(std::min<int64_t>(7, outW));
     const bool wholeRow = s.tileVectors >= outW;
-    s.tileRows = wholeRow ? 1 : 2;
-    s.tapBlock = wholeRow ? 1 : 2;
+    s.tileRows = wholeRow || !wide ? 1 : 2;
+    s.tapBlock = wholeRow || !wide ? 1 : 2;
     s.transposeWide = !wholeRow;
     s.weightTaps = 8;
     s.weightVectors = 4;

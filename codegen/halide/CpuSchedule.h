@@ -80,5 +80,13 @@ const ScheduleTable<CpuSchedule> &cpuScheduleFields();
 /// when that fits the register file. Wide branches are transposed unless a
 /// channels-last tile spans the whole row.
 CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width);
+/// The same for a host whose vectors hold `hostFloats` floats (16 with
+/// AVX-512, 8 with AVX2): narrower hosts get 8-lane channels-last tiles of
+/// one row (their 16 vector registers hold no more).
+CpuSchedule defaultCpuSchedule(const KernelSpec &spec, int64_t height, int64_t width,
+                               int hostFloats);
+/// Floats per vector register of this CPU: 16 (AVX-512F), 8 (other x86-64),
+/// 4 elsewhere.
+int hostVectorFloats();
 
 } // namespace slak::codegen::cpu

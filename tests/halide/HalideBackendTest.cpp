@@ -407,6 +407,15 @@ TEST(HalideChannelsLast, DefaultPicksChannelsForSmallImagesWithManyChannels) {
   EXPECT_TRUE(defaultCpuSchedule(makeSpec(stage1, 124, false), 56, 56).channelsLast);
   EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage1, 124, false), 112, 112).channelsLast)
       << "rows of 64 pixels and more fill width vectors";
+  // Hosts without AVX-512: 8 lanes, one row of 7 accumulators (16 registers).
+  const CpuSchedule avx512 = defaultCpuSchedule(makeSpec(stage3, 499, false), 14, 14, 16);
+  const CpuSchedule avx2 = defaultCpuSchedule(makeSpec(stage3, 499, false), 14, 14, 8);
+  EXPECT_EQ(avx512.vectorWidth, 16);
+  EXPECT_EQ(avx512.tileRows * avx512.tileVectors, 14);
+  EXPECT_TRUE(avx2.channelsLast);
+  EXPECT_EQ(avx2.vectorWidth, 8);
+  EXPECT_EQ(avx2.tileRows * avx2.tileVectors, 7);
+  EXPECT_EQ(avx2.validate(), "");
   EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage3, 4, false), 14, 14).channelsLast)
       << "four channels fill a quarter of a 16-lane vector";
   // A schedule-less CpuLkConv takes it per call size, NHWC memory included.
