@@ -22,8 +22,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <iterator>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace slak::codegen::cpu {
@@ -90,6 +92,12 @@ std::vector<std::string> entries(const std::string &folder) {
     ::closedir(dir);
   }
   return out;
+}
+
+/// The whole content of the file at `path`.
+std::string readBytes(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 struct ChildResult {
@@ -193,19 +201,13 @@ TEST(WarmStart, ForeignEntriesAreRefusedAndCompiledAgain) {
   ASSERT_GE(files.size(), 4u);
   runtime::KernelCache cache(dir);
   std::string donor;
-  for (const std::string &path : files) {
-    std::ifstream in(path, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.size() > donor.size())
-      donor = bytes;
-  }
+  for (const std::string &path : files)
+    if (std::string bytes = readBytes(path); bytes.size() > donor.size())
+      donor = std::move(bytes);
   std::string payload = donor.substr(64);
   int replaced = 0;
   for (const std::string &path : files) {
-    std::ifstream in(path, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    in.close();
-    if (bytes == donor)
+    if (readBytes(path) == donor)
       continue;
     runtime::CacheKey key;
     const std::string hex = path.substr(path.size() - 36, 32);
