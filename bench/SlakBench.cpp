@@ -26,6 +26,7 @@
 #include "codegen/KernelSpec.h"
 #include "codegen/halide/CpuSchedule.h"
 #include "runtime/LkConvOp.h"
+#include "tools/common/HostMemory.h"
 #include "tools/common/ErrorMessage.h"
 #ifdef SLAK_BENCH_WITH_TRAIN
 #include "bench/TrainBench.h"
@@ -618,6 +619,7 @@ std::string formatJson(const std::vector<Row> &rows, const Machine &machine, con
 } // namespace
 
 int main(int argc, char **argv) {
+  slak::tools::retainFreedHostMemory();
 #ifdef SLAK_BENCH_WITH_TRAIN
   // --train (or --model): whole-model images/s (TrainBench.cpp).
   for (int a = 1; a < argc; ++a)

@@ -1,4 +1,5 @@
 #include "models/Models.h"
+#include "models/Linear.h"
 
 #include <torch/torch.h>
 
@@ -235,7 +236,14 @@ struct SlakBlockImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor &input) {
     auto x = largeKernel->forward(input).permute({0, 2, 3, 1});
-    x = pwconv2(torch::gelu(pwconv1(norm(x))));
+    auto hidden = models::linearGelu(norm(x), pwconv1->weight, pwconv1->bias);
+    // Without stochastic depth the layer scale and the residual add go with
+    // the second linear (one pass over the output on oneDNN, in eval).
+    if (!is_training() || dropPathRate == 0.0)
+      return models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma,
+                                    input.permute({0, 2, 3, 1}))
+          .permute({0, 3, 1, 2});
+    x = models::linear(hidden, pwconv2->weight, pwconv2->bias);
     if (gamma.defined())
       x = gamma * x;
     return input + dropPath(x.permute({0, 3, 1, 2}), dropPathRate, is_training());

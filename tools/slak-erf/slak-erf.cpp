@@ -7,6 +7,7 @@
 #include "models/analysis/ErfReport.h"
 #include "models/analysis/Figure.h"
 #include "models/analysis/Png.h"
+#include "tools/common/HostMemory.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 #include "tools/common/ThreadsFlag.h"
@@ -38,6 +39,7 @@ std::string firstStageKernel(const models::ModelConfig &c) {
 } // namespace
 
 int main(int argc, char **argv) {
+  slak::tools::retainFreedHostMemory();
   CLI::App app{"slak-erf: effective receptive field (RepLKNet / SLaK analysis) of a registry "
                "model with random weights or of slak-train checkpoints, as a PNG heatmap and "
                "the sides of the centred squares holding 20/30/50/99% of it."};

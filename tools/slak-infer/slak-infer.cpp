@@ -11,6 +11,7 @@
 #include "models/data/Datasets.h"
 #include "models/deploy/Checkpoint.h"
 #include "models/deploy/Deploy.h"
+#include "tools/common/HostMemory.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 #include "tools/common/ThreadsFlag.h"
@@ -102,6 +103,7 @@ void writeLogits(const std::string &path, const torch::Tensor &logits) {
 } // namespace
 
 int main(int argc, char **argv) {
+  slak::tools::retainFreedHostMemory();
   using namespace slak;
   CLI::App app{"slak-infer: classify the first N test images (Fashion-MNIST or synthetic) with a "
                "model, its large-kernel layers served by a kernel package or by the JIT"};

@@ -4,6 +4,7 @@
 #include "models/deploy/Deploy.h"
 #include "models/train/Trainer.h"
 #include "runtime/Log.h"
+#include "tools/common/HostMemory.h"
 #include "tools/common/ErrorMessage.h"
 #include "tools/common/ModelFlags.h"
 
@@ -90,6 +91,7 @@ int evaluateCheckpoint(const train::TrainOptions &o, const std::string &kernels,
 } // namespace
 
 int main(int argc, char **argv) {
+  slak::tools::retainFreedHostMemory();
   CLI::App app{"slak-train: train SLaK / ConvNeXt / RepLKNet models with dynamic sparsity "
                "(SLaK's recipe) on Fashion-MNIST or synthetic data, or print parameter counts."};
   app.set_help_all_flag("--help-all", "Print every option, grouped");
