@@ -35,7 +35,9 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -74,6 +76,7 @@ struct TrainBenchOptions {
                                                {models::LkBackend::Torch, false},
                                                {models::LkBackend::Torch, true}};
   std::string markdown;
+  int profileTop = 0; // --profile N: the N ops with the most self time per configuration
 };
 
 [[noreturn]] void trainUsage(const std::string &error) {
@@ -83,7 +86,7 @@ struct TrainBenchOptions {
                "                          [--dataset synthetic|fashion-mnist] [--data-dir DIR]\n"
                "                          [--batch 8] [--steps 2] [--repeats 3] [--threads 2]\n"
                "                          [--configs runtime/nchw,torch/nchw,torch/channels_last]\n"
-               "                          [--sparsity S] [--markdown FILE]\n"
+               "                          [--sparsity S] [--markdown FILE] [--profile N]\n"
                "  Training and inference images/s of each registry model (comma-separated) at\n"
                "  --image-size px, for each configuration (large-kernel backend runtime|torch /\n"
                "  layout nchw|channels_last). Each run times --steps training steps (forward,\n"
@@ -91,7 +94,10 @@ struct TrainBenchOptions {
                "  alternate, --repeats runs each, medians. The first training step and the\n"
                "  first inference batch (kernel compilation) are reported apart.\n"
                "  Synthetic images have the model's input channels; Fashion-MNIST (1 channel,\n"
-               "  28 px) is resized to --image-size.\n";
+               "  28 px) is resized to --image-size.\n"
+               "  --profile N: after the timed runs, one more training run and inference run\n"
+               "  per configuration under LibTorch's RecordFunction, and a table of the N ops\n"
+               "  (and autograd nodes) with the most self time per step.\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -163,6 +169,8 @@ TrainBenchOptions parseTrainOptions(int argc, char **argv) {
         trainUsage("--sparsity expects a number in [0, 1), got '" + text + "'");
     } else if (arg == "--markdown") {
       o.markdown = args.value();
+    } else if (arg == "--profile") {
+      o.profileTop = static_cast<int>(parsePositive(arg, args.value()));
     } else if (arg == "--help" || arg == "-h") {
       trainUsage("");
     } else {
@@ -282,6 +290,83 @@ private:
           std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - s->t0).count());
   }
   at::CallbackHandle handle_;
+};
+
+/// --profile: self time per LibTorch op and autograd node (RecordFunction,
+/// ops nested in another op count only in the innermost), over the runs it
+/// is installed for.
+class OpProfile {
+public:
+  struct Entry {
+    std::string name;
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+
+  OpProfile() {
+    instance() = this;
+    handle_ = at::addGlobalCallback(
+        at::RecordFunctionCallback(&start, &end)
+            .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+  }
+  ~OpProfile() {
+    at::removeCallback(handle_);
+    instance() = nullptr;
+  }
+  OpProfile(const OpProfile &) = delete;
+  OpProfile &operator=(const OpProfile &) = delete;
+
+  /// Entries by self time, largest first.
+  std::vector<Entry> entries() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<Entry> out;
+    for (const auto &[name, e] : byName_)
+      out.push_back(e);
+    std::sort(out.begin(), out.end(),
+              [](const Entry &a, const Entry &b) { return a.seconds > b.seconds; });
+    return out;
+  }
+
+private:
+  struct Frame : at::ObserverContext {
+    Clock::time_point t0;
+    double childSeconds = 0;
+    Frame *parent = nullptr;
+  };
+  static OpProfile *&instance() {
+    static OpProfile *p = nullptr;
+    return p;
+  }
+  static Frame *&top() {
+    thread_local Frame *t = nullptr;
+    return t;
+  }
+  static std::unique_ptr<at::ObserverContext> start(const at::RecordFunction &) {
+    auto f = std::make_unique<Frame>();
+    f->parent = top();
+    top() = f.get();
+    f->t0 = Clock::now();
+    return f;
+  }
+  static void end(const at::RecordFunction &fn, at::ObserverContext *context) {
+    auto *f = dynamic_cast<Frame *>(context);
+    OpProfile *p = instance();
+    if (f == nullptr || p == nullptr)
+      return;
+    const double total = std::chrono::duration<double>(Clock::now() - f->t0).count();
+    top() = f->parent;
+    if (f->parent)
+      f->parent->childSeconds += total;
+    std::lock_guard<std::mutex> lock(p->mutex_);
+    Entry &e = p->byName_[fn.name()];
+    e.name = fn.name();
+    ++e.calls;
+    e.seconds += total - f->childSeconds;
+  }
+
+  at::CallbackHandle handle_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry> byName_;
 };
 
 /// One configuration's model, optimizer and masks, and its inputs in its layout.
@@ -410,6 +495,8 @@ struct Result {
   double firstTrainSeconds = 0, firstInferenceSeconds = 0;
   std::vector<double> train, inference; // images/s per run
   std::vector<double> lkShare;          // per training run: slak::lk_conv* time / step time
+  std::vector<OpProfile::Entry> trainOps, inferenceOps; // --profile, totals over one run
+  double trainProfileSeconds = 0, inferenceProfileSeconds = 0;
 };
 
 /// Builds every configuration of one model, times the first calls, then
@@ -452,6 +539,26 @@ std::vector<Result> benchModel(const TrainBenchOptions &o, const std::string &na
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (k + rep) % n;
       results[i].inference.push_back(runs[i]->inferenceRate());
+    }
+  if (o.profileTop > 0)
+    for (size_t i = 0; i < n; ++i) {
+      std::cerr << "slak-bench --train: " << name << " " << results[i].configuration.name()
+                << ": profiled training and inference run\n";
+      double share = 0;
+      {
+        OpProfile profile;
+        const auto t0 = Clock::now();
+        runs[i]->trainingRate(&share);
+        results[i].trainProfileSeconds = secondsSince(t0);
+        results[i].trainOps = profile.entries();
+      }
+      {
+        OpProfile profile;
+        const auto t0 = Clock::now();
+        runs[i]->inferenceRate();
+        results[i].inferenceProfileSeconds = secondsSince(t0);
+        results[i].inferenceOps = profile.entries();
+      }
     }
   return results;
 }
@@ -512,6 +619,35 @@ std::string formatTable(const TrainBenchOptions &o, const std::vector<Result> &r
   return table.str();
 }
 
+/// --profile: per configuration, the ops with the most self time per
+/// training step and per inference batch.
+std::string formatProfiles(const TrainBenchOptions &o, const std::vector<Result> &results) {
+  std::ostringstream out;
+  char line[512];
+  auto section = [&](const Result &r, const char *what, const std::vector<OpProfile::Entry> &ops,
+                     double seconds) {
+    const double perStep = 1.0 / static_cast<double>(o.steps);
+    std::snprintf(line, sizeof line,
+                  "\n%s %s, %s: self time per %s (%.0f ms), top %d of %zu ops (RecordFunction; "
+                  "an op nested in another counts in the innermost)\n\n",
+                  r.model.c_str(), r.configuration.name().c_str(), what,
+                  std::strcmp(what, "training") == 0 ? "step" : "batch", 1e3 * seconds * perStep,
+                  o.profileTop, ops.size());
+    out << line << "| op | calls | ms | share |\n|---|---|---|---|\n";
+    for (size_t k = 0; k < ops.size() && k < static_cast<size_t>(o.profileTop); ++k) {
+      std::snprintf(line, sizeof line, "| %s | %.0f | %.1f | %.1f%% |\n", ops[k].name.c_str(),
+                    static_cast<double>(ops[k].calls) * perStep, 1e3 * ops[k].seconds * perStep,
+                    100.0 * ops[k].seconds / seconds);
+      out << line;
+    }
+  };
+  for (const Result &r : results) {
+    section(r, "training", r.trainOps, r.trainProfileSeconds);
+    section(r, "inference", r.inferenceOps, r.inferenceProfileSeconds);
+  }
+  return out.str();
+}
+
 } // namespace
 
 int runTrainBench(int argc, char **argv) {
@@ -533,7 +669,9 @@ int runTrainBench(int argc, char **argv) {
     std::cerr << "slak-bench --train: error: " << tools::errorMessage(e) << "\n";
     return 1;
   }
-  const std::string table = formatTable(o, results, loadBefore, loadAverage());
+  std::string table = formatTable(o, results, loadBefore, loadAverage());
+  if (o.profileTop > 0)
+    table += formatProfiles(o, results);
   std::cout << table;
   if (!o.markdown.empty())
     std::ofstream(o.markdown) << table;

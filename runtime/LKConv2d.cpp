@@ -181,18 +181,6 @@ at::Tensor LKConv2dImpl::forward(const at::Tensor &x) {
   return sumOfNormedBranches(lk_conv(x, weights_, masks_, std::nullopt, options), norms_);
 }
 
-at::Tensor sumOfNormedBranches(const at::Tensor &y, std::vector<torch::nn::BatchNorm2d> norms) {
-  TORCH_CHECK(y.dim() == 5 && y.size(0) == static_cast<int64_t>(norms.size()),
-              "slak::sumOfNormedBranches: outputs of shape ", y.sizes(), " for ", norms.size(),
-              " BatchNorms, expected [", norms.size(), ", N, C, H, W]");
-  at::Tensor out;
-  for (size_t b = 0; b < norms.size(); ++b) {
-    at::Tensor normed = norms[b]->forward(y.select(0, static_cast<int64_t>(b)));
-    out = out.defined() ? out + normed : normed;
-  }
-  return out;
-}
-
 void LKConv2dImpl::pretty_print(std::ostream &stream) const {
   stream << "slak::LKConv2d(channels=" << options_.channels() << ", kernels=";
   for (size_t b = 0; b < weights_.size(); ++b)
