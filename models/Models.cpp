@@ -243,9 +243,9 @@ struct SlakBlockImpl : torch::nn::Module {
       return models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma,
                                     input.permute({0, 2, 3, 1}))
           .permute({0, 3, 1, 2});
-    x = models::linear(hidden, pwconv2->weight, pwconv2->bias);
-    if (gamma.defined())
-      x = gamma * x;
+    x = gamma.defined()
+            ? models::linear(hidden, pwconv2->weight * gamma.unsqueeze(1), pwconv2->bias * gamma)
+            : models::linear(hidden, pwconv2->weight, pwconv2->bias);
     return input + dropPath(x.permute({0, 3, 1, 2}), dropPathRate, is_training());
   }
   std::shared_ptr<LargeKernelConv> largeKernel;

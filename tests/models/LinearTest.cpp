@@ -75,13 +75,14 @@ TEST_P(LinearCases, ForwardAndGradientsMatchTorchLinear) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LinearCases,
-    ::testing::Values(Case{"mlp_up_2d", {37, 24}, 96, true, 0},
-                      Case{"mlp_down_2d", {37, 96}, 24, true, 0},
-                      Case{"no_bias", {5, 7}, 3, false, 0},
-                      Case{"nhwc_channels_last_up", {2, 5, 6, 16}, 64, true, 1},
-                      Case{"nhwc_channels_last_down", {2, 5, 6, 64}, 16, true, 1},
-                      Case{"nhwc_from_nchw", {3, 4, 7, 13}, 52, true, 2},
-                      Case{"one_row", {1, 9}, 4, true, 0}),
+    ::testing::Values(
+        Case{"mlp_up_2d", {37, 24}, 96, true, 0}, Case{"mlp_down_2d", {37, 96}, 24, true, 0},
+        Case{"no_bias", {5, 7}, 3, false, 0},
+        Case{"nhwc_channels_last_up", {2, 5, 6, 16}, 64, true, 1},
+        Case{"nhwc_channels_last_down", {2, 5, 6, 64}, 16, true, 1},
+        Case{"nhwc_from_nchw", {3, 4, 7, 13}, 52, true, 2}, Case{"one_row", {1, 9}, 4, true, 0},
+        // Whole 8 x 8 transpose blocks and 64 x 64 tiles, with edges.
+        Case{"tiles_up", {203, 40}, 160, true, 0}, Case{"tiles_down", {136, 160}, 40, true, 0}),
     [](const auto &info) { return info.param.name; });
 
 TEST(Linear, OtherDtypesAndDevicesUseTorchLinear) {
