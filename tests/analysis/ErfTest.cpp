@@ -102,7 +102,9 @@ TEST(ErfGeometry, FieldIsWhereTheCentreOutputReads) {
   auto centre = f.select(3, f.size(3) / 2).select(2, f.size(2) / 2).sum();
   auto g = torch::autograd::grad({centre}, {x})[0].abs().sum(at::IntArrayRef{0, 1});
   auto inside = g.slice(0, rf.lo, rf.hi + 1).slice(1, rf.lo, rf.hi + 1);
-  EXPECT_DOUBLE_EQ(g.sum().item<double>(), inside.sum().item<double>());
+  auto outside = g.clone();
+  outside.slice(0, rf.lo, rf.hi + 1).slice(1, rf.lo, rf.hi + 1).zero_();
+  EXPECT_EQ(outside.abs().max().item<double>(), 0.0);
   EXPECT_GT(inside.select(0, 0).sum().item<double>(), 0);
   EXPECT_GT(inside.select(0, inside.size(0) - 1).sum().item<double>(), 0);
   EXPECT_GT(inside.select(1, 0).sum().item<double>(), 0);
@@ -200,9 +202,12 @@ TEST(ErfMap, NonNegativeNormalisedMonotoneAndInsideTheField) {
       EXPECT_LE(erf.rawSides[i - 1].side, erf.rawSides[i].side);
     }
   }
-  // Batching does not change the mean.
+  // Batching does not change the mean, up to fp32 rounding: the MLPs'
+  // matmuls (oneDNN) block their rows by batch size, so a batch of one and
+  // of two round differently (measured 4e-7 of the largest value).
   auto one = analysis::computeErf(*model, noise(3, size), 1);
-  EXPECT_TRUE(torch::allclose(one.mean, erf.mean, 1e-6, 1e-12));
+  const double largest = erf.mean.abs().max().item<double>();
+  EXPECT_LE((one.mean - erf.mean).abs().max().item<double>(), 1e-5 * largest);
 }
 
 TEST(ErfMap, LargerKernelsGiveALargerField) {
