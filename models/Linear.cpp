@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 
 #include <immintrin.h>
@@ -169,9 +170,28 @@ bool oneDnnLinearApplies(const torch::Tensor &x) {
          x.layout() == torch::kStrided && x.dim() >= 2 && oneDnnOps().has_value();
 }
 
+namespace {
+
+/// oneDNN serves x and this weight (else torch::linear).
+bool onOneDnn(const torch::Tensor &x, const torch::Tensor &weight) {
+  return oneDnnLinearApplies(x) && weight.scalar_type() == torch::kFloat;
+}
+
+/// Whether autograd will want gradients of any of these (undefined ones skipped).
+bool needsGrad(std::initializer_list<torch::Tensor> tensors) {
+  if (!torch::GradMode::is_enabled())
+    return false;
+  for (const auto &t : tensors)
+    if (t.defined() && t.requires_grad())
+      return true;
+  return false;
+}
+
+} // namespace
+
 torch::Tensor linear(const torch::Tensor &x, const torch::Tensor &weight,
                      const torch::Tensor &bias) {
-  if (!oneDnnLinearApplies(x) || weight.scalar_type() != torch::kFloat)
+  if (!onOneDnn(x, weight))
     return torch::linear(x, weight, bias);
   TORCH_CHECK(weight.dim() == 2 && weight.size(1) == x.size(-1), "slak linear: input with ",
               x.size(-1), " features does not match weight ", weight.sizes());
@@ -181,10 +201,7 @@ torch::Tensor linear(const torch::Tensor &x, const torch::Tensor &weight,
 
 torch::Tensor linearGelu(const torch::Tensor &x, const torch::Tensor &weight,
                          const torch::Tensor &bias) {
-  const bool needGrad =
-      torch::GradMode::is_enabled() &&
-      (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  if (needGrad || !oneDnnLinearApplies(x) || weight.scalar_type() != torch::kFloat)
+  if (needsGrad({x, weight, bias}) || !onOneDnn(x, weight))
     return torch::gelu(linear(x, weight, bias));
   return matmul(rows(x), weight, bias, "gelu").view(outputShape(x, weight.size(0)));
 }
@@ -192,22 +209,15 @@ torch::Tensor linearGelu(const torch::Tensor &x, const torch::Tensor &weight,
 torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight,
                              const torch::Tensor &bias, const torch::Tensor &scale,
                              const torch::Tensor &residual) {
-  const bool needGrad =
-      torch::GradMode::is_enabled() &&
-      (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()) ||
-       (scale.defined() && scale.requires_grad()) || residual.requires_grad());
+  // The scale rides on the weights (weight-sized work, differentiable)
+  // instead of a pass over the output and another in the backward.
+  const auto w = scale.defined() ? weight * scale.unsqueeze(1) : weight;
+  const auto b = scale.defined() && bias.defined() ? bias * scale : bias;
   const auto shape = outputShape(x, weight.size(0));
-  if (needGrad || !oneDnnLinearApplies(x) || weight.scalar_type() != torch::kFloat ||
+  if (needsGrad({x, weight, bias, scale, residual}) || !onOneDnn(x, weight) ||
       residual.sizes() != c10::IntArrayRef(shape) || !residual.is_contiguous() ||
-      residual.scalar_type() != torch::kFloat) {
-    // The scale rides on the weights (weight-sized work, differentiable)
-    // instead of a pass over the output and another in the backward.
-    if (!scale.defined())
-      return residual + linear(x, weight, bias);
-    return residual + linear(x, weight * scale.unsqueeze(1), bias.defined() ? bias * scale : bias);
-  }
-  auto w = scale.defined() ? weight * scale.unsqueeze(1) : weight;
-  auto b = scale.defined() && bias.defined() ? bias * scale : bias;
+      residual.scalar_type() != torch::kFloat)
+    return residual + linear(x, w, b);
   return oneDnnOps()->binary.call(rows(x), rows(residual), w, optional(b), "add").view(shape);
 }
 
