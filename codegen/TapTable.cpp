@@ -60,8 +60,11 @@ BranchTapStats branchTapStats(const KernelSpec &spec, const TapTable &table, int
     stats.minPerChannel = 0;
     stats.rowBegin = stats.colBegin = 0;
   }
-  stats.meanPerChannel = static_cast<double>(total) / spec.channels;
-  stats.density = static_cast<double>(total) / (spec.channels * b.windowSize());
+  // A layer without channels has no taps: 0, not 0/0 (a NaN has no text
+  // form in #slak.branch_taps).
+  const int64_t window = spec.channels * b.windowSize();
+  stats.meanPerChannel = spec.channels > 0 ? static_cast<double>(total) / spec.channels : 0.0;
+  stats.density = window > 0 ? static_cast<double>(total) / window : 0.0;
   return stats;
 }
 

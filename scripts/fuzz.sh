@@ -121,10 +121,22 @@ for target in "${targets[@]}"; do
     echo "[fuzz] $target FAILED; the report (full log: $log):" >&2
     grep -E "ERROR: |BUG: |SUMMARY: |runtime error: |leak|timeout|out-of-memory|#[0-9]+ 0x.* in " "$log" \
       | grep -v "in fuzzer::" | head -30 >&2 || true
+    # A target's own BUG report carries the diagnostics and the IR that show
+    # what went wrong; CI keeps only this output, so it is printed whole.
+    if grep -q "BUG: " "$log"; then
+      echo "[fuzz] the BUG report in full (first 200 lines):" >&2
+      sed -n '/BUG: /,/^==[0-9]*== ERROR: /p' "$log" | head -200 >&2
+    fi
     reproducer=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
     if [[ -n "$reproducer" ]]; then
       echo "[fuzz] reproducer: $reproducer" >&2
       echo "[fuzz] rerun it:   TMPDIR=/tmp $fuzz/$target $reproducer" >&2
+      # CI's folders are gone after the run: the bytes, to rebuild the file
+      # with `base64 -d`.
+      if (($(stat -c %s "$reproducer") <= 16384)); then
+        echo "[fuzz] the reproducer in base64:" >&2
+        base64 -w 120 "$reproducer" >&2
+      fi
     fi
   elif ((ci)); then
     rm -f "$log"

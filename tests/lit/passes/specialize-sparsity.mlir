@@ -108,3 +108,16 @@ func.func @dense_arguments(%x: tensor<1x2x4x4xf32>, %w: tensor<2x1x3x1xf32>) -> 
   %y = slak.lk_conv %x weights(%w : tensor<2x1x3x1xf32>) : tensor<1x2x4x4xf32> -> tensor<1x2x4x4xf32>
   return %y : tensor<1x2x4x4xf32>
 }
+
+// -----
+
+// A layer without channels has no taps: mean and density are 0 (0/0 would
+// print as a NaN that no parser reads back; found by slak-fuzz-ir).
+// CHECK-LABEL: func.func @zero_channels
+// CHECK: #slak.branch_taps<kernel = [3, 3], nnz = [0, 0], mean = 0.0, density = 0.0, window = [0, 0, 0, 0]
+func.func @zero_channels(%x: tensor<1x0x5x5xf32>) -> tensor<1x0x5x5xf32> {
+  %w = arith.constant dense<1.0> : tensor<0x1x3x3xf32>
+  %v = arith.constant dense<1.0> : tensor<0x1x5x1xf32>
+  %y = slak.lk_conv %x weights(%w, %v : tensor<0x1x3x3xf32>, tensor<0x1x5x1xf32>) : tensor<1x0x5x5xf32> -> tensor<1x0x5x5xf32>
+  return %y : tensor<1x0x5x5xf32>
+}
