@@ -22,6 +22,8 @@
 #include "models/Models.h"
 #include "models/data/Datasets.h"
 #include "models/sparse/Masking.h"
+#include "models/train/FusedAdamW.h"
+#include "models/train/FusedAdamW.h"
 #include "tools/common/ErrorMessage.h"
 
 #include <ATen/record_function.h>
@@ -389,7 +391,7 @@ public:
         if (p.dim() == 4)
           p.set_data(p.data().contiguous(format));
     }
-    optimizer_ = std::make_unique<torch::optim::AdamW>(
+    optimizer_ = std::make_unique<train::FusedAdamW>(
         model_->parameters(), torch::optim::AdamWOptions(2e-3).weight_decay(0.05));
     if (config.sparsity > 0) {
       sparse::Options s;

@@ -145,9 +145,11 @@ struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunct
     const auto &x2d = saved[0], &weight = saved[1];
     const auto dy = grads[0].contiguous();
     torch::Tensor dx, dw, db;
-    // dx = dy W: a linear with weight W^T (weight-sized: copied contiguous).
+    // dx = dy W: a linear with weight W^T, passed as the transposed view
+    // (oneDNN packs the weight operand from any strides; a contiguous copy
+    // through LibTorch costs 5 ms for a SLaK-T stage-4 weight).
     if (ctx->needs_input_grad(0))
-      dx = matmul(dy, weight.t().contiguous(), {});
+      dx = matmul(dy, weight.t(), {});
     // dW = dy^T x, a linear of dy^T with weight x^T. oneDNN reads the weight
     // operand with any strides, but LibTorch copies the input operand
     // contiguous with a generic strided copy (about 5 ms for a SLaK-T
@@ -155,7 +157,7 @@ struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunct
     // 8 x 8 register tiles. Where x has fewer features, dW^T = x^T dy is
     // computed and transposed back (weight-sized).
     if (ctx->needs_input_grad(1))
-      dw = x2d.size(1) < dy.size(1) ? matmul(transposed(x2d), dy.t(), {}).t().contiguous()
+      dw = x2d.size(1) < dy.size(1) ? transposed(matmul(transposed(x2d), dy.t(), {}))
                                     : matmul(transposed(dy), x2d.t(), {});
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2))
       db = dy.sum(0);

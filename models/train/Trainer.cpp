@@ -4,6 +4,7 @@
 #include "models/checkpoint/ConfigJson.h"
 #include "models/checkpoint/TrainingCheckpoint.h"
 #include "models/train/Ema.h"
+#include "models/train/FusedAdamW.h"
 #include "models/train/OutputDirectoryLock.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -324,7 +325,7 @@ struct Trainer::State {
                                    torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay)));
     groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(
                                      torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
-    optimizer = std::make_unique<torch::optim::AdamW>(
+    optimizer = std::make_unique<FusedAdamW>(
         std::move(groups), torch::optim::AdamWOptions(o.lr).weight_decay(o.weightDecay));
     // Gradients of every parameter plus the step's loss and correct counts.
     bucket = std::make_unique<GradientBucket>(model->parameters(), 2);
