@@ -87,7 +87,9 @@ std::vector<CpuSchedule> cpuScheduleSpace(const KernelSpec &spec, const Workload
                       out.push_back(s);
                   }
           } else {
-            for (int k : {1, 2, 4, 6, 8, 12, 16, 20, 24, 28})
+            // Channels-last blocks are runs of one tap row: also the row
+            // widths of common kernels (5, 7).
+            for (int k : {1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 28})
               for (int sv = 1; sv <= 8; ++sv) {
                 if (k + sv + 2 > registers)
                   continue;

@@ -59,7 +59,7 @@ void scheduleChannelsLastWeightGrad(ChannelsLastWeightGradStages &st, const CpuS
 
 struct ChannelsLastWeightGradPipeline::Impl {
   ImageParam x{Float(32), 4, "x"}, dy{Float(32), 4, "dy"};
-  ImageParam offsets{Int(32), 3, "offsets"}, rows{Int(32), 3, "rows"};
+  ImageParam offsets{Int(32), 2, "offsets"}, rows{Int(32), 3, "rows"};
   Param<int> padTop{"padTop"}, padLeft{"padLeft"}, stride{"stride"}, planeRows{"planeRows"};
   Param<int> dyStride{"dyStride"}, stripCount{"stripCount"};
   Param<int> offsetMin{"offsetMin"}, offsetMax{"offsetMax"};
@@ -102,7 +102,10 @@ void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGra
   st.r = RDom(0, SV, 0, dh, 0, stripCount, "pos");
   const RDom &r = st.r;
   st.r.where(r.y >= rows(0, kb, cb) && r.y < rows(1, kb, cb));
-  Expr offset = unsafe_promise_clamped(offsets(kk, kb, cb), offsetMin, offsetMax);
+  // A block is K consecutive columns of one tap row: tap kk reads kk pixels
+  // right of tap 0, so neighbouring taps and pixels load the same x vectors
+  // (SV + K - 1 loads for SV x K multiply-adds).
+  Expr offset = unsafe_promise_clamped(offsets(kb, cb), offsetMin, offsetMax) + kk;
   // A block only runs over the dy rows its taps reach, so its reads stay
   // within padTop rows of the image (the host sizes padTop for that).
   Expr xAt = unsafe_promise_clamped((r.y + padTop) * stride + padLeft + r.z * SV + offset, 0,
@@ -122,7 +125,7 @@ void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGra
 
 std::shared_ptr<ChannelsLastWeightGradPipeline>
 ChannelsLastWeightGradPipeline::get(bool transposed, const CpuSchedule &schedule) {
-  const std::string key = std::string("wgrad-cl T=") + (transposed ? "1" : "0") +
+  const std::string key = std::string("wgrad-cl column-runs T=") + (transposed ? "1" : "0") +
                           " vec=" + std::to_string(schedule.vectorWidth) +
                           " taps=" + std::to_string(schedule.weightTaps) +
                           " strip=" + std::to_string(schedule.weightVectors);

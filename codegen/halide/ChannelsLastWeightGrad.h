@@ -22,7 +22,7 @@ namespace slak::codegen::cpu {
 /// Run-time inputs of one channels-last backward-weight call (one group).
 struct ChannelsLastWeightGradCall {
   Halide::Buffer<float> x, dy;             // [C, W, H, N] and [C, Wo, Ho, N], any strides
-  Halide::Buffer<int32_t> offsets;         // [weightTaps, blocks, channel blocks]: du * stride + dv
+  Halide::Buffer<int32_t> offsets;         // [blocks, channel blocks]: du * stride + dv of tap 0
   Halide::Buffer<int32_t> rows;            // [2, blocks, channel blocks]: dy rows the block reaches
   int padTop = 0, padLeft = 0, stride = 0; // padded x plane, in pixels
   int planeRows = 0;                       // rows of the padded x plane

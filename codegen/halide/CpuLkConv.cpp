@@ -488,23 +488,32 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
     const int64_t dyW = g.transposed ? sz.writeH : sz.writeW;
     call.stripCount = toInt((dyW + SV - 1) / SV, "strip count");
     call.dyStride = call.stripCount * SV;
-    int64_t tapBlocks = 1, spread = 0;
+    // Blocks: runs of at most K consecutive columns of one tap row, from
+    // each channel block's (du, dv)-sorted taps; a column of a run without
+    // a live tap is computed and dropped.
+    struct TapRun {
+      int du, dv; // the run's first column
+    };
+    std::vector<std::vector<TapRun>> runs(blocks);
+    int64_t tapBlocks = 1;
     for (int64_t u = 0; u < blocks; ++u) {
-      const int64_t first = g.channelBegin[u], count = g.channelBegin[u + 1] - first;
-      tapBlocks = std::max<int64_t>(tapBlocks, (count + K - 1) / K);
-      for (int64_t b = 0; b * K < count; ++b) {
-        const int64_t last = first + std::min<int64_t>(count, b * K + K) - 1;
-        spread = std::max<int64_t>(spread, g.du[last] - g.du[first + b * K]);
-      }
+      for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; ++t)
+        if (runs[u].empty() || runs[u].back().du != g.du[t] || g.dv[t] - runs[u].back().dv >= K)
+          runs[u].push_back({g.du[t], g.dv[t]});
+      tapBlocks = std::max<int64_t>(tapBlocks, static_cast<int64_t>(runs[u].size()));
     }
-    call.padTop = toInt(spread, "padding");
+    // A block's taps share one row, so the dy rows it runs over keep its
+    // reads inside the image rows: no rows of padding. Columns reach K - 1
+    // past the last tap column (the unused columns of a run).
+    call.padTop = 0;
     call.padLeft = std::max(0, -g.dvMin);
-    call.stride = toInt(call.padLeft + std::max<int64_t>(xW, call.dyStride + std::max(0, g.dvMax)),
-                        "padded plane width");
-    call.planeRows = toInt(xH + 2 * spread, "padded plane height");
+    call.stride =
+        toInt(call.padLeft + std::max<int64_t>(xW, call.dyStride + std::max(0, g.dvMax + K - 1)),
+              "padded plane width");
+    call.planeRows = toInt(xH, "padded plane height");
     toInt(int64_t{call.planeRows} * call.stride * V, "padded plane size");
     const int B = toInt(tapBlocks, "tap blocks");
-    call.offsets = Buffer<int32_t>(K, B, NB);
+    call.offsets = Buffer<int32_t>(B, NB);
     call.rows = Buffer<int32_t>(2, B, NB);
     call.output = Buffer<float>(V, K, B, NB);
     call.offsets.fill(0);
@@ -512,20 +521,22 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
     run.outputIndex.assign(g.numTaps(), 0);
     int64_t offMin = 0, offMax = 0;
     for (int64_t u = 0; u < blocks; ++u) {
-      const int64_t first = g.channelBegin[u], count = g.channelBegin[u + 1] - first;
-      for (int64_t b = 0; b * K < count; ++b) {
-        for (int64_t k = 0; k < K && b * K + k < count; ++k) {
-          const int64_t t = first + b * K + k;
-          const int64_t offset = int64_t{g.du[t]} * call.stride + g.dv[t];
-          call.offsets(static_cast<int>(k), static_cast<int>(b), static_cast<int>(u)) =
-              toInt(offset, "tap offset");
-          offMin = std::min(offMin, offset);
-          offMax = std::max(offMax, offset);
-          run.outputIndex[t] = toInt(((u * B + b) * K + k) * V, "dW index");
-        }
-        const auto [rowLo, rowHi] = weightBlockRows(g, u, b, K, dyH, xH);
-        call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(rowLo, "row");
-        call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(rowHi, "row");
+      for (size_t b = 0; b < runs[u].size(); ++b) {
+        const TapRun &r = runs[u][b];
+        const int64_t offset = int64_t{r.du} * call.stride + r.dv;
+        call.offsets(static_cast<int>(b), static_cast<int>(u)) = toInt(offset, "tap offset");
+        offMin = std::min(offMin, offset);
+        offMax = std::max(offMax, offset);
+        const int64_t lo = std::max<int64_t>(0, -r.du), hi = std::min<int64_t>(dyH, xH - r.du);
+        call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(lo, "row");
+        call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(std::max(lo, hi), "row");
+      }
+      size_t b = 0;
+      for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; ++t) {
+        while (runs[u][b].du != g.du[t] || g.dv[t] - runs[u][b].dv >= K)
+          ++b;
+        run.outputIndex[t] = toInt(
+            ((u * B + static_cast<int64_t>(b)) * K + (g.dv[t] - runs[u][b].dv)) * V, "dW index");
       }
     }
     call.offsetMin = toInt(offMin, "tap offset");

@@ -418,6 +418,14 @@ TEST(HalideChannelsLast, DefaultPicksChannelsForSmallImagesWithManyChannels) {
   EXPECT_EQ(avx2.validate(), "");
   EXPECT_FALSE(defaultCpuSchedule(makeSpec(stage3, 4, false), 14, 14).channelsLast)
       << "four channels fill a quarter of a 16-lane vector";
+  // Backward-weight blocks are runs of one tap row: 5 taps for M x 5 + 5 x M
+  // + 5 x 5 (the wide branch on a transposed plane), strips of 8 pixels on
+  // 56-pixel rows and of 7 on 14-pixel rows (no padding either way).
+  const CpuSchedule s1 = defaultCpuSchedule(makeSpec(stage1, 124, false), 56, 56);
+  EXPECT_EQ(s1.weightTaps, 5);
+  EXPECT_EQ(s1.weightVectors, 8);
+  EXPECT_EQ(avx512.weightTaps, 5);
+  EXPECT_EQ(avx512.weightVectors, 7);
   // A schedule-less CpuLkConv takes it per call size, NHWC memory included.
   KernelSpec spec = makeSpec(stage3, 499, true);
   CpuLkConv chosen(spec);
