@@ -1,6 +1,7 @@
 #include "codegen/halide/BiasGradPipeline.h"
 
 #include "codegen/halide/HostJit.h"
+#include "codegen/halide/PipelineCache.h"
 
 #include <mutex>
 
@@ -10,7 +11,7 @@ namespace slak::codegen::cpu {
 
 struct BiasGradPipeline::Impl {
   ImageParam dy{Float(32), 4, "dy"};
-  Pipeline pipeline;
+  HostPipeline pipeline;
   std::mutex runMutex;
 };
 
@@ -18,8 +19,13 @@ std::shared_ptr<BiasGradPipeline> BiasGradPipeline::get() {
   static std::mutex mutex;
   static std::shared_ptr<BiasGradPipeline> cached;
   std::lock_guard<std::mutex> lock(mutex);
-  if (!cached)
+  if (!cached) {
+    // Kept in the pipeline store like the conv pipelines (one algorithm, no
+    // schedule fields: the key only names it).
+    static const std::string key = "bias-grad";
+    MakingPipeline naming(key);
     cached = std::make_shared<BiasGradPipeline>();
+  }
   return cached;
 }
 

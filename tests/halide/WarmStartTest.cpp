@@ -32,7 +32,7 @@ namespace slak::codegen::cpu {
 namespace {
 
 /// A small sparse SLaK layer (13x5 + 5x13 + 5x5) with `schedule`: forward,
-/// backward-data and backward-weight against the oracle.
+/// backward-data, backward-weight and the bias gradient against the oracle.
 void runLayerAgainstOracle(const CpuSchedule &schedule) {
   KernelSpec spec;
   spec.channels = 6;
@@ -73,6 +73,10 @@ void runLayerAgainstOracle(const CpuSchedule &schedule) {
   conv.backwardWeight(shape, x.data(), {dy[0].data()}, dwPtrs, 2);
   for (size_t b = 0; b < dw.size(); ++b)
     reference::expectNear(dw[b], dwRef[b], "backward-weight branch " + std::to_string(b));
+
+  std::vector<float> db(spec.channels, -7.0f);
+  conv.backwardBias(shape, {dy[0].data()}, db.data(), 2);
+  reference::expectNear(db, reference::backwardBias(spec, ref, dy), "bias gradient");
 }
 
 CpuSchedule scheduleA() {
