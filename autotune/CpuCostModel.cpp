@@ -222,10 +222,15 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
     // Splits cost at the full vector width here (measured on Zen 4:
     // 512-bit strips lose ~1.3x).
     const double split = s.alignLoads || cl ? 0.0 : (V - 1.0) / 16.0;
+    // Channels-last blocks are runs of K columns of one tap row: the K x SV
+    // multiply-adds share SV + K - 1 x loads (codegen/halide/TapPlan.h
+    // weightTapRuns); the width-vectorised blocks load x once per tap.
+    const double xLoads = cl ? SV + K - 1.0 : K * SV * (1 + split);
     auto stripCycles = [&](double loadRate, const char *&bound) {
       const double fma = K * SV * V / d.fmaLanesPerCycle;
-      const double loads = (SV + K * SV * (1 + split) + 2.0 * spilled) * V / loadRate;
-      const double issue = (K * SV + SV + 5 + 2.0 * spilled) / d.issuePerCycle;
+      const double loads = (SV + xLoads + 2.0 * spilled) * V / loadRate;
+      const double issue =
+          (K * SV + SV + (cl ? xLoads : 0.0) + 5 + 2.0 * spilled) / d.issuePerCycle;
       const double chain = SV * kFmaLatency; // each accumulator takes SV FMAs in a row
       return slowest({{fma, "fma"}, {loads, "load"}, {issue, "issue"}, {chain, "latency"}}, bound);
     };
@@ -237,6 +242,13 @@ CpuPrediction CpuCostModel::predict(const CpuSchedule &s, KernelKind kind) {
       const int64_t strips = ceilDiv(dyW, SW);
       double rowStrips = 0, blocks = 0;
       for (int64_t c = 0; c < C; ++c) {
+        if (cl) {
+          for (const codegen::cpu::TapRun &r : codegen::cpu::weightTapRuns(g, c, K, dyH, xH)) {
+            rowStrips += (r.rowEnd - r.rowBegin) * strips;
+            blocks += 1;
+          }
+          continue;
+        }
         const int64_t first = g.channelBegin[c], count = g.channelBegin[c + 1] - first;
         for (int64_t b = 0; b * K < count; ++b) {
           const auto [lo, hi] = codegen::cpu::weightBlockRows(g, c, b, K, dyH, xH);

@@ -489,17 +489,11 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
     call.stripCount = toInt((dyW + SV - 1) / SV, "strip count");
     call.dyStride = call.stripCount * SV;
     // Blocks: runs of at most K consecutive columns of one tap row, from
-    // each channel block's (du, dv)-sorted taps; a column of a run without
-    // a live tap is computed and dropped.
-    struct TapRun {
-      int du, dv; // the run's first column
-    };
+    // each channel block's (du, dv)-sorted taps.
     std::vector<std::vector<TapRun>> runs(blocks);
     int64_t tapBlocks = 1;
     for (int64_t u = 0; u < blocks; ++u) {
-      for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; ++t)
-        if (runs[u].empty() || runs[u].back().du != g.du[t] || g.dv[t] - runs[u].back().dv >= K)
-          runs[u].push_back({g.du[t], g.dv[t]});
+      runs[u] = weightTapRuns(g, u, K, dyH, xH);
       tapBlocks = std::max<int64_t>(tapBlocks, static_cast<int64_t>(runs[u].size()));
     }
     // A block's taps share one row, so the dy rows it runs over keep its
@@ -527,9 +521,8 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
         call.offsets(static_cast<int>(b), static_cast<int>(u)) = toInt(offset, "tap offset");
         offMin = std::min(offMin, offset);
         offMax = std::max(offMax, offset);
-        const int64_t lo = std::max<int64_t>(0, -r.du), hi = std::min<int64_t>(dyH, xH - r.du);
-        call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(lo, "row");
-        call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(std::max(lo, hi), "row");
+        call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(r.rowBegin, "row");
+        call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(r.rowEnd, "row");
       }
       size_t b = 0;
       for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; ++t) {

@@ -303,6 +303,21 @@ std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, 
   return {first - du0.begin(), last - du0.begin()};
 }
 
+std::vector<TapRun> weightTapRuns(const TapGroup &g, int64_t block, int K, int64_t dyH,
+                                  int64_t xH) {
+  std::vector<TapRun> runs;
+  for (int64_t t = g.channelBegin[block]; t < g.channelBegin[block + 1]; ++t)
+    if (runs.empty() || runs.back().du != g.du[t] || g.dv[t] - runs.back().dv >= K) {
+      TapRun r;
+      r.du = g.du[t];
+      r.dv = g.dv[t];
+      r.rowBegin = std::max<int64_t>(0, -r.du);
+      r.rowEnd = std::max(r.rowBegin, std::min<int64_t>(dyH, xH - r.du));
+      runs.push_back(r);
+    }
+  return runs;
+}
+
 std::pair<int64_t, int64_t> weightBlockRows(const TapGroup &g, int64_t c, int64_t b, int K,
                                             int64_t dyH, int64_t xH) {
   const int64_t first = g.channelBegin[c], count = g.channelBegin[c + 1] - first;

@@ -89,6 +89,20 @@ std::vector<std::vector<int>> pipelineRuns(const TapPlan &plan);
 std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, int64_t band, int R,
                                                int P, int64_t planeH);
 
+/// A channels-last backward-weight block: up to K consecutive columns of one
+/// tap row, starting at (du, dv); columns without a live tap are computed
+/// and dropped.
+struct TapRun {
+  int du = 0, dv = 0;
+  /// The dy rows [rowBegin, rowEnd) whose input row i + du lies in the
+  /// xH-row image.
+  int64_t rowBegin = 0, rowEnd = 0;
+};
+
+/// The runs of channel block `block` of `g` (taps sorted by (du, dv)), for
+/// dy images of dyH rows over xH-row inputs.
+std::vector<TapRun> weightTapRuns(const TapGroup &g, int64_t block, int K, int64_t dyH, int64_t xH);
+
 /// The dy rows [first, second) that backward-weight block b (taps
 /// [b * K, b * K + K) of channel c of `g`) reaches: rows i whose input row
 /// i + du lies in the xH-row image for some tap of the block.
