@@ -215,6 +215,8 @@ torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight
   // instead of a pass over the output and another in the backward.
   const auto w = scale.defined() ? weight * scale.unsqueeze(1) : weight;
   const auto b = scale.defined() && bias.defined() ? bias * scale : bias;
+  if (!residual.defined())
+    return linear(x, w, b);
   const auto shape = outputShape(x, weight.size(0));
   if (needsGrad({x, weight, bias, scale, residual}) || !onOneDnn(x, weight) ||
       residual.sizes() != c10::IntArrayRef(shape) || !residual.is_contiguous() ||

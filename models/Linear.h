@@ -26,7 +26,8 @@ torch::Tensor linear(const torch::Tensor &x, const torch::Tensor &weight,
 torch::Tensor linearGelu(const torch::Tensor &x, const torch::Tensor &weight,
                          const torch::Tensor &bias);
 
-/// residual + scale * (x W^T + b), scale per output feature (undefined: 1).
+/// residual + scale * (x W^T + b), scale per output feature (undefined: 1),
+/// residual undefined: none.
 /// Without gradients on the CPU, with residual laid out like the result, the
 /// scale is folded into the weights and the add runs inside the matmul.
 torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight,

@@ -243,9 +243,7 @@ struct SlakBlockImpl : torch::nn::Module {
       return models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma,
                                     input.permute({0, 2, 3, 1}))
           .permute({0, 3, 1, 2});
-    x = gamma.defined()
-            ? models::linear(hidden, pwconv2->weight * gamma.unsqueeze(1), pwconv2->bias * gamma)
-            : models::linear(hidden, pwconv2->weight, pwconv2->bias);
+    x = models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma, torch::Tensor());
     return input + dropPath(x.permute({0, 3, 1, 2}), dropPathRate, is_training());
   }
   std::shared_ptr<LargeKernelConv> largeKernel;

@@ -60,7 +60,7 @@ void scheduleChannelsLastWeightGrad(ChannelsLastWeightGradStages &st, const CpuS
 struct ChannelsLastWeightGradPipeline::Impl {
   ImageParam x{Float(32), 4, "x"}, dy{Float(32), 4, "dy"};
   ImageParam offsets{Int(32), 2, "offsets"}, rows{Int(32), 3, "rows"};
-  Param<int> padTop{"padTop"}, padLeft{"padLeft"}, stride{"stride"}, planeRows{"planeRows"};
+  Param<int> padLeft{"padLeft"}, stride{"stride"};
   Param<int> dyStride{"dyStride"}, stripCount{"stripCount"};
   Param<int> offsetMin{"offsetMin"}, offsetMax{"offsetMax"};
   HostPipeline pipeline;
@@ -85,11 +85,12 @@ void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGra
   st.x = x;
   st.dy = dy;
   Expr dh = transposed ? dy.dim(1).extent() : dy.dim(2).extent();
+  Expr xh = transposed ? x.dim(1).extent() : x.dim(2).extent();
   st.xp = Func("xp");
   st.xp(lane, p, cb, n) = 0.0f;
   st.rx = copyChannelBlocks(
       st.xp, x, transposed, V, cb, n,
-      [&](Expr col, Expr row) { return (row + padTop) * stride + col + padLeft; }, "copyX");
+      [&](Expr col, Expr row) { return row * stride + col + padLeft; }, "copyX");
   st.dyp = Func("dyp");
   st.dyp(lane, p, cb, n) = 0.0f;
   st.rd = copyChannelBlocks(
@@ -106,10 +107,10 @@ void ChannelsLastWeightGradPipeline::Impl::defineAlgorithm(ChannelsLastWeightGra
   // right of tap 0, so neighbouring taps and pixels load the same x vectors
   // (SV + K - 1 loads for SV x K multiply-adds).
   Expr offset = unsafe_promise_clamped(offsets(kb, cb), offsetMin, offsetMax) + kk;
-  // A block only runs over the dy rows its taps reach, so its reads stay
-  // within padTop rows of the image (the host sizes padTop for that).
-  Expr xAt = unsafe_promise_clamped((r.y + padTop) * stride + padLeft + r.z * SV + offset, 0,
-                                    planeRows * stride - SV);
+  // A block only runs over the dy rows whose input row (one per block) is
+  // in the image, so the x plane needs padding in columns only.
+  Expr xAt =
+      unsafe_promise_clamped(r.y * stride + padLeft + r.z * SV + offset, 0, xh * stride - SV);
   Expr dyAt = unsafe_promise_clamped(r.y * dyStride + r.z * SV, 0, dh * dyStride - SV);
   st.partial(lane, kk, kb, cb, n) +=
       st.dyp(lane, dyAt + r.x, cb, n) * st.xp(lane, xAt + r.x, cb, n);
@@ -156,10 +157,8 @@ void ChannelsLastWeightGradPipeline::run(ChannelsLastWeightGradCall &call) {
   params.set(im.dy, call.dy);
   params.set(im.offsets, call.offsets);
   params.set(im.rows, call.rows);
-  params.set(im.padTop, call.padTop);
   params.set(im.padLeft, call.padLeft);
   params.set(im.stride, call.stride);
-  params.set(im.planeRows, call.planeRows);
   params.set(im.dyStride, call.dyStride);
   params.set(im.stripCount, call.stripCount);
   params.set(im.offsetMin, call.offsetMin);

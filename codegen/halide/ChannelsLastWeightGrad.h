@@ -21,12 +21,11 @@ namespace slak::codegen::cpu {
 
 /// Run-time inputs of one channels-last backward-weight call (one group).
 struct ChannelsLastWeightGradCall {
-  Halide::Buffer<float> x, dy;             // [C, W, H, N] and [C, Wo, Ho, N], any strides
-  Halide::Buffer<int32_t> offsets;         // [blocks, channel blocks]: du * stride + dv of tap 0
-  Halide::Buffer<int32_t> rows;            // [2, blocks, channel blocks]: dy rows the block reaches
-  int padTop = 0, padLeft = 0, stride = 0; // padded x plane, in pixels
-  int planeRows = 0;                       // rows of the padded x plane
-  int dyStride = 0, stripCount = 0;        // dy plane: stripCount strips per row
+  Halide::Buffer<float> x, dy;      // [C, W, H, N] and [C, Wo, Ho, N], any strides
+  Halide::Buffer<int32_t> offsets;  // [blocks, channel blocks]: du * stride + dv of tap 0
+  Halide::Buffer<int32_t> rows;     // [2, blocks, channel blocks]: dy rows the block reaches
+  int padLeft = 0, stride = 0;      // x plane padded in columns, in pixels
+  int dyStride = 0, stripCount = 0; // dy plane: stripCount strips per row
   int offsetMin = 0, offsetMax = 0;
   Halide::Buffer<float> output; // [vectorWidth, weightTaps, blocks, channel blocks]
 };

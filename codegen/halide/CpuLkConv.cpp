@@ -497,15 +497,13 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
       tapBlocks = std::max<int64_t>(tapBlocks, static_cast<int64_t>(runs[u].size()));
     }
     // A block's taps share one row, so the dy rows it runs over keep its
-    // reads inside the image rows: no rows of padding. Columns reach K - 1
-    // past the last tap column (the unused columns of a run).
-    call.padTop = 0;
+    // reads inside the image rows: the plane is padded in columns only, and
+    // reaches K - 1 past the last tap column (the unused columns of a run).
     call.padLeft = std::max(0, -g.dvMin);
     call.stride =
         toInt(call.padLeft + std::max<int64_t>(xW, call.dyStride + std::max(0, g.dvMax + K - 1)),
               "padded plane width");
-    call.planeRows = toInt(xH, "padded plane height");
-    toInt(int64_t{call.planeRows} * call.stride * V, "padded plane size");
+    toInt(xH * call.stride * V, "padded plane size");
     const int B = toInt(tapBlocks, "tap blocks");
     call.offsets = Buffer<int32_t>(B, NB);
     call.rows = Buffer<int32_t>(2, B, NB);
@@ -524,12 +522,11 @@ void CpuLkConv::prepareChannelsLast(Prepared &prep) {
         call.rows(0, static_cast<int>(b), static_cast<int>(u)) = toInt(r.rowBegin, "row");
         call.rows(1, static_cast<int>(b), static_cast<int>(u)) = toInt(r.rowEnd, "row");
       }
-      size_t b = 0;
-      for (int64_t t = g.channelBegin[u]; t < g.channelBegin[u + 1]; ++t) {
-        while (runs[u][b].du != g.du[t] || g.dv[t] - runs[u][b].dv >= K)
-          ++b;
-        run.outputIndex[t] = toInt(
-            ((u * B + static_cast<int64_t>(b)) * K + (g.dv[t] - runs[u][b].dv)) * V, "dW index");
+      for (size_t b = 0; b < runs[u].size(); ++b) {
+        const TapRun &r = runs[u][b];
+        for (int64_t t = r.firstTap; t < r.endTap; ++t)
+          run.outputIndex[t] =
+              toInt(((u * B + static_cast<int64_t>(b)) * K + (g.dv[t] - r.dv)) * V, "dW index");
       }
     }
     call.offsetMin = toInt(offMin, "tap offset");

@@ -306,15 +306,18 @@ std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, 
 std::vector<TapRun> weightTapRuns(const TapGroup &g, int64_t block, int K, int64_t dyH,
                                   int64_t xH) {
   std::vector<TapRun> runs;
-  for (int64_t t = g.channelBegin[block]; t < g.channelBegin[block + 1]; ++t)
+  for (int64_t t = g.channelBegin[block]; t < g.channelBegin[block + 1]; ++t) {
     if (runs.empty() || runs.back().du != g.du[t] || g.dv[t] - runs.back().dv >= K) {
       TapRun r;
       r.du = g.du[t];
       r.dv = g.dv[t];
+      r.firstTap = t;
       r.rowBegin = std::max<int64_t>(0, -r.du);
       r.rowEnd = std::max(r.rowBegin, std::min<int64_t>(dyH, xH - r.du));
       runs.push_back(r);
     }
+    runs.back().endTap = t + 1;
+  }
   return runs;
 }
 

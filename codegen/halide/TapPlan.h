@@ -94,6 +94,8 @@ std::pair<int64_t, int64_t> blocksReachingBand(const std::vector<int32_t> &du0, 
 /// and dropped.
 struct TapRun {
   int du = 0, dv = 0;
+  /// Its live taps: [firstTap, endTap) of the group's tap lists.
+  int64_t firstTap = 0, endTap = 0;
   /// The dy rows [rowBegin, rowEnd) whose input row i + du lies in the
   /// xH-row image.
   int64_t rowBegin = 0, rowEnd = 0;

@@ -26,9 +26,8 @@ bool sameFlatLayout(const at::Tensor &p, const at::Tensor &t) {
 }
 
 bool fusable(const at::Tensor &p, const torch::optim::AdamWParamState &state, bool amsgrad) {
-  const at::Tensor &grad = p.grad();
-  return p.device().is_cpu() && !grad.is_sparse() &&
-         (p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble) &&
+  const at::Tensor &grad = p.grad(); // dense: step() refuses sparse gradients
+  return p.device().is_cpu() && (p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble) &&
          p.is_non_overlapping_and_dense() && sameFlatLayout(p, grad) &&
          sameFlatLayout(p, state.exp_avg()) && sameFlatLayout(p, state.exp_avg_sq()) &&
          (!amsgrad || sameFlatLayout(p, state.max_exp_avg_sq()));
