@@ -75,6 +75,29 @@ if(_slak_want_TORCH)
   endif()
 endif()
 slak_dependency(TORCH "scripts/setup.sh (pip install torch into .venv)" Torch_FOUND)
+# ATen's at::parallel_for is a header template that splits work with
+# `#pragma omp parallel` only where the including file is compiled with
+# -fopenmp; elsewhere it runs the whole range on the calling thread.
+# slak_torch_openmp gives a target that flag and links the libgomp LibTorch
+# itself loads (the wheel ships its own next to libtorch_cpu.so), so the
+# loops run on LibTorch's OpenMP team and no second OpenMP runtime is loaded.
+if(SLAK_WITH_TORCH AND NOT TARGET slak_torch_openmp)
+  get_filename_component(_slak_torch_lib "${TORCH_LIBRARY}" DIRECTORY)
+  find_library(SLAK_TORCH_GOMP NAMES libgomp.so.1 gomp PATHS "${_slak_torch_lib}" NO_DEFAULT_PATH)
+  add_library(slak_torch_openmp INTERFACE)
+  if(SLAK_TORCH_GOMP)
+    target_compile_options(slak_torch_openmp INTERFACE -fopenmp)
+    target_link_libraries(slak_torch_openmp INTERFACE "${SLAK_TORCH_GOMP}")
+  else()
+    find_package(OpenMP COMPONENTS CXX)
+    if(OpenMP_CXX_FOUND)
+      target_link_libraries(slak_torch_openmp INTERFACE OpenMP::OpenMP_CXX)
+    else()
+      message(WARNING "No OpenMP for at::parallel_for: the fused BatchNorm, the GELU and the "
+                      "linears' transposes run on one thread")
+    endif()
+  endif()
+endif()
 # The Python whose torch the build uses: the package's and pytest's.
 if(_slak_want_TORCH AND NOT SLAK_PYTHON)
   foreach(py ${CMAKE_SOURCE_DIR}/.venv/bin/python python3)

@@ -1,5 +1,7 @@
 #include "models/Linear.h"
 
+#include "models/Gelu.h"
+
 #include <ATen/Config.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -7,10 +9,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include <immintrin.h>
 
@@ -99,11 +104,15 @@ __attribute__((target("avx2"))) void transpose8x8(const float *src, int64_t ldSr
 
 /// The transpose of a 2-D float tensor, contiguous: tiles of 64 x 64 (16 KiB
 /// read, 16 KiB written) split over LibTorch's threads, each made of 8 x 8
-/// register transposes where the host has AVX2 (scalar at the edges).
-torch::Tensor transposed(const torch::Tensor &a) {
+/// register transposes where the host has AVX2 (scalar at the edges). With
+/// onesRow the result has one more row, all ones (a matmul with it then
+/// also sums the other operand's rows: a bias gradient).
+torch::Tensor transposed(const torch::Tensor &a, bool onesRow = false) {
   const auto in = a.contiguous();
   const int64_t rows = in.size(0), cols = in.size(1);
-  auto out = torch::empty({cols, rows}, in.options());
+  auto out = torch::empty({cols + (onesRow ? 1 : 0), rows}, in.options());
+  if (onesRow)
+    out[cols].fill_(1.0f);
   const float *src = in.data_ptr<float>();
   float *dst = out.data_ptr<float>();
   static const bool avx2 = __builtin_cpu_supports("avx2");
@@ -130,6 +139,37 @@ torch::Tensor transposed(const torch::Tensor &a) {
   return out;
 }
 
+/// The gradients of a linear's weight and bias from its input x2d (M x K)
+/// and output gradient dy (M x N), as asked (undefined otherwise).
+///
+/// dW = dy^T x is a linear of dy^T with weight x^T. oneDNN reads the weight
+/// operand with any strides, but LibTorch copies the input operand
+/// contiguous with a generic strided copy (about 5 ms for a SLaK-T stage-1
+/// activation): the narrower of dy and x is transposed here with 8 x 8
+/// register tiles. Where x has fewer features, dW^T = x^T dy is computed and
+/// transposed back (weight-sized), and x^T gains a row of ones, so the same
+/// matmul also gives db = the column sums of dy (the wider operand, read
+/// once instead of twice).
+std::pair<torch::Tensor, torch::Tensor>
+weightAndBiasGrad(const torch::Tensor &x2d, const torch::Tensor &dy, bool weight, bool bias) {
+  torch::Tensor dw, db;
+  if (!weight && !bias)
+    return {dw, db};
+  const int64_t in = x2d.size(1);
+  if (weight && in < dy.size(1)) {
+    const auto dwT = matmul(transposed(x2d, bias), dy.t(), {});
+    dw = transposed(dwT.narrow(0, 0, in));
+    if (bias)
+      db = dwT[in];
+    return {dw, db};
+  }
+  if (weight)
+    dw = matmul(transposed(dy), x2d.t(), {});
+  if (bias)
+    db = dy.sum(0);
+  return {dw, db};
+}
+
 struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext *ctx, const torch::Tensor &x2d,
                                const torch::Tensor &weight,
@@ -144,28 +184,75 @@ struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunct
     const auto saved = ctx->get_saved_variables();
     const auto &x2d = saved[0], &weight = saved[1];
     const auto dy = grads[0].contiguous();
-    torch::Tensor dx, dw, db;
+    torch::Tensor dx;
     // dx = dy W: a linear with weight W^T, passed as the transposed view
     // (oneDNN packs the weight operand from any strides; a contiguous copy
     // through LibTorch costs 5 ms for a SLaK-T stage-4 weight).
     if (ctx->needs_input_grad(0))
       dx = matmul(dy, weight.t(), {});
-    // dW = dy^T x, a linear of dy^T with weight x^T. oneDNN reads the weight
-    // operand with any strides, but LibTorch copies the input operand
-    // contiguous with a generic strided copy (about 5 ms for a SLaK-T
-    // stage-1 activation): the narrower of dy and x is transposed here with
-    // 8 x 8 register tiles. Where x has fewer features, dW^T = x^T dy is
-    // computed and transposed back (weight-sized).
-    if (ctx->needs_input_grad(1))
-      dw = x2d.size(1) < dy.size(1) ? transposed(matmul(transposed(x2d), dy.t(), {}))
-                                    : matmul(transposed(dy), x2d.t(), {});
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2))
-      db = dy.sum(0);
+    auto [dw, db] = weightAndBiasGrad(x2d, dy, ctx->needs_input_grad(1),
+                                      ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2));
     return {dx, dw, db};
   }
 };
 
+/// A block's MLP, gelu(x W1^T + b1) W2^T + b2, as one autograd function:
+/// the forward keeps the GELU's slope (models/Gelu.h) instead of the first
+/// linear's output, and the backward multiplies by it inside the second
+/// linear's dx matmul (oneDNN's binary "mul" post-op), so the GELU's
+/// backward is no pass of its own. It keeps as many activations as the
+/// separate linear, GELU, linear functions: x, the GELU's output and its
+/// slope, where those keep x, the first linear's output and the GELU's.
+struct MlpFunction : public torch::autograd::Function<MlpFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext *ctx, const torch::Tensor &x2d,
+                               const torch::Tensor &w1, const std::optional<torch::Tensor> &b1,
+                               const torch::Tensor &w2, const std::optional<torch::Tensor> &b2) {
+    auto g = matmul(x2d, w1, b1.value_or(torch::Tensor()));
+    auto slope = torch::empty_like(g);
+    float *gp = g.data_ptr<float>(), *sp = slope.data_ptr<float>();
+    at::parallel_for(0, g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      geluWithSlope(gp + begin, gp + begin, sp + begin, end - begin); // in place
+    });
+    ctx->save_for_backward({x2d, w1, g, slope, w2});
+    ctx->saved_data["b1"] = b1.has_value();
+    ctx->saved_data["b2"] = b2.has_value();
+    return matmul(g, w2, b2.value_or(torch::Tensor()));
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext *ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x2d = saved[0], &w1 = saved[1], &g = saved[2], &slope = saved[3], &w2 = saved[4];
+    const auto dy = grads[0].contiguous();
+    const bool hasB1 = ctx->saved_data["b1"].toBool(), hasB2 = ctx->saved_data["b2"].toBool();
+    // needs_input_grad counts the tensors given: an absent b1 shifts w2.
+    const int w2Input = hasB1 ? 3 : 2;
+    const bool wantX = ctx->needs_input_grad(0), wantW1 = ctx->needs_input_grad(1),
+               wantB1 = hasB1 && ctx->needs_input_grad(2);
+    auto [dw2, db2] = weightAndBiasGrad(g, dy, ctx->needs_input_grad(w2Input),
+                                        hasB2 && ctx->needs_input_grad(w2Input + 1));
+    torch::Tensor dx, dw1, db1;
+    if (wantX || wantW1 || wantB1) {
+      // dh = (dy W2) * gelu'(h), the product inside the matmul's output pass.
+      const auto dh = oneDnnOps()->binary.call(dy, slope, w2.t(), std::nullopt, "mul");
+      if (wantX)
+        dx = matmul(dh, w1.t(), {});
+      std::tie(dw1, db1) = weightAndBiasGrad(x2d, dh, wantW1, wantB1);
+    }
+    return {dx, dw1, db1, dw2, db2};
+  }
+};
+
 } // namespace
+
+int parallelForThreads() {
+  std::atomic<int> threads{0};
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t begin, int64_t end) {
+    if (begin < end)
+      ++threads;
+  });
+  return threads.load();
+}
 
 bool oneDnnLinearApplies(const torch::Tensor &x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat && !x.is_mkldnn() &&
@@ -223,6 +310,27 @@ torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight
       residual.scalar_type() != torch::kFloat)
     return residual + linear(x, w, b);
   return oneDnnOps()->binary.call(rows(x), rows(residual), w, optional(b), "add").view(shape);
+}
+
+torch::Tensor mlp(const torch::Tensor &x, const torch::Tensor &w1, const torch::Tensor &b1,
+                  const torch::Tensor &w2, const torch::Tensor &b2, const torch::Tensor &scale,
+                  const torch::Tensor &residual) {
+  static const bool atenGelu = [] {
+    const char *choice = std::getenv("SLAK_GELU");
+    return choice && std::strcmp(choice, "torch") == 0;
+  }();
+  if (atenGelu || !needsGrad({x, w1, b1, w2, b2, scale}) || !onOneDnn(x, w1) ||
+      w2.scalar_type() != torch::kFloat || !geluVectorized())
+    return linearScaleAdd(linearGelu(x, w1, b1), w2, b2, scale, residual);
+  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == x.size(-1) && w2.dim() == 2 &&
+                  w2.size(1) == w1.size(0),
+              "slak mlp: input with ", x.size(-1), " features does not match weights ", w1.sizes(),
+              " and ", w2.sizes());
+  const auto w = scale.defined() ? w2 * scale.unsqueeze(1) : w2;
+  const auto b = scale.defined() && b2.defined() ? b2 * scale : b2;
+  auto y = MlpFunction::apply(rows(x), w1, optional(b1), w, optional(b))
+               .view(outputShape(x, w2.size(0)));
+  return residual.defined() ? residual + y : y;
 }
 
 } // namespace slak::models

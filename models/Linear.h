@@ -14,6 +14,11 @@
 
 namespace slak::models {
 
+/// How many of LibTorch's threads an at::parallel_for of this library's
+/// code runs on (LibTorch's thread count where it is built with OpenMP: see
+/// slak_torch_openmp in cmake/SlakDependencies.cmake; 1 if that is missing).
+int parallelForThreads();
+
 /// Whether linear() runs on oneDNN for this tensor.
 bool oneDnnLinearApplies(const torch::Tensor &x);
 
@@ -33,5 +38,15 @@ torch::Tensor linearGelu(const torch::Tensor &x, const torch::Tensor &weight,
 torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight,
                              const torch::Tensor &bias, const torch::Tensor &scale,
                              const torch::Tensor &residual);
+
+/// residual + scale * (gelu(x W1^T + b1) W2^T + b2): the MLP of a SLaK /
+/// ConvNeXt block (scale and residual may be undefined). With gradients on
+/// the CPU (oneDNN and an AVX-512 host) it is one autograd function that
+/// keeps the GELU's slope and applies it inside the second linear's
+/// backward matmul (SLAK_GELU=torch: LibTorch's GELU and its backward);
+/// otherwise linearGelu then linearScaleAdd.
+torch::Tensor mlp(const torch::Tensor &x, const torch::Tensor &w1, const torch::Tensor &b1,
+                  const torch::Tensor &w2, const torch::Tensor &b2, const torch::Tensor &scale,
+                  const torch::Tensor &residual);
 
 } // namespace slak::models

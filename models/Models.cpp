@@ -235,15 +235,15 @@ struct SlakBlockImpl : torch::nn::Module {
       gamma = register_parameter("gamma", torch::full({d}, layerScale));
   }
   torch::Tensor forward(const torch::Tensor &input) {
-    auto x = largeKernel->forward(input).permute({0, 2, 3, 1});
-    auto hidden = models::linearGelu(norm(x), pwconv1->weight, pwconv1->bias);
+    auto x = norm(largeKernel->forward(input).permute({0, 2, 3, 1}));
     // Without stochastic depth the layer scale and the residual add go with
-    // the second linear (one pass over the output on oneDNN, in eval).
+    // the MLP (in eval one pass over the output inside the second matmul).
     if (!is_training() || dropPathRate == 0.0)
-      return models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma,
-                                    input.permute({0, 2, 3, 1}))
+      return models::mlp(x, pwconv1->weight, pwconv1->bias, pwconv2->weight, pwconv2->bias, gamma,
+                         input.permute({0, 2, 3, 1}))
           .permute({0, 3, 1, 2});
-    x = models::linearScaleAdd(hidden, pwconv2->weight, pwconv2->bias, gamma, torch::Tensor());
+    x = models::mlp(x, pwconv1->weight, pwconv1->bias, pwconv2->weight, pwconv2->bias, gamma,
+                    torch::Tensor());
     return input + dropPath(x.permute({0, 3, 1, 2}), dropPathRate, is_training());
   }
   std::shared_ptr<LargeKernelConv> largeKernel;

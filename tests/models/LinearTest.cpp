@@ -2,8 +2,10 @@
 // forward and the three gradients, over the layouts the blocks pass (2-D,
 // NHWC from a channels-last tensor, a permuted NCHW tensor) and both shapes
 // of the weight gradient (fewer or more input than output features), plus
-// the fused GELU and scale-and-residual forms.
+// the fused GELU and scale-and-residual forms and the block MLP (forward and
+// all seven gradients against the unfused chain).
 #include "models/Linear.h"
+#include "models/Gelu.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -85,6 +87,14 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"tiles_up", {203, 40}, 160, true, 0}, Case{"tiles_down", {136, 160}, 40, true, 0}),
     [](const auto &info) { return info.param.name; });
 
+TEST(Linear, ParallelLoopsRunOnLibTorchsThreads) {
+  // at::parallel_for only splits where the caller is compiled with OpenMP.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(models::parallelForThreads(), 2);
+  at::set_num_threads(before);
+}
+
 TEST(Linear, OtherDtypesAndDevicesUseTorchLinear) {
   auto x = torch::randn({4, 3}, torch::kDouble);
   EXPECT_FALSE(models::oneDnnLinearApplies(x));
@@ -158,6 +168,76 @@ TEST(Linear, ScaleAndResidualWithGradientsMatchUnfused) {
   auto ref = torch::autograd::grad({want.pow(3).sum()}, {w, b, scale, residual});
   for (size_t i = 0; i < got.size(); ++i)
     expectClose(got[i], ref[i], "gradient " + std::to_string(i));
+}
+
+struct MlpCase {
+  std::string name;
+  std::vector<int64_t> shape; // input shape, features last
+  int64_t hidden;
+  bool bias, scale, residual;
+  int layout; // as Case::layout
+};
+
+class MlpCases : public ::testing::TestWithParam<MlpCase> {};
+
+TEST_P(MlpCases, ForwardAndGradientsMatchGeluOfLinears) {
+  const MlpCase &c = GetParam();
+  if (!models::geluVectorized())
+    GTEST_SKIP() << "no AVX-512: models::mlp runs linearGelu and linearScaleAdd here";
+  torch::manual_seed(11);
+  const int64_t in = c.shape.back();
+  auto x = makeInput({c.name, c.shape, 0, true, c.layout}).mul(2).requires_grad_(true);
+  auto w1 = (torch::randn({c.hidden, in}) / std::sqrt(double(in))).requires_grad_(true);
+  auto w2 = (torch::randn({in, c.hidden}) / std::sqrt(double(c.hidden))).requires_grad_(true);
+  auto b1 = c.bias ? torch::randn({c.hidden}).requires_grad_(true) : torch::Tensor();
+  auto b2 = c.bias ? torch::randn({in}).requires_grad_(true) : torch::Tensor();
+  auto scale = c.scale ? torch::randn({in}).requires_grad_(true) : torch::Tensor();
+  auto residual = c.residual ? torch::randn(x.sizes()).requires_grad_(true) : torch::Tensor();
+
+  auto y = models::mlp(x, w1, b1, w2, b2, scale, residual);
+  auto want = torch::linear(torch::gelu(torch::linear(x, w1, b1)), w2, b2);
+  if (c.scale)
+    want = want * scale;
+  if (c.residual)
+    want = want + residual;
+  expectClose(y, want, c.name + " forward");
+
+  std::vector<torch::Tensor> inputs{x, w1, w2};
+  std::vector<std::string> names{"dx", "dW1", "dW2"};
+  for (auto [t, n] :
+       {std::pair{b1, "db1"}, {b2, "db2"}, {scale, "dscale"}, {residual, "dresidual"}})
+    if (t.defined()) {
+      inputs.push_back(t);
+      names.push_back(n);
+    }
+  auto weighting = torch::randn(y.sizes());
+  auto got = torch::autograd::grad({(y * weighting).sum()}, inputs);
+  auto ref = torch::autograd::grad({(want * weighting).sum()}, inputs);
+  for (size_t i = 0; i < got.size(); ++i)
+    expectClose(got[i], ref[i], c.name + " " + names[i]);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, MlpCases,
+    ::testing::Values(MlpCase{"block_nhwc", {2, 5, 6, 16}, 64, true, true, true, 1},
+                      MlpCase{"rows_2d", {37, 24}, 96, true, false, false, 0},
+                      MlpCase{"no_bias_scale", {3, 4, 7, 13}, 52, false, true, false, 2},
+                      // Whole transpose tiles with edges, hidden not a multiple of 16.
+                      MlpCase{"tiles", {203, 40}, 150, true, true, true, 0}),
+    [](const auto &info) { return info.param.name; });
+
+TEST(Linear, MlpWithoutGradientsMatchesTheChain) {
+  torch::manual_seed(13);
+  auto x = makeInput({"", {2, 7, 7, 32}, 0, true, 1});
+  auto w1 = torch::randn({128, 32}) / 4, b1 = torch::randn({128});
+  auto w2 = torch::randn({32, 128}) / 8, b2 = torch::randn({32});
+  auto scale = torch::randn({32});
+  auto residual = torch::randn({2, 32, 7, 7})
+                      .contiguous(torch::MemoryFormat::ChannelsLast)
+                      .permute({0, 2, 3, 1});
+  auto want = residual + scale * torch::linear(torch::gelu(torch::linear(x, w1, b1)), w2, b2);
+  torch::NoGradGuard noGrad;
+  expectClose(models::mlp(x, w1, b1, w2, b2, scale, residual), want, "mlp, no grad");
 }
 
 } // namespace
