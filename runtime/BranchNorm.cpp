@@ -90,31 +90,12 @@ template <typename Body> std::vector<double> partialSums(int64_t rows, int64_t w
   return total;
 }
 
-/// Per-branch, per-channel sums over images and pixels of f(b, value index)
-/// for channels-last (rows = image pixels, inner loop over channels) or NCHW
-/// (rows = image channels, inner loop over pixels) layouts. `terms` values
-/// are accumulated per (branch, channel): term t of branch b lands in
-/// sums[(t * B + b) * C + c].
+/// NCHW layouts: per-branch, per-channel sums over images and pixels of
+/// term(t, b, y index, image index) (rows = image channels, inner loop over
+/// pixels). Term t of branch b lands in sums[(t * B + b) * C + c].
 template <int Terms, typename Term>
-std::vector<double> channelSums(const BranchLayout &l, int64_t branchesSummed, Term term) {
+std::vector<double> planeSums(const BranchLayout &l, int64_t branchesSummed, Term term) {
   const int64_t width = Terms * branchesSummed * l.channels;
-  if (l.channelsLast()) {
-    const int64_t rows = l.images * l.pixels;
-    return partialSums(rows, width, [&](int64_t r0, int64_t r1, double *acc) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t n = r / l.pixels, p = r % l.pixels;
-        const int64_t base = l.at(0, n, 0, p);
-        for (int64_t b = 0; b < branchesSummed; ++b) {
-          for (int t = 0; t < Terms; ++t) {
-            double *a = acc + (t * branchesSummed + b) * l.channels;
-#pragma omp simd
-            for (int64_t c = 0; c < l.channels; ++c)
-              a[c] += term(t, b, base + c, n * l.imageStride + p * l.pixelStride + c);
-          }
-        }
-      }
-    });
-  }
   const int64_t rows = l.images * l.channels;
   return partialSums(rows, width, [&](int64_t r0, int64_t r1, double *acc) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -134,28 +115,99 @@ std::vector<double> channelSums(const BranchLayout &l, int64_t branchesSummed, T
   });
 }
 
-/// Visits the elements in runs of consecutive memory: write(branch-0 index,
-/// image index, first channel, channel step, length). Channels-last runs
-/// are a pixel's channels (channel step 1), NCHW runs a channel's plane
-/// (channel step 0). The element of branch b is at branch-0 index + b *
-/// branchStride.
-template <typename Write> void forEachElement(const BranchLayout &l, Write write) {
-  if (l.channelsLast()) {
-    at::parallel_for(0, l.images * l.pixels, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t n = r / l.pixels, p = r % l.pixels;
-        write(l.at(0, n, 0, p), n * l.imageStride + p * l.pixelStride, int64_t{0}, int64_t{1},
-              l.channels);
-      }
-    });
-    return;
-  }
+/// NCHW layouts: visits each (image, channel) plane: write(branch-0 index,
+/// image index, channel, length). The element of branch b is at branch-0
+/// index + b * branchStride.
+template <typename Write> void forEachPlane(const BranchLayout &l, Write write) {
   at::parallel_for(0, l.images * l.channels, 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / l.channels, c = r % l.channels;
-      write(l.at(0, n, c, 0), n * l.imageStride + c * l.channelStride, c, int64_t{0}, l.pixels);
+      write(l.at(0, n, c, 0), n * l.imageStride + c * l.channelStride, c, l.pixels);
     }
   });
+}
+
+// Channels-last layouts: `rows` pixel rows of C channels, row r at r * C in
+// every tensor, branch b of y (and of its gradient) at b * branchStride.
+// Plain loops over channels, compiled for AVX-512, AVX2 + FMA and the
+// baseline and picked when the library loads (the rest of the library is
+// built for the baseline).
+#define SLAK_CHANNEL_LOOPS                                                                         \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+/// acc[b C + c] += y_b, acc[(B + b) C + c] += y_b^2.
+SLAK_CHANNEL_LOOPS void rowStatSums(const float *y, int64_t branchStride, int64_t B, int64_t C,
+                                    int64_t rows, double *acc) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < B; ++b) {
+      const float *__restrict yb = y + b * branchStride + r * C;
+      double *__restrict sum = acc + b * C;
+      double *__restrict squares = acc + (B + b) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const double v = yb[c];
+        sum[c] += v;
+        squares[c] += v * v;
+      }
+    }
+}
+
+/// acc[c] += g, acc[(B + b) C + c] += g y_b (acc[b C + c], b > 0, unused).
+SLAK_CHANNEL_LOOPS void rowGradSums(const float *y, int64_t branchStride, const float *g, int64_t B,
+                                    int64_t C, int64_t rows, double *acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *__restrict gr = g + r * C;
+    double *__restrict sum = acc;
+    for (int64_t c = 0; c < C; ++c)
+      sum[c] += gr[c];
+    for (int64_t b = 0; b < B; ++b) {
+      const float *__restrict yb = y + b * branchStride + r * C;
+      double *__restrict products = acc + (B + b) * C;
+      for (int64_t c = 0; c < C; ++c)
+        products[c] += static_cast<double>(gr[c]) * yb[c];
+    }
+  }
+}
+
+/// out = shift + sum_b y_b scale_b (scale [B, C], shift [C]).
+SLAK_CHANNEL_LOOPS void rowNormedSum(const float *y, int64_t branchStride, int64_t B, int64_t C,
+                                     int64_t rows, const float *scale, const float *shift,
+                                     float *out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float *__restrict o = out + r * C;
+    const float *__restrict y0 = y + r * C;
+    for (int64_t c = 0; c < C; ++c)
+      o[c] = shift[c] + y0[c] * scale[c];
+    for (int64_t b = 1; b < B; ++b) {
+      const float *__restrict yb = y + b * branchStride + r * C;
+      const float *__restrict sb = scale + b * C;
+      for (int64_t c = 0; c < C; ++c)
+        o[c] += yb[c] * sb[c];
+    }
+  }
+}
+
+/// dy_b = a_b g + k_b y_b + d_b (a, k, d [B, C]).
+SLAK_CHANNEL_LOOPS void rowBranchGrads(const float *y, int64_t branchStride, const float *g,
+                                       int64_t B, int64_t C, int64_t rows, const float *a,
+                                       const float *k, const float *d, float *dy) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *__restrict gr = g + r * C;
+    for (int64_t b = 0; b < B; ++b) {
+      const float *__restrict yb = y + b * branchStride + r * C;
+      float *__restrict db = dy + b * branchStride + r * C;
+      const float *__restrict ab = a + b * C, *__restrict kb = k + b * C,
+                              *__restrict dd = d + b * C;
+      for (int64_t c = 0; c < C; ++c)
+        db[c] = ab[c] * gr[c] + kb[c] * yb[c] + dd[c];
+    }
+  }
+}
+
+/// Channels-last rows split over LibTorch's threads.
+/// rows(count, offset of the first).
+template <typename Rows> void forEachRowRange(const BranchLayout &l, Rows rows) {
+  at::parallel_for(0, l.images * l.pixels, 64,
+                   [&](int64_t r0, int64_t r1) { rows(r1 - r0, r0 * l.channels); });
 }
 
 struct FusedBranchNorm : public torch::autograd::Function<FusedBranchNorm> {
@@ -168,10 +220,16 @@ struct FusedBranchNorm : public torch::autograd::Function<FusedBranchNorm> {
     const int64_t B = l.branches, C = l.channels;
     const double count = static_cast<double>(l.images * l.pixels);
     const float *yp = y.data_ptr<float>();
-    const auto sums = channelSums<2>(l, B, [&](int t, int64_t b, int64_t i, int64_t) {
-      const double v = yp[i + b * l.branchStride];
-      return t == 0 ? v : v * v;
-    });
+    const auto sums =
+        l.channelsLast()
+            ? partialSums(l.images * l.pixels, 2 * B * C,
+                          [&](int64_t r0, int64_t r1, double *acc) {
+                            rowStatSums(yp + r0 * C, l.branchStride, B, C, r1 - r0, acc);
+                          })
+            : planeSums<2>(l, B, [&](int t, int64_t b, int64_t i, int64_t) {
+                const double v = yp[i + b * l.branchStride];
+                return t == 0 ? v : v * v;
+              });
     auto mean = at::empty({B, C}, y.options());
     auto var = at::empty({B, C}, y.options());
     auto invstd = at::empty({B, C}, y.options());
@@ -194,32 +252,25 @@ struct FusedBranchNorm : public torch::autograd::Function<FusedBranchNorm> {
       }
     at::Tensor out = imageLike(y, l);
     float *op = out.data_ptr<float>();
-    forEachElement(l, [&](int64_t yi, int64_t oi, int64_t c0, int64_t cStep, int64_t len) {
-      float *o = op + oi;
-      if (cStep) { // channels-last: a row of channels
+    if (l.channelsLast()) {
+      forEachRowRange(l, [&](int64_t rows, int64_t at) {
+        rowNormedSum(yp + at, l.branchStride, B, C, rows, scale.data(), shift.data(), op + at);
+      });
+    } else {
+      forEachPlane(l, [&](int64_t yi, int64_t oi, int64_t c, int64_t len) {
+        const float s0 = scale[c], sh = shift[c];
+        float *o = op + oi;
 #pragma omp simd
         for (int64_t j = 0; j < len; ++j)
-          o[j] = shift[j] + yp[yi + j] * scale[j];
+          o[j] = sh + yp[yi + j] * s0;
         for (int64_t b = 1; b < B; ++b) {
-          const float *yb = yp + yi + b * l.branchStride, *sb = scale.data() + b * C;
+          const float *yb = yp + yi + b * l.branchStride, sb = scale[b * C + c];
 #pragma omp simd
           for (int64_t j = 0; j < len; ++j)
-            o[j] += yb[j] * sb[j];
+            o[j] += yb[j] * sb;
         }
-        return;
-      }
-      // NCHW: a plane of one channel.
-      const float s0 = scale[c0], sh = shift[c0];
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j)
-        o[j] = sh + yp[yi + j] * s0;
-      for (int64_t b = 1; b < B; ++b) {
-        const float *yb = yp + yi + b * l.branchStride, sb = scale[b * C + c0];
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j)
-          o[j] += yb[j] * sb;
-      }
-    });
+      });
+    }
     ctx->save_for_backward({y, gamma, mean, invstd});
     ctx->mark_non_differentiable({mean, var});
     return {out, mean, var};
@@ -241,10 +292,16 @@ struct FusedBranchNorm : public torch::autograd::Function<FusedBranchNorm> {
     const float *yp = y.data_ptr<float>(), *gp = g.data_ptr<float>();
     // Term 0 of branch 0: sum g; term 1 of branch b: sum g * y_b. (Term 0 of
     // the other branches repeats sum g and is not read.)
-    const auto sums = channelSums<2>(l, B, [&](int t, int64_t b, int64_t i, int64_t gi) {
-      const double gv = gp[gi];
-      return t == 0 ? (b == 0 ? gv : 0.0) : gv * yp[i + b * l.branchStride];
-    });
+    const auto sums = l.channelsLast()
+                          ? partialSums(l.images * l.pixels, 2 * B * C,
+                                        [&](int64_t r0, int64_t r1, double *acc) {
+                                          rowGradSums(yp + r0 * C, l.branchStride, gp + r0 * C, B,
+                                                      C, r1 - r0, acc);
+                                        })
+                          : planeSums<2>(l, B, [&](int t, int64_t b, int64_t i, int64_t gi) {
+                              const double gv = gp[gi];
+                              return t == 0 ? (b == 0 ? gv : 0.0) : gv * yp[i + b * l.branchStride];
+                            });
     const auto gamma = saved[1].contiguous(), mean = saved[2], invstd = saved[3];
     const float *gmp = gamma.data_ptr<float>(), *mp = mean.data_ptr<float>(),
                 *sp = invstd.data_ptr<float>();
@@ -264,25 +321,25 @@ struct FusedBranchNorm : public torch::autograd::Function<FusedBranchNorm> {
         k[i] = static_cast<float>(kk);
         d[i] = static_cast<float>(-ga * sg / count - kk * m);
       }
-    at::Tensor dy = at::empty_like(y);
+    // dy has y's strides, so one index serves both.
+    at::Tensor dy = at::empty_strided(y.sizes(), y.strides(), y.options());
     float *dp = dy.data_ptr<float>();
-    // dy has y's strides (empty_like keeps a dense layout's strides).
-    forEachElement(l, [&](int64_t yi, int64_t gi, int64_t c0, int64_t cStep, int64_t len) {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t off = yi + b * l.branchStride;
-        const float *ab = a.data() + b * C, *kb = k.data() + b * C, *db = d.data() + b * C;
-        if (cStep) {
-#pragma omp simd
-          for (int64_t j = 0; j < len; ++j)
-            dp[off + j] = ab[j] * gp[gi + j] + kb[j] * yp[off + j] + db[j];
-        } else {
-          const float aa = ab[c0], kk = kb[c0], dd = db[c0];
+    if (l.channelsLast()) {
+      forEachRowRange(l, [&](int64_t rows, int64_t at) {
+        rowBranchGrads(yp + at, l.branchStride, gp + at, B, C, rows, a.data(), k.data(), d.data(),
+                       dp + at);
+      });
+    } else {
+      forEachPlane(l, [&](int64_t yi, int64_t gi, int64_t c, int64_t len) {
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t off = yi + b * l.branchStride;
+          const float aa = a[b * C + c], kk = k[b * C + c], dd = d[b * C + c];
 #pragma omp simd
           for (int64_t j = 0; j < len; ++j)
             dp[off + j] = aa * gp[gi + j] + kk * yp[off + j] + dd;
         }
-      }
-    });
+      });
+    }
     return {dy, dgamma, dbeta, at::Tensor()};
   }
 };
