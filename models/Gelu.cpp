@@ -27,9 +27,9 @@ constexpr float kInvSqrt2 = 0.707106781f, kInvSqrt2Pi = 0.398942280f;
 // +-inf).
 constexpr float kTail = 10.0f;
 
-/// The scalar form (the vectors' tail, hosts without AVX-512), same
-/// definitions through the C library's erf and exp.
-void geluScalar(const float *h, float *g, float *slope, int64_t n) {
+} // namespace
+
+void geluWithSlopeScalar(const float *h, float *g, float *slope, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float x = h[i];
     const float cdf = 0.5f + 0.5f * std::erf(x * kInvSqrt2);
@@ -40,6 +40,8 @@ void geluScalar(const float *h, float *g, float *slope, int64_t n) {
     g[i] = x < -kTail ? 0.0f : x * cdf;
   }
 }
+
+namespace {
 
 __attribute__((target("avx512f"))) inline __m512 erfVector(__m512 x) {
   const __m512 absX = _mm512_abs_ps(x);
@@ -105,11 +107,7 @@ void geluWithSlope(const float *h, float *g, float *slope, int64_t n) {
   if (geluVectorized())
     geluAvx512(h, g, slope, n);
   else
-    geluScalar(h, g, slope, n);
-}
-
-void geluWithSlopeScalar(const float *h, float *g, float *slope, int64_t n) {
-  geluScalar(h, g, slope, n);
+    geluWithSlopeScalar(h, g, slope, n);
 }
 
 } // namespace slak::models

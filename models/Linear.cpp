@@ -38,10 +38,16 @@ struct OneDnnOps {
   c10::TypedOperatorHandle<PointwiseBinary> binary;
 };
 
+/// Whether the environment variable `name` is "torch" (LibTorch's own op
+/// asked for instead of this file's).
+bool torchAskedFor(const char *name) {
+  const char *choice = std::getenv(name);
+  return choice && std::strcmp(choice, "torch") == 0;
+}
+
 const std::optional<OneDnnOps> &oneDnnOps() {
   static const std::optional<OneDnnOps> ops = []() -> std::optional<OneDnnOps> {
-    const char *choice = std::getenv("SLAK_LINEAR");
-    if ((choice && std::strcmp(choice, "torch") == 0) || !at::hasMKLDNN())
+    if (torchAskedFor("SLAK_LINEAR") || !at::hasMKLDNN())
       return std::nullopt;
     auto &dispatcher = c10::Dispatcher::singleton();
     auto unary = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
@@ -295,13 +301,24 @@ torch::Tensor linearGelu(const torch::Tensor &x, const torch::Tensor &weight,
   return matmul(rows(x), weight, bias, "gelu").view(outputShape(x, weight.size(0)));
 }
 
+namespace {
+
+/// weight and bias times a per-output-feature scale (undefined: as they
+/// are). The scale rides on the weights (weight-sized work, differentiable)
+/// instead of a pass over the output and another in the backward.
+std::pair<torch::Tensor, torch::Tensor>
+scaled(const torch::Tensor &weight, const torch::Tensor &bias, const torch::Tensor &scale) {
+  if (!scale.defined())
+    return {weight, bias};
+  return {weight * scale.unsqueeze(1), bias.defined() ? bias * scale : bias};
+}
+
+} // namespace
+
 torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight,
                              const torch::Tensor &bias, const torch::Tensor &scale,
                              const torch::Tensor &residual) {
-  // The scale rides on the weights (weight-sized work, differentiable)
-  // instead of a pass over the output and another in the backward.
-  const auto w = scale.defined() ? weight * scale.unsqueeze(1) : weight;
-  const auto b = scale.defined() && bias.defined() ? bias * scale : bias;
+  const auto [w, b] = scaled(weight, bias, scale);
   if (!residual.defined())
     return linear(x, w, b);
   const auto shape = outputShape(x, weight.size(0));
@@ -315,10 +332,7 @@ torch::Tensor linearScaleAdd(const torch::Tensor &x, const torch::Tensor &weight
 torch::Tensor mlp(const torch::Tensor &x, const torch::Tensor &w1, const torch::Tensor &b1,
                   const torch::Tensor &w2, const torch::Tensor &b2, const torch::Tensor &scale,
                   const torch::Tensor &residual) {
-  static const bool atenGelu = [] {
-    const char *choice = std::getenv("SLAK_GELU");
-    return choice && std::strcmp(choice, "torch") == 0;
-  }();
+  static const bool atenGelu = torchAskedFor("SLAK_GELU");
   if (atenGelu || !needsGrad({x, w1, b1, w2, b2, scale}) || !onOneDnn(x, w1) ||
       w2.scalar_type() != torch::kFloat || !geluVectorized())
     return linearScaleAdd(linearGelu(x, w1, b1), w2, b2, scale, residual);
@@ -326,8 +340,7 @@ torch::Tensor mlp(const torch::Tensor &x, const torch::Tensor &w1, const torch::
                   w2.size(1) == w1.size(0),
               "slak mlp: input with ", x.size(-1), " features does not match weights ", w1.sizes(),
               " and ", w2.sizes());
-  const auto w = scale.defined() ? w2 * scale.unsqueeze(1) : w2;
-  const auto b = scale.defined() && b2.defined() ? b2 * scale : b2;
+  const auto [w, b] = scaled(w2, b2, scale);
   auto y = MlpFunction::apply(rows(x), w1, optional(b1), w, optional(b))
                .view(outputShape(x, w2.size(0)));
   return residual.defined() ? residual + y : y;
